@@ -1,0 +1,27 @@
+# runledger: the two commands a fresh machine needs are `make run` and `make test`.
+GO      ?= go
+BIN     := bin/runledger
+PKGS    := ./...
+
+.PHONY: run build test vet fmt-check fuzz bench clean
+
+## run: local PostgreSQL under ./.data, migrate, serve, print tokens and curl lines
+run: build
+	./$(BIN) dev
+
+build:
+	$(GO) build -o $(BIN) ./cmd/runledger
+
+## test: vet, then every test against a private PostgreSQL cluster the tests start themselves
+test: vet fmt-check
+	$(GO) test -race -count=1 -timeout 8m $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+clean:
+	rm -rf bin .data

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/runledger/runledger/domain"
+)
+
+// Config is the service configuration; every flag has an environment equivalent.
+type Config struct {
+	DatabaseURL          string
+	Addr                 string
+	StaleAfter           time.Duration
+	ReapInterval         time.Duration
+	HeartbeatMinInterval time.Duration
+	AuthSecret           string
+	LogLevel             string
+	NoMigrate            bool
+}
+
+// bindCommon registers the flags shared by the commands that touch the
+// database; defaults come from the environment, then the contract's defaults.
+func (c *Config) bindCommon(fs *flag.FlagSet) {
+	fs.StringVar(&c.DatabaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL (env DATABASE_URL)")
+	fs.StringVar(&c.LogLevel, "log-level", envOr("RUNLEDGER_LOG_LEVEL", "info"), "debug, info, warn or error (env RUNLEDGER_LOG_LEVEL)")
+	c.AuthSecret = os.Getenv("RUNLEDGER_AUTH_SECRET") // never a flag: flags show up in ps
+}
+
+// bindServe registers the flags of serve and dev.
+func (c *Config) bindServe(fs *flag.FlagSet) {
+	c.bindCommon(fs)
+	fs.StringVar(&c.Addr, "addr", envOr("RUNLEDGER_ADDR", "127.0.0.1:8080"), "listen address (env RUNLEDGER_ADDR)")
+	fs.Func("stale-after", "TTL after which a silent run is not active (env RUNLEDGER_STALE_AFTER, default 15m)", durationFlag(&c.StaleAfter))
+	fs.Func("reap-interval", "how often the reaper looks for silent runs (env RUNLEDGER_REAP_INTERVAL, default 10s)", durationFlag(&c.ReapInterval))
+	fs.Func("heartbeat-min-interval", "least time between stored heartbeats (env RUNLEDGER_HEARTBEAT_MIN_INTERVAL, default 5s)", durationFlag(&c.HeartbeatMinInterval))
+	fs.BoolVar(&c.NoMigrate, "no-migrate", false, "do not apply migrations at start")
+	c.StaleAfter = envDuration("RUNLEDGER_STALE_AFTER", 15*time.Minute)
+	c.ReapInterval = envDuration("RUNLEDGER_REAP_INTERVAL", 10*time.Second)
+	c.HeartbeatMinInterval = envDuration("RUNLEDGER_HEARTBEAT_MIN_INTERVAL", 5*time.Second)
+}
+
+// Policy returns the domain policy, or an error naming the bad setting.
+func (c *Config) Policy() (domain.Policy, error) {
+	p := domain.Policy{StaleAfter: c.StaleAfter, HeartbeatMinInterval: c.HeartbeatMinInterval}
+	if err := p.Validate(); err != nil {
+		return p, fmt.Errorf("configuration: %w", err)
+	}
+	if c.ReapInterval <= 0 {
+		return p, fmt.Errorf("configuration: --reap-interval must be positive")
+	}
+	return p, nil
+}
+
+func envOr(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+// envDuration reads a duration from the environment; a malformed value is a
+// startup error reported by exitf, not silently replaced.
+func envDuration(key string, def time.Duration) time.Duration {
+	v := os.Getenv(key)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		exitf(2, "%s=%q: %v", key, v, err)
+	}
+	return d
+}
+
+func durationFlag(dst *time.Duration) func(string) error {
+	return func(s string) error {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		*dst = d
+		return nil
+	}
+}
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToLower(level))); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
+
+func exitf(code int, format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "runledger: "+format+"\n", args...)
+	os.Exit(code)
+}

@@ -1,0 +1,124 @@
+// Command runledger is the run ledger service and its operations tools:
+// dev, serve, migrate, rebuild, verify, audit and token.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/runledger/runledger/migrations"
+)
+
+const usage = `runledger: outbound-call queue runs that cannot get stuck.
+
+Usage:
+  runledger dev                  local PostgreSQL under ./.data, migrate, serve, print tokens and curl lines
+  runledger serve                migrate (unless --no-migrate) and serve against DATABASE_URL
+  runledger migrate              apply migrations and exit
+  runledger rebuild [--projection NAME]   online rebuild of read models
+  runledger verify               diff live read models against a fresh rebuild; exit 1 on difference
+  runledger audit --business B [--run R] [--since T] [--until T] [--at T] [--json]
+  runledger token --business B --role R [--ttl D]
+
+Run 'runledger COMMAND -h' for a command's flags.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	commands := map[string]func(context.Context, []string) error{
+		"migrate": runMigrate,
+	}
+	name, args := os.Args[1], os.Args[2:]
+	cmd, ok := commands[name]
+	if !ok {
+		if name == "-h" || name == "--help" || name == "help" {
+			fmt.Print(usage)
+			return
+		}
+		fmt.Fprintf(os.Stderr, "runledger: unknown command %q\n\n%s", name, usage)
+		os.Exit(2)
+	}
+	if err := cmd(ctx, args); err != nil {
+		var exit exitError
+		if errors.As(err, &exit) {
+			os.Exit(int(exit))
+		}
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "runledger:", err)
+		os.Exit(1)
+	}
+}
+
+// exitError ends the process with a code after the command printed its own report.
+type exitError int
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// parse parses a command's flags and refuses stray arguments.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+	}
+	return nil
+}
+
+func openPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	if url == "" {
+		return nil, errors.New("DATABASE_URL is not set (or use `runledger dev` for a local database)")
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to %s: %w", cfg.ConnConfig.Host, err)
+	}
+	return pool, nil
+}
+
+func runMigrate(ctx context.Context, args []string) error {
+	var cfg Config
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	cfg.bindCommon(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	pool, err := openPool(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	applied, err := migrations.Apply(ctx, pool)
+	if err != nil {
+		return err
+	}
+	if len(applied) == 0 {
+		fmt.Println("migrate: up to date")
+	}
+	for _, name := range applied {
+		fmt.Println("migrate: applied", name)
+	}
+	return nil
+}

@@ -1,0 +1,85 @@
+package domain
+
+import (
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Status is where a run is in its life: running, then exactly one terminal status.
+type Status string
+
+// The statuses of a run.
+const (
+	StatusRunning   Status = "running"
+	StatusCompleted Status = "completed"
+	StatusFailed    Status = "failed"
+	StatusCancelled Status = "cancelled"
+)
+
+// EndReason says why a run ended.
+type EndReason string
+
+// The reasons a run ends.
+const (
+	EndCompleted    EndReason = "completed"     // the worker finished the list
+	EndWorkerFailed EndReason = "worker_failed" // the worker reported a failure
+	EndCancelled    EndReason = "cancelled"     // a user asked, and the worker stopped (or went silent after the request)
+	EndCancelForced EndReason = "cancel_forced" // a user cancelled a run that was already silent past the TTL
+	EndStale        EndReason = "stale"         // the worker went silent past the TTL
+)
+
+// Run is the state of one run, folded from its events by Evolve. The zero
+// Run (Version 0) is a run that does not exist yet.
+type Run struct {
+	ID                uuid.UUID `json:"run_id"`
+	BusinessID        string    `json:"business_id"`
+	WorkerID          string    `json:"worker_id"`
+	Status            Status    `json:"status"`
+	CancelRequested   bool      `json:"cancel_requested"`
+	CancelReason      string    `json:"cancel_reason,omitempty"`
+	CancelRequestedBy string    `json:"cancel_requested_by,omitempty"`
+	CancelDelivered   bool      `json:"cancel_delivered,omitempty"`
+	CancelForced      bool      `json:"cancel_forced,omitempty"`
+	TotalCalls        int       `json:"total_calls"`
+	CompletedCalls    int       `json:"completed_calls"`
+	FailedCalls       int       `json:"failed_calls"`
+	StartedAt         time.Time `json:"started_at"`
+	// LastActivityAt is the server time of the last sign of life: the start
+	// or the last stored heartbeat. Liveness is judged from it alone.
+	LastActivityAt time.Time `json:"last_activity_at"`
+	EndedAt        time.Time `json:"ended_at,omitzero"`
+	EndReason      EndReason `json:"end_reason,omitempty"`
+	LastError      string    `json:"last_error,omitempty"`
+	// AbandonedCalls is the number of calls still pending when the run was
+	// ended by the stale rule.
+	AbandonedCalls int   `json:"abandoned_calls,omitempty"`
+	Version        int64 `json:"version"`
+}
+
+// Exists reports whether the run has been started.
+func (r Run) Exists() bool { return r.Version > 0 }
+
+// Ended reports whether the run has reached a terminal status.
+func (r Run) Ended() bool { return r.Exists() && r.Status != StatusRunning }
+
+// PendingCalls is the number of calls neither completed nor failed.
+func (r Run) PendingCalls() int { return r.TotalCalls - r.CompletedCalls - r.FailedCalls }
+
+// StaleAt is the instant from which the run counts as silent, given the TTL.
+func (r Run) StaleAt(ttl time.Duration) time.Time { return r.LastActivityAt.Add(ttl) }
+
+// SilentFor is how long the run has shown no sign of life at now.
+func (r Run) SilentFor(now time.Time) time.Duration { return now.Sub(r.LastActivityAt) }
+
+// Silent reports whether a running run's last sign of life is at least ttl old at now.
+func (r Run) Silent(now time.Time, ttl time.Duration) bool {
+	return r.Exists() && !r.Ended() && !now.Before(r.StaleAt(ttl))
+}
+
+// Active reports whether the run is active at now: started, not ended, and
+// its last sign of life younger than ttl by the server's clock. This is the
+// iron rule; nothing else may call a run active.
+func (r Run) Active(now time.Time, ttl time.Duration) bool {
+	return r.Exists() && !r.Ended() && now.Before(r.StaleAt(ttl))
+}

@@ -1,0 +1,61 @@
+package eventstore_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/runledger/runledger/domain"
+	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/internal/pgtest"
+)
+
+// BenchmarkHeartbeatCommand measures one stored heartbeat command (load,
+// decide, append) on a stream of 10 and of 10,000 events. The cost must not
+// grow with the stream: compare the two ns/op.
+func BenchmarkHeartbeatCommand(b *testing.B) {
+	ctx := context.Background()
+	store := eventstore.New(pgtest.NewDB(b))
+	for _, length := range []int{10, 10_000} {
+		b.Run(fmt.Sprintf("stream=%d", length), func(b *testing.B) {
+			clock := &fakeClock{now: t0}
+			run := uuid.New()
+			business := "bench-" + run.String()[:8] // the harness calls this more than once
+			seedStream(b, store, business, run, length, clock)
+			rn := eventstore.NewRunner(store, domain.DefaultPolicy())
+			rn.Now = clock.Now
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				clock.Advance(6 * time.Second) // past the coalescing interval: every heartbeat is stored
+				if _, err := rn.Execute(ctx, business, run, domain.RecordHeartbeat{}, eventstore.Metadata{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// seedStream appends a started run and heartbeats up to length events, 500 per append.
+func seedStream(b *testing.B, store *eventstore.Store, business string, run uuid.UUID, length int, clock *fakeClock) {
+	b.Helper()
+	ctx := context.Background()
+	batch := []eventstore.NewEvent{{ID: uuid.New(), Event: domain.RunStarted{RunID: run, BusinessID: business,
+		WorkerID: "w", TotalCalls: 1_000_000, OccurredAt: clock.Now()}}}
+	var version int64
+	for n := 1; n <= length; n++ {
+		if n > 1 {
+			clock.Advance(6 * time.Second)
+			batch = append(batch, eventstore.NewEvent{ID: uuid.New(), Event: domain.Heartbeat{OccurredAt: clock.Now()}})
+		}
+		if len(batch) == 500 || n == length {
+			res, err := store.Append(ctx, run, version, batch)
+			if err != nil {
+				b.Fatal(err)
+			}
+			version, batch = res.Run.Version, batch[:0]
+		}
+	}
+}

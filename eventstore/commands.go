@@ -1,0 +1,138 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/runledger/runledger/domain"
+)
+
+// maxAttempts bounds the reload-and-retry loop on version conflicts.
+const maxAttempts = 8
+
+// Runner executes commands: load the run, decide, append, and on a version
+// conflict reload and decide again (bounded). It is the application layer
+// shared by the API and the reaper.
+type Runner struct {
+	Store  *Store
+	Policy domain.Policy
+	// Now is the server's clock; decisions never use a worker's time.
+	Now func() time.Time
+	// OnConflict, if set, is called for each version conflict retried (metrics).
+	OnConflict func()
+}
+
+// NewRunner returns a Runner with the system clock.
+func NewRunner(store *Store, policy domain.Policy) *Runner {
+	return &Runner{Store: store, Policy: policy, Now: time.Now}
+}
+
+// Result is the outcome of a command.
+type Result struct {
+	Run domain.Run
+	// Events are the events appended (none when the command was coalesced or repeated).
+	Events []domain.Event
+	// LastPosition is the log position of the last appended event (0 if none).
+	LastPosition int64
+}
+
+// Execute runs cmd on run runID of businessID. It returns domain.ErrRunNotFound
+// if the run does not exist or belongs to another business, the domain's
+// refusals (*domain.RunEndedError with the final state, *domain.ValidationError,
+// domain.ErrNotStale), or ErrVersionConflict if the run kept moving through
+// every retry.
+func (rn *Runner) Execute(ctx context.Context, businessID string, runID uuid.UUID, cmd domain.Command, meta Metadata) (Result, error) {
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		state, err := rn.Store.Load(ctx, runID)
+		if err != nil {
+			return Result{}, err
+		}
+		if !state.Exists() || state.BusinessID != businessID {
+			return Result{}, domain.ErrRunNotFound
+		}
+		res, err := rn.decideAndAppend(ctx, state, runID, cmd, meta)
+		if errors.Is(err, ErrVersionConflict) {
+			rn.conflict()
+			continue
+		}
+		return res, err
+	}
+	return Result{}, fmt.Errorf("run %s: gave up after %d attempts: %w", runID, maxAttempts, ErrVersionConflict)
+}
+
+// Start opens a run. If the business's open run is silent past the TTL, it is
+// ended as stale first; if it is active, Start returns
+// *domain.ActiveRunExistsError naming it. A retried start of the same run
+// with the same parameters returns the run without appending.
+func (rn *Runner) Start(ctx context.Context, cmd domain.StartRun, meta Metadata) (Result, error) {
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		state, err := rn.Store.Load(ctx, cmd.RunID)
+		if err != nil {
+			return Result{}, err
+		}
+		res, err := rn.decideAndAppend(ctx, state, cmd.RunID, cmd, meta)
+		var active *domain.ActiveRunExistsError
+		switch {
+		case errors.Is(err, ErrVersionConflict):
+			rn.conflict()
+			continue
+		case errors.As(err, &active):
+			ended, err := rn.endIfSilent(ctx, cmd.BusinessID, active.RunID, meta)
+			if err != nil {
+				return Result{}, err
+			}
+			if !ended {
+				return Result{}, active
+			}
+			continue
+		}
+		return res, err
+	}
+	return Result{}, fmt.Errorf("start run %s: gave up after %d attempts: %w", cmd.RunID, maxAttempts, ErrVersionConflict)
+}
+
+// endIfSilent ends the business's open run as stale if it is silent past the
+// TTL, and reports whether the way is clear for a new run.
+func (rn *Runner) endIfSilent(ctx context.Context, businessID string, runID uuid.UUID, meta Metadata) (bool, error) {
+	if runID == uuid.Nil { // the open run ended between the conflict and the lookup
+		return true, nil
+	}
+	meta.CausationID = "start-while-silent"
+	_, err := rn.Execute(ctx, businessID, runID, domain.FailStale{DetectedBy: "start"}, meta)
+	switch {
+	case err == nil, errors.Is(err, domain.ErrRunEnded), errors.Is(err, domain.ErrRunNotFound):
+		return true, nil
+	case errors.Is(err, domain.ErrNotStale):
+		return false, nil
+	}
+	return false, err
+}
+
+func (rn *Runner) decideAndAppend(ctx context.Context, state domain.Run, runID uuid.UUID, cmd domain.Command, meta Metadata) (Result, error) {
+	events, err := rn.Policy.Decide(state, cmd, rn.Now())
+	if err != nil {
+		return Result{Run: state}, err
+	}
+	if len(events) == 0 {
+		return Result{Run: state}, nil
+	}
+	batch := make([]NewEvent, len(events))
+	for i, e := range events {
+		batch[i] = NewEvent{ID: uuid.Must(uuid.NewV7()), Event: e, Metadata: meta}
+	}
+	ar, err := rn.Store.Append(ctx, runID, state.Version, batch)
+	if err != nil {
+		return Result{Run: state}, err
+	}
+	return Result{Run: ar.Run, Events: events, LastPosition: ar.LastPosition}, nil
+}
+
+func (rn *Runner) conflict() {
+	if rn.OnConflict != nil {
+		rn.OnConflict()
+	}
+}

@@ -1,0 +1,122 @@
+package eventstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/runledger/runledger/domain"
+)
+
+const recordedColumns = `position, event_id, stream_id, stream_version, business_id, type, schema_version,
+	data, metadata, occurred_at, recorded_at`
+
+// ReadStream returns all events of one run in version order.
+func (s *Store) ReadStream(ctx context.Context, runID uuid.UUID) ([]Recorded, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+recordedColumns+` FROM events WHERE stream_id = $1 ORDER BY stream_version`, runID)
+	if err != nil {
+		return nil, fmt.Errorf("read run %s: %w", runID, err)
+	}
+	return collectRecorded(rows)
+}
+
+// BusinessQuery selects one business's events.
+type BusinessQuery struct {
+	BusinessID string
+	// RunID, if set, keeps only that run's events.
+	RunID uuid.UUID
+	// Since and Until bound occurred_at: Since <= t < Until; zero means unbounded.
+	Since, Until time.Time
+	// After resumes a page: only events ordered after (occurred_at, position) of this cursor.
+	After *Cursor
+	// Limit caps the result; 0 means no limit.
+	Limit int
+}
+
+// Cursor is a position in a business's timeline.
+type Cursor struct {
+	OccurredAt time.Time
+	Position   int64
+}
+
+// ReadBusiness returns one business's events ordered by (occurred_at,
+// position), which is the order the server decided them in.
+func (s *Store) ReadBusiness(ctx context.Context, q BusinessQuery) ([]Recorded, error) {
+	sql := `SELECT ` + recordedColumns + ` FROM events WHERE business_id = $1`
+	args := []any{q.BusinessID}
+	if q.RunID != uuid.Nil {
+		args = append(args, q.RunID)
+		sql += fmt.Sprintf(` AND stream_id = $%d`, len(args))
+	}
+	if !q.Since.IsZero() {
+		args = append(args, q.Since)
+		sql += fmt.Sprintf(` AND occurred_at >= $%d`, len(args))
+	}
+	if !q.Until.IsZero() {
+		args = append(args, q.Until)
+		sql += fmt.Sprintf(` AND occurred_at < $%d`, len(args))
+	}
+	if q.After != nil {
+		args = append(args, q.After.OccurredAt, q.After.Position)
+		sql += fmt.Sprintf(` AND (occurred_at, position) > ($%d, $%d)`, len(args)-1, len(args))
+	}
+	sql += ` ORDER BY occurred_at, position`
+	if q.Limit > 0 {
+		args = append(args, q.Limit)
+		sql += fmt.Sprintf(` LIMIT $%d`, len(args))
+	}
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read business %s: %w", q.BusinessID, err)
+	}
+	return collectRecorded(rows)
+}
+
+// ReadAll returns up to limit events with a position greater than after, in
+// position order: the whole log in batches.
+func (s *Store) ReadAll(ctx context.Context, after int64, limit int) ([]Recorded, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+recordedColumns+` FROM events WHERE position > $1 ORDER BY position LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read log after %d: %w", after, err)
+	}
+	return collectRecorded(rows)
+}
+
+func collectRecorded(rows pgx.Rows) ([]Recorded, error) {
+	defer rows.Close()
+	var out []Recorded
+	for rows.Next() {
+		r, err := ScanRecorded(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// ScanRecorded scans the columns of recordedColumns and decodes the event.
+func ScanRecorded(row pgx.Row) (Recorded, error) {
+	var (
+		r    Recorded
+		meta []byte
+	)
+	if err := row.Scan(&r.Position, &r.EventID, &r.StreamID, &r.Version, &r.BusinessID, &r.Type,
+		&r.SchemaVersion, &r.Data, &meta, &r.OccurredAt, &r.RecordedAt); err != nil {
+		return Recorded{}, err
+	}
+	if err := json.Unmarshal(meta, &r.Metadata); err != nil {
+		return Recorded{}, fmt.Errorf("event %d metadata: %w", r.Position, err)
+	}
+	ev, err := domain.UnmarshalEvent(r.Type, r.SchemaVersion, r.Data)
+	if err != nil {
+		return Recorded{}, fmt.Errorf("event %d: %w", r.Position, err)
+	}
+	r.Event = ev
+	r.OccurredAt, r.RecordedAt = r.OccurredAt.UTC(), r.RecordedAt.UTC()
+	return r, nil
+}

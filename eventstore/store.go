@@ -1,0 +1,304 @@
+// Package eventstore owns the log: all SQL that appends to and reads the
+// events table and the write-side run snapshots kept beside it. Appends use
+// optimistic concurrency on the stream version; the snapshot row of a run is
+// updated in the same transaction, so loading a run costs one row whatever
+// the length of its stream.
+package eventstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/runledger/runledger/domain"
+)
+
+// ErrVersionConflict is returned when a stream moved past the expected version.
+var ErrVersionConflict = errors.New("stream version conflict")
+
+// VersionConflictError says which stream moved, and where to.
+type VersionConflictError struct {
+	StreamID uuid.UUID
+	Expected int64
+	Actual   int64
+}
+
+func (e *VersionConflictError) Error() string {
+	return fmt.Sprintf("stream %s: expected version %d, found %d", e.StreamID, e.Expected, e.Actual)
+}
+
+// Is makes errors.Is(err, ErrVersionConflict) true.
+func (e *VersionConflictError) Is(target error) bool { return target == ErrVersionConflict }
+
+// Metadata says who and what caused an event.
+type Metadata struct {
+	CorrelationID string `json:"correlation_id,omitempty"`
+	CausationID   string `json:"causation_id,omitempty"`
+	// Actor is "worker:<id>", "user:<subject>", "operator:<subject>" or "reaper:<instance>".
+	Actor     string `json:"actor,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// NewEvent is an event to append, with the id that makes retries idempotent.
+type NewEvent struct {
+	ID       uuid.UUID
+	Event    domain.Event
+	Metadata Metadata
+}
+
+// Recorded is an event as stored in the log.
+type Recorded struct {
+	Position      int64           `json:"position"`
+	EventID       uuid.UUID       `json:"event_id"`
+	StreamID      uuid.UUID       `json:"run_id"`
+	Version       int64           `json:"version"`
+	BusinessID    string          `json:"business_id"`
+	Type          string          `json:"type"`
+	SchemaVersion int             `json:"schema_version"`
+	Data          json.RawMessage `json:"data"`
+	Metadata      Metadata        `json:"metadata"`
+	OccurredAt    time.Time       `json:"occurred_at"`
+	RecordedAt    time.Time       `json:"recorded_at"`
+	Event         domain.Event    `json:"-"`
+}
+
+// AppendResult is the state of the stream after an append.
+type AppendResult struct {
+	Run domain.Run
+	// LastPosition is the global position of the last event appended.
+	LastPosition int64
+	// Duplicate is true when the events were already in the log (a retry).
+	Duplicate bool
+}
+
+// Store is the event store on one PostgreSQL database.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// New returns a Store on pool.
+func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+// Pool returns the store's connection pool.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Append adds events to the stream streamID if its version is still
+// expectedVersion (0 for a new stream), and updates the run's snapshot in the
+// same transaction. It returns *VersionConflictError if the stream moved,
+// *domain.ActiveRunExistsError if the append would open a second run for a
+// business, and succeeds without writing if the same event ids are already
+// in the log (an idempotent retry).
+func (s *Store) Append(ctx context.Context, streamID uuid.UUID, expectedVersion int64, events []NewEvent) (AppendResult, error) {
+	if len(events) == 0 {
+		return AppendResult{}, errors.New("append: no events")
+	}
+	var res AppendResult
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		res, err = appendTx(ctx, tx, streamID, expectedVersion, events)
+		return err
+	})
+	if err == nil {
+		return res, nil
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		switch pgErr.ConstraintName {
+		case "events_event_id_key":
+			return s.duplicate(ctx, streamID, events)
+		case "run_snapshots_one_open_per_business":
+			return AppendResult{}, s.activeRunExists(ctx, events)
+		case "events_stream_version_key", "run_snapshots_pkey":
+			return AppendResult{}, &VersionConflictError{StreamID: streamID, Expected: expectedVersion, Actual: -1}
+		}
+	}
+	var conflict *VersionConflictError
+	if errors.As(err, &conflict) {
+		if dup, derr := s.duplicate(ctx, streamID, events); derr == nil {
+			return dup, nil
+		}
+		return AppendResult{}, err
+	}
+	return AppendResult{}, fmt.Errorf("append to run %s: %w", streamID, err)
+}
+
+func appendTx(ctx context.Context, tx pgx.Tx, streamID uuid.UUID, expected int64, events []NewEvent) (AppendResult, error) {
+	state, err := loadForUpdate(ctx, tx, streamID)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	if state.Version != expected {
+		return AppendResult{}, &VersionConflictError{StreamID: streamID, Expected: expected, Actual: state.Version}
+	}
+	if state.Ended() {
+		return AppendResult{}, &domain.RunEndedError{Final: state}
+	}
+	var last int64
+	for _, ne := range events {
+		state = domain.Evolve(state, ne.Event)
+		if last, err = insertEvent(ctx, tx, streamID, state, ne); err != nil {
+			return AppendResult{}, err
+		}
+	}
+	if err := saveSnapshot(ctx, tx, state, last); err != nil {
+		return AppendResult{}, err
+	}
+	return AppendResult{Run: state, LastPosition: last}, nil
+}
+
+func insertEvent(ctx context.Context, tx pgx.Tx, streamID uuid.UUID, state domain.Run, ne NewEvent) (int64, error) {
+	typ, ver, data, err := domain.MarshalEvent(ne.Event)
+	if err != nil {
+		return 0, err
+	}
+	meta, err := json.Marshal(ne.Metadata)
+	if err != nil {
+		return 0, err
+	}
+	id := ne.ID
+	if id == uuid.Nil {
+		id = uuid.Must(uuid.NewV7())
+	}
+	var pos int64
+	err = tx.QueryRow(ctx, `
+		INSERT INTO events (event_id, stream_id, stream_version, business_id, type, schema_version, data, metadata, occurred_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		RETURNING position`,
+		id, streamID, state.Version, state.BusinessID, typ, ver, data, meta, ne.Event.When()).Scan(&pos)
+	return pos, err
+}
+
+func saveSnapshot(ctx context.Context, tx pgx.Tx, r domain.Run, lastPosition int64) error {
+	state, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `
+		INSERT INTO run_snapshots (run_id, business_id, version, ended, last_activity_at, last_position, state)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)
+		ON CONFLICT (run_id) DO UPDATE SET version = excluded.version, ended = excluded.ended,
+			last_activity_at = excluded.last_activity_at, last_position = excluded.last_position, state = excluded.state`,
+		r.ID, r.BusinessID, r.Version, r.Ended(), r.LastActivityAt, lastPosition, state)
+	return err
+}
+
+func loadForUpdate(ctx context.Context, tx pgx.Tx, runID uuid.UUID) (domain.Run, error) {
+	return scanRun(tx.QueryRow(ctx, `SELECT state FROM run_snapshots WHERE run_id = $1 FOR UPDATE`, runID))
+}
+
+func scanRun(row pgx.Row) (domain.Run, error) {
+	var raw []byte
+	if err := row.Scan(&raw); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return domain.Run{}, nil
+		}
+		return domain.Run{}, err
+	}
+	var r domain.Run
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return domain.Run{}, fmt.Errorf("decode run snapshot: %w", err)
+	}
+	return r, nil
+}
+
+// duplicate answers a retried append whose first event is already stored.
+func (s *Store) duplicate(ctx context.Context, streamID uuid.UUID, events []NewEvent) (AppendResult, error) {
+	var (
+		stored  uuid.UUID
+		lastPos int64
+		count   int
+	)
+	ids := make([]uuid.UUID, len(events))
+	for i, e := range events {
+		ids[i] = e.ID
+	}
+	err := s.pool.QueryRow(ctx, `SELECT count(*), coalesce(max(position), 0), coalesce(min(stream_id::text), '00000000-0000-0000-0000-000000000000')::uuid
+		FROM events WHERE event_id = ANY($1)`, ids).Scan(&count, &lastPos, &stored)
+	if err != nil {
+		return AppendResult{}, fmt.Errorf("append to run %s: check retry: %w", streamID, err)
+	}
+	if count != len(events) || stored != streamID {
+		return AppendResult{}, &VersionConflictError{StreamID: streamID, Expected: -1, Actual: -1}
+	}
+	run, err := s.Load(ctx, streamID)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	return AppendResult{Run: run, LastPosition: lastPos, Duplicate: true}, nil
+}
+
+func (s *Store) activeRunExists(ctx context.Context, events []NewEvent) error {
+	start, ok := events[0].Event.(domain.RunStarted)
+	if !ok {
+		return &domain.ActiveRunExistsError{}
+	}
+	open, err := s.OpenRun(ctx, start.BusinessID)
+	if err != nil {
+		return err
+	}
+	return &domain.ActiveRunExistsError{RunID: open.ID}
+}
+
+// Load returns the current state of a run from its snapshot; a run that does
+// not exist is the zero Run (Version 0).
+func (s *Store) Load(ctx context.Context, runID uuid.UUID) (domain.Run, error) {
+	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT state FROM run_snapshots WHERE run_id = $1`, runID))
+	if err != nil {
+		return domain.Run{}, fmt.Errorf("load run %s: %w", runID, err)
+	}
+	return r, nil
+}
+
+// OpenRun returns the business's run that has not ended, or the zero Run.
+func (s *Store) OpenRun(ctx context.Context, businessID string) (domain.Run, error) {
+	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT state FROM run_snapshots WHERE business_id = $1 AND NOT ended`, businessID))
+	if err != nil {
+		return domain.Run{}, fmt.Errorf("open run of %s: %w", businessID, err)
+	}
+	return r, nil
+}
+
+// SilentRuns returns up to limit runs that have not ended and whose last sign
+// of life is at or before cutoff, oldest first. Its cost follows the number
+// of open runs (a partial index), not the size of the log.
+func (s *Store) SilentRuns(ctx context.Context, cutoff time.Time, limit int) ([]domain.Run, error) {
+	rows, err := s.pool.Query(ctx, `SELECT state FROM run_snapshots WHERE NOT ended AND last_activity_at <= $1
+		ORDER BY last_activity_at LIMIT $2`, cutoff, limit)
+	if err != nil {
+		return nil, fmt.Errorf("silent runs: %w", err)
+	}
+	return collectRuns(rows)
+}
+
+// OldestOpenActivity returns the last activity time of the open run that has
+// been silent longest, and false when no run is open.
+func (s *Store) OldestOpenActivity(ctx context.Context) (time.Time, bool, error) {
+	var t *time.Time
+	if err := s.pool.QueryRow(ctx, `SELECT min(last_activity_at) FROM run_snapshots WHERE NOT ended`).Scan(&t); err != nil {
+		return time.Time{}, false, fmt.Errorf("oldest open run: %w", err)
+	}
+	if t == nil {
+		return time.Time{}, false, nil
+	}
+	return *t, true, nil
+}
+
+func collectRuns(rows pgx.Rows) ([]domain.Run, error) {
+	defer rows.Close()
+	var out []domain.Run
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,155 @@
+// Package pgtest gives tests a real, isolated PostgreSQL database.
+//
+// Use it from TestMain: pgtest.Main(m). When TEST_DATABASE_URL is set, that
+// server is used; otherwise a private throwaway cluster is started from the
+// machine's PostgreSQL binaries for the test binary's lifetime. Each call to
+// NewDB creates a fresh database, cloned from a migrated template, and drops
+// it when the test ends.
+package pgtest
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/runledger/runledger/internal/pglocal"
+	"github.com/runledger/runledger/migrations"
+)
+
+var (
+	serverURL string // URL of the maintenance database on the server
+	template  string
+	counter   atomic.Int64
+	prepOnce  sync.Once
+	prepErr   error
+)
+
+// Main runs the tests of a package against a PostgreSQL server and exits.
+func Main(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	ctx := context.Background()
+	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
+		serverURL = u
+		return m.Run()
+	}
+	dir, err := os.MkdirTemp("", "runledger-pgtest-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pgtest:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "pgtest:", err)
+		return 1
+	}
+	cluster, err := pglocal.Start(ctx, pglocal.Options{Dir: dir + "/data", Fast: true})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pgtest: start PostgreSQL:", err)
+		return 1
+	}
+	defer cluster.Stop(context.Background())
+	serverURL = cluster.URL("postgres")
+	return m.Run()
+}
+
+// URL returns the connection string of a fresh database, migrated, dropped when t ends.
+func URL(t testing.TB) string {
+	t.Helper()
+	if serverURL == "" {
+		t.Fatal("pgtest: call pgtest.Main(m) from TestMain")
+	}
+	prepOnce.Do(func() { prepErr = prepareTemplate() })
+	if prepErr != nil {
+		t.Fatalf("pgtest: template: %v", prepErr)
+	}
+	name := fmt.Sprintf("rl_test_%d_%d", os.Getpid(), counter.Add(1))
+	admin := connect(t, serverURL)
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(context.Background(), fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`, name, template)); err != nil {
+		t.Fatalf("pgtest: create database: %v", err)
+	}
+	t.Cleanup(func() {
+		admin := connect(t, serverURL)
+		defer admin.Close(context.Background())
+		if _, err := admin.Exec(context.Background(), fmt.Sprintf(`DROP DATABASE IF EXISTS %s WITH (FORCE)`, name)); err != nil {
+			t.Logf("pgtest: drop %s: %v", name, err)
+		}
+	})
+	return withDatabase(serverURL, name)
+}
+
+// NewDB returns a pool on a fresh migrated database, closed and dropped when t ends.
+func NewDB(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	return Pool(t, URL(t))
+}
+
+// Pool opens a pool on dbURL that is closed when t ends.
+func Pool(t testing.TB, dbURL string) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 40
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("pgtest: connect: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+func prepareTemplate() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	template = fmt.Sprintf("rl_template_%d", os.Getpid())
+	admin, err := pgx.Connect(ctx, serverURL)
+	if err != nil {
+		return err
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, `DROP DATABASE IF EXISTS `+template); err != nil {
+		return err
+	}
+	if _, err := admin.Exec(ctx, `CREATE DATABASE `+template); err != nil {
+		return err
+	}
+	pool, err := pgxpool.New(ctx, withDatabase(serverURL, template))
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	_, err = migrations.Apply(ctx, pool)
+	return err
+}
+
+func connect(t testing.TB, u string) *pgx.Conn {
+	t.Helper()
+	c, err := pgx.Connect(context.Background(), u)
+	if err != nil {
+		t.Fatalf("pgtest: connect: %v", err)
+	}
+	return c
+}
+
+func withDatabase(raw, db string) string {
+	u, err := url.Parse(raw)
+	if err != nil || !strings.HasPrefix(u.Scheme, "postgres") {
+		panic(fmt.Sprintf("pgtest: TEST_DATABASE_URL must be a postgres:// URL: %v", err))
+	}
+	u.Path = "/" + db
+	return u.String()
+}
