@@ -12,12 +12,13 @@ import (
 	"github.com/runledger/runledger/domain"
 )
 
-const recordedColumns = `position, event_id, stream_id, stream_version, business_id, type, schema_version,
+// RecordedColumns are the columns ScanRecorded reads, in order.
+const RecordedColumns = `position, event_id, stream_id, stream_version, business_id, type, schema_version,
 	data, metadata, occurred_at, recorded_at`
 
 // ReadStream returns all events of one run in version order.
 func (s *Store) ReadStream(ctx context.Context, runID uuid.UUID) ([]Recorded, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+recordedColumns+` FROM events WHERE stream_id = $1 ORDER BY stream_version`, runID)
+	rows, err := s.pool.Query(ctx, `SELECT `+RecordedColumns+` FROM events WHERE stream_id = $1 ORDER BY stream_version`, runID)
 	if err != nil {
 		return nil, fmt.Errorf("read run %s: %w", runID, err)
 	}
@@ -46,7 +47,7 @@ type Cursor struct {
 // ReadBusiness returns one business's events ordered by (occurred_at,
 // position), which is the order the server decided them in.
 func (s *Store) ReadBusiness(ctx context.Context, q BusinessQuery) ([]Recorded, error) {
-	sql := `SELECT ` + recordedColumns + ` FROM events WHERE business_id = $1`
+	sql := `SELECT ` + RecordedColumns + ` FROM events WHERE business_id = $1`
 	args := []any{q.BusinessID}
 	if q.RunID != uuid.Nil {
 		args = append(args, q.RunID)
@@ -79,7 +80,7 @@ func (s *Store) ReadBusiness(ctx context.Context, q BusinessQuery) ([]Recorded, 
 // ReadAll returns up to limit events with a position greater than after, in
 // position order: the whole log in batches.
 func (s *Store) ReadAll(ctx context.Context, after int64, limit int) ([]Recorded, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+recordedColumns+` FROM events WHERE position > $1 ORDER BY position LIMIT $2`, after, limit)
+	rows, err := s.pool.Query(ctx, `SELECT `+RecordedColumns+` FROM events WHERE position > $1 ORDER BY position LIMIT $2`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read log after %d: %w", after, err)
 	}
@@ -99,14 +100,18 @@ func collectRecorded(rows pgx.Rows) ([]Recorded, error) {
 	return out, rows.Err()
 }
 
-// ScanRecorded scans the columns of recordedColumns and decodes the event.
-func ScanRecorded(row pgx.Row) (Recorded, error) {
+// ScanRecorded scans the columns of RecordedColumns and decodes the event.
+func ScanRecorded(row pgx.Row) (Recorded, error) { return ScanRecordedWith(row) }
+
+// ScanRecordedWith is ScanRecorded for a row that has extra leading columns,
+// scanned into lead.
+func ScanRecordedWith(row pgx.Row, lead ...any) (Recorded, error) {
 	var (
 		r    Recorded
 		meta []byte
 	)
-	if err := row.Scan(&r.Position, &r.EventID, &r.StreamID, &r.Version, &r.BusinessID, &r.Type,
-		&r.SchemaVersion, &r.Data, &meta, &r.OccurredAt, &r.RecordedAt); err != nil {
+	if err := row.Scan(append(lead, &r.Position, &r.EventID, &r.StreamID, &r.Version, &r.BusinessID, &r.Type,
+		&r.SchemaVersion, &r.Data, &meta, &r.OccurredAt, &r.RecordedAt)...); err != nil {
 		return Recorded{}, err
 	}
 	if err := json.Unmarshal(meta, &r.Metadata); err != nil {

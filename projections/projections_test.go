@@ -1,0 +1,418 @@
+package projections_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/runledger/runledger/domain"
+	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/internal/pgtest"
+	"github.com/runledger/runledger/projections"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// startProjector runs the projections until the returned stop is called (or the test ends).
+func startProjector(t *testing.T, pool *pgxpool.Pool, opts projections.Options) (stop func()) {
+	t.Helper()
+	if opts.PollInterval == 0 {
+		opts.PollInterval = 10 * time.Millisecond
+	}
+	p, err := projections.NewProjector(pool, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	select {
+	case <-p.Running():
+	case err := <-done:
+		t.Fatalf("projector: %v", err)
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("projector: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// waitCaughtUp polls until every projection has applied every committed event.
+func waitCaughtUp(t *testing.T, pool *pgxpool.Pool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		lags, err := projections.Lags(context.Background(), pool, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		behind := int64(0)
+		for _, l := range lags {
+			behind += l.Events
+		}
+		if behind == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("projections still behind: %+v", lags)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func assertVerified(t *testing.T, pool *pgxpool.Pool) {
+	t.Helper()
+	diffs, err := projections.Verify(context.Background(), pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range diffs {
+		t.Errorf("difference: %s", d)
+	}
+}
+
+// workload drives a realistic mix of commands over several businesses.
+type workload struct {
+	rn    *eventstore.Runner
+	now   atomic.Int64 // unix nanos of the fake server clock
+	rng   *rand.Rand
+	runs  map[string]uuid.UUID
+	calls map[uuid.UUID]int
+}
+
+func newWorkload(pool *pgxpool.Pool, seed int64) *workload {
+	w := &workload{rng: rand.New(rand.NewSource(seed)), runs: map[string]uuid.UUID{}, calls: map[uuid.UUID]int{}}
+	w.now.Store(time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC).UnixNano())
+	w.rn = eventstore.NewRunner(eventstore.New(pool), domain.DefaultPolicy())
+	w.rn.Now = func() time.Time { return time.Unix(0, w.now.Load()).UTC() }
+	return w
+}
+
+// step advances the clock and applies one command to a random business.
+func (w *workload) step(ctx context.Context, t *testing.T) {
+	w.now.Add(int64(time.Duration(1+w.rng.Intn(20)) * time.Second))
+	b := fmt.Sprintf("biz-%d", w.rng.Intn(5))
+	run, ok := w.runs[b]
+	var err error
+	switch {
+	case !ok || w.rng.Intn(30) == 0:
+		run = uuid.New()
+		_, err = w.rn.Start(ctx, domain.StartRun{RunID: run, BusinessID: b, WorkerID: "w", TotalCalls: 50}, eventstore.Metadata{})
+		if err == nil {
+			w.runs[b] = run
+		}
+	case w.rng.Intn(15) == 0:
+		_, err = w.rn.Execute(ctx, b, run, domain.RequestCancel{Reason: "test"}, eventstore.Metadata{})
+	case w.rng.Intn(20) == 0:
+		_, err = w.rn.Execute(ctx, b, run, domain.CompleteRun{Outcome: domain.OutcomeCompleted, CompletedCalls: w.calls[run]}, eventstore.Metadata{})
+	case w.rng.Intn(40) == 0:
+		w.now.Add(int64(20 * time.Minute)) // let everything go silent
+	default:
+		if w.calls[run] < 50 {
+			w.calls[run]++
+		}
+		_, err = w.rn.Execute(ctx, b, run, domain.RecordHeartbeat{CompletedCalls: w.calls[run]}, eventstore.Metadata{})
+	}
+	var active *domain.ActiveRunExistsError
+	if err != nil && !errors.Is(err, domain.ErrRunEnded) && !errors.As(err, &active) {
+		t.Fatalf("workload: %v", err)
+	}
+}
+
+func TestOutOfOrderCommitsAreNeverSkipped(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewDB(t)
+	store := eventstore.New(pool)
+
+	// Transaction A takes a position and stays open.
+	txA, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer txA.Rollback(ctx)
+	runA, runB := uuid.New(), uuid.New()
+	var posA int64
+	var xidA int64
+	if err := txA.QueryRow(ctx, `INSERT INTO events (event_id, stream_id, stream_version, business_id, type, schema_version, data, occurred_at)
+		VALUES ($1, $2, 1, 'a', 'RunStarted', 1, $3, now()) RETURNING position, transaction_id::text::bigint`,
+		uuid.New(), runA, fmt.Sprintf(`{"run_id":%q,"business_id":"a","worker_id":"w","total_calls":3,"occurred_at":"2026-11-28T09:00:00Z"}`, runA)).
+		Scan(&posA, &xidA); err != nil {
+		t.Fatal(err)
+	}
+	// Transaction B takes a later position and commits first.
+	res, err := store.Append(ctx, runB, 0, []eventstore.NewEvent{{ID: uuid.New(), Event: domain.RunStarted{
+		RunID: runB, BusinessID: "b", WorkerID: "w", TotalCalls: 3, OccurredAt: time.Now().UTC()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.LastPosition <= posA {
+		t.Fatalf("B's position %d is not after A's %d", res.LastPosition, posA)
+	}
+
+	startProjector(t, pool, projections.Options{})
+	// While A is open, watch the offsets: they must never pass A's event.
+	for i := 0; i < 30; i++ {
+		rows, err := pool.Query(ctx, `SELECT consumer_group, last_processed_transaction_id::text::bigint, offset_acked FROM projection_offsets`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var g string
+			var xid, off int64
+			if err := rows.Scan(&g, &xid, &off); err != nil {
+				t.Fatal(err)
+			}
+			if xid > xidA || (xid == xidA && off >= posA) {
+				t.Fatalf("%s offset (%d, %d) passed A's uncommitted event (%d, %d)", g, xid, off, xidA, posA)
+			}
+		}
+		rows.Close()
+		time.Sleep(10 * time.Millisecond) // an observation window, not a deadline
+	}
+	if _, ok, _ := projections.GetRun(ctx, pool, "b", runB); ok {
+		t.Fatalf("B's event was applied before A's earlier transaction finished")
+	}
+	if err := txA.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitCaughtUp(t, pool)
+	for _, c := range []struct {
+		b   string
+		run uuid.UUID
+	}{{"a", runA}, {"b", runB}} {
+		if _, ok, err := projections.GetRun(ctx, pool, c.b, c.run); !ok || err != nil {
+			t.Fatalf("run %s of %s not projected (%v)", c.run, c.b, err)
+		}
+		if open, ok, err := projections.GetOpenRun(ctx, pool, c.b); !ok || err != nil || open.ID != c.run {
+			t.Fatalf("active run of %s = %v %v %v", c.b, open.ID, ok, err)
+		}
+	}
+}
+
+func TestRedeliveryChangesNothing(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewDB(t)
+	w := newWorkload(pool, 1)
+	for i := 0; i < 300; i++ {
+		w.step(ctx, t)
+	}
+	stop := startProjector(t, pool, projections.Options{})
+	waitCaughtUp(t, pool)
+	stop()
+	before := dump(t, pool)
+	if len(before) == 0 {
+		t.Fatal("nothing projected")
+	}
+	// Rewind both consumer groups: every event is delivered a second time.
+	if _, err := pool.Exec(ctx, `UPDATE projection_offsets SET offset_acked = 0, last_processed_transaction_id = '0'`); err != nil {
+		t.Fatal(err)
+	}
+	startProjector(t, pool, projections.Options{})
+	waitCaughtUp(t, pool)
+	after := dump(t, pool)
+	if fmt.Sprint(before) != fmt.Sprint(after) {
+		t.Fatalf("second delivery changed the read models:\nbefore %v\nafter  %v", before, after)
+	}
+	assertVerified(t, pool)
+}
+
+func TestProjectorKilledMidBatchRecovers(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewDB(t)
+	w := newWorkload(pool, 2)
+	for i := 0; i < 600; i++ {
+		w.step(ctx, t)
+	}
+	// Kill the projector repeatedly while it works through the backlog.
+	for i := 0; i < 5; i++ {
+		p, err := projections.NewProjector(pool, projections.Options{PollInterval: 5 * time.Millisecond, BatchSize: 50})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- p.Run(runCtx) }()
+		<-p.Running()
+		waitApplied(t, pool, int64(50*(i+1)))
+		cancel()
+		<-done
+	}
+	startProjector(t, pool, projections.Options{})
+	waitCaughtUp(t, pool)
+	assertVerified(t, pool)
+}
+
+// waitApplied waits until the runs group has moved past at least n events.
+func waitApplied(t *testing.T, pool *pgxpool.Pool, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		var off int64
+		_ = pool.QueryRow(context.Background(), `SELECT coalesce(max(offset_acked), 0) FROM projection_offsets`).Scan(&off)
+		if off >= n {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("projector did not reach %d events", n)
+}
+
+func TestRebuildWhileServing(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewDB(t)
+	w := newWorkload(pool, 3)
+	for i := 0; i < 2000; i++ {
+		w.step(ctx, t)
+	}
+	startProjector(t, pool, projections.Options{})
+	waitCaughtUp(t, pool)
+
+	stopLoad := make(chan struct{})
+	var wg sync.WaitGroup
+	var reads, writes atomic.Int64
+	wg.Add(1)
+	go func() { // appends keep coming
+		defer wg.Done()
+		for {
+			select {
+			case <-stopLoad:
+				return
+			default:
+			}
+			w.step(ctx, t)
+			writes.Add(1)
+		}
+	}()
+	for r := 0; r < 3; r++ { // readers never fail nor see an empty table
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stopLoad:
+					return
+				default:
+				}
+				runs, _, err := projections.ListRuns(ctx, pool, "biz-1", 5, nil)
+				if err != nil || len(runs) == 0 {
+					t.Errorf("read during rebuild: %d runs, %v", len(runs), err)
+					return
+				}
+				if _, _, err := projections.GetOpenRun(ctx, pool, "biz-2"); err != nil {
+					t.Errorf("active read during rebuild: %v", err)
+					return
+				}
+				reads.Add(1)
+			}
+		}()
+	}
+	for i := 0; i < 2; i++ {
+		stats, err := projections.Rebuild(ctx, pool, projections.RebuildOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(stats) != 2 || stats[0].Events == 0 {
+			t.Fatalf("rebuild stats %+v", stats)
+		}
+	}
+	close(stopLoad)
+	wg.Wait()
+	if reads.Load() == 0 || writes.Load() == 0 {
+		t.Fatalf("reads=%d writes=%d during rebuild", reads.Load(), writes.Load())
+	}
+	waitCaughtUp(t, pool)
+	assertVerified(t, pool)
+	var idx int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_indexes WHERE indexname IN ('runs_pkey', 'runs_business_started', 'active_runs_pkey')`).Scan(&idx); err != nil || idx != 3 {
+		t.Fatalf("indexes after swap: %d (%v), want the live names back", idx, err)
+	}
+}
+
+func TestVerifyReportsDifferences(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewDB(t)
+	w := newWorkload(pool, 4)
+	for i := 0; i < 100; i++ {
+		w.step(ctx, t)
+	}
+	startProjector(t, pool, projections.Options{})
+	waitCaughtUp(t, pool)
+	assertVerified(t, pool)
+	if _, err := pool.Exec(ctx, `UPDATE runs SET completed_calls = completed_calls + 1 WHERE run_id = (SELECT run_id FROM runs LIMIT 1)`); err != nil {
+		t.Fatal(err)
+	}
+	diffs, err := projections.Verify(ctx, pool)
+	if err != nil || len(diffs) != 1 || diffs[0].Projection != projections.Runs || diffs[0].Live == nil || diffs[0].Rebuilt == nil {
+		t.Fatalf("verify after tampering = %v, %v; want one runs difference", diffs, err)
+	}
+}
+
+func TestPoisonEventIsRecordedAndSkipped(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewDB(t)
+	// An event whose stream starts at version 2 can never apply: a gap.
+	if _, err := pool.Exec(ctx, `INSERT INTO events (event_id, stream_id, stream_version, business_id, type, schema_version, data, occurred_at)
+		VALUES ($1, $2, 2, 'x', 'Heartbeat', 1, '{"completed_calls":1,"failed_calls":0,"occurred_at":"2026-11-28T09:00:00Z"}', now())`,
+		uuid.New(), uuid.New()); err != nil {
+		t.Fatal(err)
+	}
+	w := newWorkload(pool, 5)
+	for i := 0; i < 20; i++ {
+		w.step(ctx, t)
+	}
+	startProjector(t, pool, projections.Options{Projections: []string{projections.Runs}, MaxRetries: 1})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		lags, err := projections.Lags(ctx, pool, []string{projections.Runs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lags[0].Events == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("runs projection blocked by a poison event: %+v", lags)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM projection_poison WHERE consumer_group = 'runs'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("poison rows = %d (%v), want 1", n, err)
+	}
+}
+
+// dump returns both read models as comparable text, ordered.
+func dump(t *testing.T, pool *pgxpool.Pool) []string {
+	t.Helper()
+	var out []string
+	for _, table := range []string{"runs", "active_runs"} {
+		rows, err := pool.Query(context.Background(), `SELECT t::text FROM `+table+` t ORDER BY run_id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, table+":"+s)
+		}
+		rows.Close()
+	}
+	return out
+}

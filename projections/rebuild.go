@@ -1,0 +1,250 @@
+package projections
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/runledger/runledger/eventstore"
+)
+
+// RebuildOptions configure Rebuild.
+type RebuildOptions struct {
+	// Projections to rebuild; all when empty.
+	Projections []string
+	// Progress, if set, receives progress lines.
+	Progress io.Writer
+}
+
+// RebuildStats reports what a rebuild did.
+type RebuildStats struct {
+	Projection string
+	Events     int64 // folded from the log in the bulk pass
+	CaughtUp   int64 // applied to the shadow table afterwards
+	Rows       int
+	Duration   time.Duration
+}
+
+// catchUpBatch bounds one catch-up read.
+const catchUpBatch = 1000
+
+// Rebuild regenerates read models from the whole log while the service keeps
+// serving: it folds the log in memory (one streamed read), COPYs the result
+// into a shadow table, applies what arrived meanwhile, then in one
+// transaction holds the consumer group, applies the last few events, swaps
+// the shadow table in and moves the group's offset to match it.
+func Rebuild(ctx context.Context, pool *pgxpool.Pool, opts RebuildOptions) ([]RebuildStats, error) {
+	names := opts.Projections
+	if len(names) == 0 {
+		names = Names
+	}
+	var out []RebuildStats
+	for _, name := range names {
+		proj, err := byName(name)
+		if err != nil {
+			return out, err
+		}
+		st, err := rebuildOne(ctx, pool, proj, opts.Progress)
+		if err != nil {
+			return out, fmt.Errorf("rebuild %s: %w", name, err)
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+func rebuildOne(ctx context.Context, pool *pgxpool.Pool, proj projection, progress io.Writer) (RebuildStats, error) {
+	start := time.Now()
+	st := RebuildStats{Projection: proj.name}
+	shadow := proj.name + "_rebuild"
+	var f *folded
+	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var err error
+		f, err = foldLog(ctx, tx, nil, newProgress(progress, "rebuild "+proj.name))
+		return err
+	})
+	if err != nil {
+		return st, err
+	}
+	st.Events = int64(f.events)
+	rows := proj.rows(f.rows())
+	st.Rows = len(rows)
+	if err := createShadow(ctx, pool, proj.name, shadow, rows); err != nil {
+		return st, err
+	}
+	defer pool.Exec(context.WithoutCancel(ctx), `DROP TABLE IF EXISTS `+shadow)
+	last := f.last
+	for { // catch up without holding anything, until little is left
+		n, err := catchUp(ctx, pool, proj, shadow, &last)
+		st.CaughtUp += n
+		if err != nil {
+			return st, err
+		}
+		if n < catchUpBatch {
+			break
+		}
+	}
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		n, err := swap(ctx, tx, proj, shadow, &last)
+		st.CaughtUp += n
+		return err
+	})
+	st.Duration = time.Since(start)
+	return st, err
+}
+
+// createShadow makes an empty copy of the live table (indexes, storage
+// parameters) and COPYs the rebuilt rows into it.
+func createShadow(ctx context.Context, pool *pgxpool.Pool, live, shadow string, rows []RunRow) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DROP TABLE IF EXISTS `+shadow); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE `+shadow+` (LIKE `+live+` INCLUDING ALL)`); err != nil {
+			return err
+		}
+		var opts []string
+		if err := tx.QueryRow(ctx, `SELECT coalesce(reloptions, '{}') FROM pg_class WHERE oid = $1::regclass`, live).Scan(&opts); err != nil {
+			return err
+		}
+		if len(opts) > 0 {
+			if _, err := tx.Exec(ctx, `ALTER TABLE `+shadow+` SET (`+strings.Join(opts, ", ")+`)`); err != nil {
+				return err
+			}
+		}
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{shadow}, runColumns, pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
+			return rows[i].values(), nil
+		}))
+		return err
+	})
+}
+
+// catchUp applies to the shadow table the next committed events after last.
+func catchUp(ctx context.Context, pool *pgxpool.Pool, proj projection, shadow string, last *offset) (int64, error) {
+	var n int64
+	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
+		var err error
+		n, err = applyAfter(ctx, tx, proj, shadow, last)
+		return err
+	})
+	return n, err
+}
+
+// swap holds the consumer group's offset row (so the live projector waits),
+// applies the remaining events to the shadow table, and swaps it in.
+func swap(ctx context.Context, tx pgx.Tx, proj projection, shadow string, last *offset) (int64, error) {
+	if _, err := tx.Exec(ctx, `INSERT INTO projection_offsets (consumer_group, offset_acked, last_processed_transaction_id)
+		VALUES ($1, 0, '0') ON CONFLICT DO NOTHING`, proj.name); err != nil {
+		return 0, err
+	}
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM projection_offsets WHERE consumer_group = $1 FOR UPDATE`, proj.name); err != nil {
+		return 0, err
+	}
+	var total int64
+	for {
+		n, err := applyAfter(ctx, tx, proj, shadow, last)
+		total += n
+		if err != nil {
+			return total, err
+		}
+		if n < catchUpBatch {
+			break
+		}
+	}
+	liveIndexes, err := indexesByShape(ctx, tx, proj.name)
+	if err != nil {
+		return total, err
+	}
+	old := proj.name + "_old"
+	stmts := []string{
+		`ALTER TABLE ` + proj.name + ` RENAME TO ` + old,
+		`DROP TABLE ` + old,
+		`ALTER TABLE ` + shadow + ` RENAME TO ` + proj.name,
+	}
+	for _, s := range stmts {
+		if _, err := tx.Exec(ctx, s); err != nil {
+			return total, err
+		}
+	}
+	if err := renameIndexes(ctx, tx, proj.name, liveIndexes); err != nil {
+		return total, err
+	}
+	_, err = tx.Exec(ctx, `UPDATE projection_offsets SET offset_acked = $2, last_processed_transaction_id = $3::text::xid8
+		WHERE consumer_group = $1`, proj.name, last.Position, fmt.Sprint(last.TxID))
+	return total, err
+}
+
+// indexesByShape maps each index of table by its definition without names
+// ("UNIQUE USING btree (run_id)") to its name.
+func indexesByShape(ctx context.Context, tx pgx.Tx, table string) (map[string]string, error) {
+	rows, err := tx.Query(ctx, `SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1`, table)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var name, def string
+		if err := rows.Scan(&name, &def); err != nil {
+			return nil, err
+		}
+		_, using, _ := strings.Cut(def, " USING ")
+		out[fmt.Sprint(strings.HasPrefix(def, "CREATE UNIQUE"), using)] = name
+	}
+	return out, rows.Err()
+}
+
+// renameIndexes gives the swapped-in table's indexes the names the live
+// table's indexes had, matched by shape, so names do not drift per rebuild.
+func renameIndexes(ctx context.Context, tx pgx.Tx, table string, names map[string]string) error {
+	current, err := indexesByShape(ctx, tx, table)
+	if err != nil {
+		return err
+	}
+	for shape, name := range current {
+		want, ok := names[shape]
+		if !ok || want == name {
+			continue
+		}
+		if _, err := tx.Exec(ctx, `ALTER INDEX `+pgx.Identifier{name}.Sanitize()+` RENAME TO `+pgx.Identifier{want}.Sanitize()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyAfter applies up to catchUpBatch committed events after last to table,
+// through the projection's per-event path, and advances last.
+func applyAfter(ctx context.Context, tx pgx.Tx, proj projection, table string, last *offset) (int64, error) {
+	rows, err := tx.Query(ctx, `SELECT transaction_id::text::bigint, `+eventstore.RecordedColumns+` FROM events
+		WHERE (transaction_id, position) > ($1::text::xid8, $2) AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+		ORDER BY transaction_id, position LIMIT $3`, fmt.Sprint(last.TxID), last.Position, catchUpBatch)
+	if err != nil {
+		return 0, err
+	}
+	type item struct {
+		tx  int64
+		rec eventstore.Recorded
+	}
+	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (item, error) {
+		var it item
+		var err error
+		it.rec, err = eventstore.ScanRecordedWith(row, &it.tx)
+		return it, err
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, it := range items {
+		if err := proj.apply(ctx, tx, table, it.rec); err != nil {
+			return 0, fmt.Errorf("catch up: %w", err)
+		}
+		*last = offset{TxID: uint64(it.tx), Position: it.rec.Position}
+	}
+	return int64(len(items)), nil
+}

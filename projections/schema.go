@@ -1,0 +1,166 @@
+package projections
+
+import (
+	stdsql "database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+
+	"github.com/runledger/runledger/domain"
+	"github.com/runledger/runledger/eventstore"
+)
+
+// Topic is the watermill topic name of the log.
+const Topic = "events"
+
+// offsetsTable is where consumer groups keep their offsets (created by the migrations).
+const offsetsTable = "projection_offsets"
+
+// Message metadata keys carrying the stored columns of an event.
+const (
+	metaPosition   = "position"
+	metaStreamID   = "stream_id"
+	metaVersion    = "stream_version"
+	metaBusinessID = "business_id"
+	metaType       = "type"
+	metaSchema     = "schema_version"
+	metaOccurredAt = "occurred_at"
+	metaRecordedAt = "recorded_at"
+	metaEventMeta  = "event_metadata"
+)
+
+// EventsSchema is a watermill-sql SchemaAdapter over our own events table.
+// The migrations own the schema: it creates nothing and inserts nothing (the
+// event store appends). Its SELECT keeps watermill's rule
+// transaction_id < pg_snapshot_xmin(pg_current_snapshot()).
+type EventsSchema struct {
+	// BatchSize is the number of events read per subscriber transaction.
+	BatchSize int
+}
+
+// OffsetsAdapter returns the offsets adapter for projection_offsets.
+func OffsetsAdapter() wsql.OffsetsAdapter {
+	return wsql.DefaultPostgreSQLOffsetsAdapter{GenerateMessagesOffsetsTableName: func(string) string { return offsetsTable }}
+}
+
+// SchemaInitializingQueries returns nothing: migrations own the schema.
+func (EventsSchema) SchemaInitializingQueries(wsql.SchemaInitializingQueriesParams) ([]wsql.Query, error) {
+	return nil, nil
+}
+
+// InsertQuery refuses: only the event store appends to the log.
+func (EventsSchema) InsertQuery(wsql.InsertQueryParams) (wsql.Query, error) {
+	return wsql.Query{}, errors.New("the events topic is written by the event store, not published to")
+}
+
+// SelectQuery returns the next batch after the consumer group's offset.
+func (s EventsSchema) SelectQuery(params wsql.SelectQueryParams) (wsql.Query, error) {
+	next, err := params.OffsetsAdapter.NextOffsetQuery(wsql.NextOffsetQueryParams{Topic: params.Topic, ConsumerGroup: params.ConsumerGroup})
+	if err != nil {
+		return wsql.Query{}, err
+	}
+	batch := s.BatchSize
+	if batch <= 0 {
+		batch = 100
+	}
+	// The subquery form keeps the planner on the (transaction_id, position)
+	// index (see watermill-sql's DefaultPostgreSQLSchema for the reasoning).
+	q := `
+	SELECT * FROM (
+		WITH last_processed AS (` + next.Query + `)
+		SELECT position, transaction_id, event_id, stream_id, stream_version, business_id, type,
+			schema_version, data, metadata, occurred_at, recorded_at
+		FROM events
+		WHERE (
+			(transaction_id = (SELECT last_processed_transaction_id FROM last_processed)
+				AND position > (SELECT offset_acked FROM last_processed))
+			OR transaction_id > (SELECT last_processed_transaction_id FROM last_processed)
+		)
+		AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+	) AS messages
+	ORDER BY transaction_id ASC, position ASC
+	LIMIT ` + strconv.Itoa(batch)
+	return wsql.Query{Query: q, Args: next.Args}, nil
+}
+
+// UnmarshalMessage turns a row into a message: the payload is the event data,
+// the stored columns travel as metadata.
+func (EventsSchema) UnmarshalMessage(params wsql.UnmarshalMessageParams) (wsql.Row, error) {
+	var (
+		pos                    int64
+		txID                   wsql.XID8
+		eventID, streamID      uuid.UUID
+		version                int64
+		business, typ          string
+		schema                 int
+		data, meta             []byte
+		occurredAt, recordedAt time.Time
+	)
+	if err := params.Row.Scan(&pos, &txID, &eventID, &streamID, &version, &business, &typ, &schema,
+		&data, &meta, &occurredAt, &recordedAt); err != nil {
+		return wsql.Row{}, fmt.Errorf("scan event row: %w", err)
+	}
+	msg := message.NewMessage(eventID.String(), data)
+	msg.Metadata = message.Metadata{
+		metaPosition:   strconv.FormatInt(pos, 10),
+		metaStreamID:   streamID.String(),
+		metaVersion:    strconv.FormatInt(version, 10),
+		metaBusinessID: business,
+		metaType:       typ,
+		metaSchema:     strconv.Itoa(schema),
+		metaOccurredAt: occurredAt.UTC().Format(time.RFC3339Nano),
+		metaRecordedAt: recordedAt.UTC().Format(time.RFC3339Nano),
+		metaEventMeta:  string(meta),
+	}
+	return wsql.Row{Offset: pos, UUID: []byte(msg.UUID), Payload: data, Metadata: meta, Msg: msg,
+		ExtraData: map[string]any{"transaction_id": txID}}, nil
+}
+
+// SubscribeIsolationLevel is repeatable read, as watermill-sql requires on PostgreSQL.
+func (EventsSchema) SubscribeIsolationLevel() stdsql.IsolationLevel { return stdsql.LevelRepeatableRead }
+
+// RecordedFromMessage rebuilds the stored event carried by msg.
+func RecordedFromMessage(msg *message.Message) (eventstore.Recorded, error) {
+	var (
+		r   eventstore.Recorded
+		err error
+	)
+	md := msg.Metadata
+	if r.Position, err = strconv.ParseInt(md.Get(metaPosition), 10, 64); err != nil {
+		return r, fmt.Errorf("message %s: position: %w", msg.UUID, err)
+	}
+	if r.EventID, err = uuid.Parse(msg.UUID); err != nil {
+		return r, fmt.Errorf("message %s: id: %w", msg.UUID, err)
+	}
+	if r.StreamID, err = uuid.Parse(md.Get(metaStreamID)); err != nil {
+		return r, fmt.Errorf("message %s: stream: %w", msg.UUID, err)
+	}
+	if r.Version, err = strconv.ParseInt(md.Get(metaVersion), 10, 64); err != nil {
+		return r, fmt.Errorf("message %s: version: %w", msg.UUID, err)
+	}
+	if r.SchemaVersion, err = strconv.Atoi(md.Get(metaSchema)); err != nil {
+		return r, fmt.Errorf("message %s: schema version: %w", msg.UUID, err)
+	}
+	r.BusinessID, r.Type, r.Data = md.Get(metaBusinessID), md.Get(metaType), json.RawMessage(msg.Payload)
+	if r.OccurredAt, err = time.Parse(time.RFC3339Nano, md.Get(metaOccurredAt)); err != nil {
+		return r, fmt.Errorf("message %s: occurred_at: %w", msg.UUID, err)
+	}
+	if r.RecordedAt, err = time.Parse(time.RFC3339Nano, md.Get(metaRecordedAt)); err != nil {
+		return r, fmt.Errorf("message %s: recorded_at: %w", msg.UUID, err)
+	}
+	if m := md.Get(metaEventMeta); m != "" {
+		if err := json.Unmarshal([]byte(m), &r.Metadata); err != nil {
+			return r, fmt.Errorf("message %s: metadata: %w", msg.UUID, err)
+		}
+	}
+	if r.Event, err = domain.UnmarshalEvent(r.Type, r.SchemaVersion, r.Data); err != nil {
+		return r, fmt.Errorf("message %s: %w", msg.UUID, err)
+	}
+	return r, nil
+}
