@@ -54,4 +54,3 @@ func Evolve(r Run, e Event) Run {
 	}
 	return r
 }
-

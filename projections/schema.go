@@ -123,7 +123,9 @@ func (EventsSchema) UnmarshalMessage(params wsql.UnmarshalMessageParams) (wsql.R
 }
 
 // SubscribeIsolationLevel is repeatable read, as watermill-sql requires on PostgreSQL.
-func (EventsSchema) SubscribeIsolationLevel() stdsql.IsolationLevel { return stdsql.LevelRepeatableRead }
+func (EventsSchema) SubscribeIsolationLevel() stdsql.IsolationLevel {
+	return stdsql.LevelRepeatableRead
+}
 
 // RecordedFromMessage rebuilds the stored event carried by msg.
 func RecordedFromMessage(msg *message.Message) (eventstore.Recorded, error) {
