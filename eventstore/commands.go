@@ -24,6 +24,8 @@ type Runner struct {
 	Now func() time.Time
 	// OnConflict, if set, is called for each version conflict retried (metrics).
 	OnConflict func()
+	// OnAppended, if set, is called after each successful append (metrics).
+	OnAppended func(Result)
 }
 
 // NewRunner returns a Runner with the system clock.
@@ -128,7 +130,11 @@ func (rn *Runner) decideAndAppend(ctx context.Context, state domain.Run, runID u
 	if err != nil {
 		return Result{Run: state}, err
 	}
-	return Result{Run: ar.Run, Events: events, LastPosition: ar.LastPosition}, nil
+	res := Result{Run: ar.Run, Events: events, LastPosition: ar.LastPosition}
+	if rn.OnAppended != nil && !ar.Duplicate {
+		rn.OnAppended(res)
+	}
+	return res, nil
 }
 
 func (rn *Runner) conflict() {

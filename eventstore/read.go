@@ -3,6 +3,7 @@ package eventstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -124,4 +125,19 @@ func ScanRecordedWith(row pgx.Row, lead ...any) (Recorded, error) {
 	r.Event = ev
 	r.OccurredAt, r.RecordedAt = r.OccurredAt.UTC(), r.RecordedAt.UTC()
 	return r, nil
+}
+
+// LastStartedRun returns the id of the business's run most recently started
+// at or before at, and false if none was.
+func (s *Store) LastStartedRun(ctx context.Context, businessID string, at time.Time) (uuid.UUID, bool, error) {
+	var id uuid.UUID
+	err := s.pool.QueryRow(ctx, `SELECT stream_id FROM events WHERE business_id = $1 AND type = 'RunStarted' AND occurred_at <= $2
+		ORDER BY occurred_at DESC, position DESC LIMIT 1`, businessID, at).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return uuid.Nil, false, nil
+	}
+	if err != nil {
+		return uuid.Nil, false, fmt.Errorf("last run of %s: %w", businessID, err)
+	}
+	return id, true, nil
 }

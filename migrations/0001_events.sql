@@ -49,3 +49,6 @@ CREATE TABLE run_snapshots (
 ) WITH (fillfactor = 70); -- room for HOT updates: heartbeats change no indexed column
 
 CREATE UNIQUE INDEX run_snapshots_one_open_per_business ON run_snapshots (business_id) WHERE NOT ended;
+
+-- Replay: the business's last run started at or before an instant.
+CREATE INDEX events_business_starts ON events (business_id, occurred_at DESC, position DESC) WHERE type = 'RunStarted';

@@ -1,0 +1,106 @@
+package api
+
+import (
+	"encoding/base64"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+
+	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/projections"
+)
+
+// Timeline is a page of a business's explained events.
+type Timeline struct {
+	Events     []projections.TimelineEntry `json:"events"`
+	NextCursor *string                     `json:"next_cursor"`
+}
+
+func (s *Server) timeline(w http.ResponseWriter, r *http.Request, c call) error {
+	q := r.URL.Query()
+	bq := eventstore.BusinessQuery{BusinessID: c.business, Limit: 1000}
+	var err error
+	if bq.Since, err = optionalTime(q.Get("since"), "since"); err != nil {
+		return err
+	}
+	if bq.Until, err = optionalTime(q.Get("until"), "until"); err != nil {
+		return err
+	}
+	if v := q.Get("run"); v != "" {
+		if bq.RunID, err = parseRunID(v, "run"); err != nil {
+			return err
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10000 {
+			return fieldProblem("limit", "must be an integer from 1 to 10000")
+		}
+		bq.Limit = n
+	}
+	if v := q.Get("cursor"); v != "" {
+		cur, err := decodeTimelineCursor(v)
+		if err != nil {
+			return fieldProblem("cursor", "is not a cursor this API returned")
+		}
+		bq.After = &cur
+	}
+	entries, err := projections.Timeline(r.Context(), s.store, bq)
+	if err != nil {
+		return err
+	}
+	out := Timeline{Events: entries}
+	if len(entries) == bq.Limit {
+		last := entries[len(entries)-1]
+		cur := base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(last.OccurredAt.UnixNano(), 10) + "." + strconv.FormatInt(last.Position, 10)))
+		out.NextCursor = &cur
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func decodeTimelineCursor(s string) (eventstore.Cursor, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return eventstore.Cursor{}, err
+	}
+	ts, pos, _ := strings.Cut(string(raw), ".")
+	nanos, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return eventstore.Cursor{}, err
+	}
+	p, err := strconv.ParseInt(pos, 10, 64)
+	if err != nil {
+		return eventstore.Cursor{}, err
+	}
+	return eventstore.Cursor{OccurredAt: time.Unix(0, nanos).UTC(), Position: p}, nil
+}
+
+func (s *Server) replay(w http.ResponseWriter, r *http.Request, c call) error {
+	at, err := optionalTime(r.URL.Query().Get("at"), "at")
+	if err != nil {
+		return err
+	}
+	if at.IsZero() {
+		return fieldProblem("at", "is required (RFC 3339)")
+	}
+	res, err := projections.Replay(r.Context(), s.store, c.business, at, s.policy.StaleAfter)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+func optionalTime(v, field string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, fieldProblem(field, "must be an RFC 3339 time like 2026-11-28T09:00:00Z")
+	}
+	return t.UTC(), nil
+}

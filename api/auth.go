@@ -1,0 +1,119 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/runledger/runledger/domain"
+)
+
+// Role is what a token's holder may do.
+type Role string
+
+// The roles of the contract.
+const (
+	RoleWorker   Role = "worker"
+	RoleUser     Role = "user"
+	RoleOperator Role = "operator"
+)
+
+// AnyBusiness is the business_id claim of an operator token valid for every business.
+const AnyBusiness = "*"
+
+// MinSecretLen is the least length of RUNLEDGER_AUTH_SECRET (HS256 wants 256 bits).
+const MinSecretLen = 32
+
+// Claims are the claims of a runledger token.
+type Claims struct {
+	BusinessID string `json:"business_id"`
+	Role       Role   `json:"role"`
+	jwt.RegisteredClaims
+}
+
+// Authenticator mints and checks HS256 tokens with one shared secret.
+type Authenticator struct {
+	secret []byte
+	now    func() time.Time
+}
+
+// NewAuthenticator returns an Authenticator, or an error if the secret is
+// shorter than MinSecretLen bytes.
+func NewAuthenticator(secret string, now func() time.Time) (*Authenticator, error) {
+	if len(secret) < MinSecretLen {
+		return nil, fmt.Errorf("RUNLEDGER_AUTH_SECRET must be at least %d bytes", MinSecretLen)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Authenticator{secret: []byte(secret), now: now}, nil
+}
+
+// Mint returns a signed token for business (or AnyBusiness for an operator)
+// and role, valid for ttl. It returns a validation error for an unknown role,
+// a malformed business id or a non-positive ttl.
+func (a *Authenticator) Mint(business string, role Role, ttl time.Duration) (string, error) {
+	if err := checkClaims(business, role); err != nil {
+		return "", err
+	}
+	if ttl <= 0 {
+		return "", domain.Invalid("ttl", "must be positive")
+	}
+	now := a.now()
+	claims := Claims{BusinessID: business, Role: role, RegisteredClaims: jwt.RegisteredClaims{
+		IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(ttl)), Issuer: "runledger"}}
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(a.secret)
+}
+
+// Parse verifies a bearer token (signature in constant time, HS256 only,
+// expiry required) and returns its claims.
+func (a *Authenticator) Parse(token string) (Claims, error) {
+	var c Claims
+	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return a.secret, nil },
+		jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithTimeFunc(a.now))
+	if err != nil {
+		return Claims{}, err
+	}
+	if err := checkClaims(c.BusinessID, c.Role); err != nil {
+		return Claims{}, err
+	}
+	return c, nil
+}
+
+func checkClaims(business string, role Role) error {
+	switch role {
+	case RoleWorker, RoleUser, RoleOperator:
+	default:
+		return domain.Invalid("role", "must be worker, user or operator")
+	}
+	if business == AnyBusiness {
+		if role != RoleOperator {
+			return domain.Invalid("business_id", "only an operator token may be valid for every business (*)")
+		}
+		return nil
+	}
+	return domain.ValidateBusinessID(business)
+}
+
+// bearer extracts the token of an "Authorization: Bearer <token>" header.
+func bearer(header string) (string, error) {
+	scheme, token, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+		return "", errors.New("missing bearer token")
+	}
+	return strings.TrimSpace(token), nil
+}
+
+// allows reports whether role may do what the route's roles may: an operator
+// may do what a user may; a worker may also read.
+func allows(have Role, need []Role) bool {
+	for _, n := range need {
+		if have == n || (have == RoleOperator && n == RoleUser) {
+			return true
+		}
+	}
+	return false
+}

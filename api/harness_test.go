@@ -1,0 +1,219 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/runledger/runledger/api"
+	"github.com/runledger/runledger/domain"
+	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/internal/pgtest"
+	"github.com/runledger/runledger/projections"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+const secret = "test-secret-test-secret-test-secret!"
+
+var t0 = time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
+
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *fakeClock) Advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
+
+// env is a running service: real PostgreSQL, projector, HTTP server, fake clock, no reaper.
+type env struct {
+	t      *testing.T
+	pool   *pgxpool.Pool
+	clock  *fakeClock
+	auth   *api.Authenticator
+	server *api.Server
+	url    string
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	pool := pgtest.NewDB(t)
+	clock := &fakeClock{now: t0}
+	auth, err := api.NewAuthenticator(secret, clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runner := eventstore.NewRunner(eventstore.New(pool), domain.DefaultPolicy())
+	runner.Now = clock.Now
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := api.New(api.Config{Runner: runner, Pool: pool, Auth: auth, Policy: domain.DefaultPolicy(), Now: clock.Now,
+		Logger: logger, StreamPoll: 10 * time.Millisecond, StreamKeepAlive: 50 * time.Millisecond})
+	runner.OnAppended = srv.Metrics().ObserveResult
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+
+	proj, err := projections.NewProjector(pool, projections.Options{PollInterval: 5 * time.Millisecond, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- proj.Run(ctx) }()
+	<-proj.Running()
+	t.Cleanup(func() { cancel(); <-done })
+	return &env{t: t, pool: pool, clock: clock, auth: auth, server: srv, url: hs.URL}
+}
+
+func (e *env) token(business string, role api.Role) string {
+	e.t.Helper()
+	tok, err := e.auth.Mint(business, role, time.Hour)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return tok
+}
+
+// response is a decoded answer.
+type response struct {
+	status int
+	header http.Header
+	body   map[string]any
+	raw    []byte
+}
+
+func (r response) str(key string) string {
+	v, _ := r.body[key].(string)
+	return v
+}
+
+func (r response) obj(key string) map[string]any {
+	v, _ := r.body[key].(map[string]any)
+	return v
+}
+
+// do sends a request; body may be nil, a string (sent as is) or a value (sent as JSON).
+func (e *env) do(method, path, token string, body any) response {
+	e.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, e.url+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	out := response{status: res.StatusCode, header: res.Header, raw: raw}
+	_ = json.Unmarshal(raw, &out.body)
+	return out
+}
+
+// must asserts the status (and, for problems, the code).
+func (e *env) must(r response, status int, code string) response {
+	e.t.Helper()
+	if r.status != status {
+		e.t.Fatalf("status %d, want %d: %s", r.status, status, r.raw)
+	}
+	if code != "" {
+		if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
+			e.t.Fatalf("problem content type %q", ct)
+		}
+		if r.str("code") != code {
+			e.t.Fatalf("code %q, want %q: %s", r.str("code"), code, r.raw)
+		}
+	}
+	return r
+}
+
+// caughtUp waits until the read models reflect every committed event.
+func (e *env) caughtUp() {
+	e.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		lags, err := projections.Lags(context.Background(), e.pool, nil)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if lags[0].Events == 0 && lags[1].Events == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("projections behind: %+v", lags)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// eventCount is the number of events in the log.
+func (e *env) eventCount() int {
+	e.t.Helper()
+	var n int
+	if err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM events`).Scan(&n); err != nil {
+		e.t.Fatal(err)
+	}
+	return n
+}
+
+// readModels dumps both read models for before/after comparisons.
+func (e *env) readModels() string {
+	e.t.Helper()
+	var b strings.Builder
+	for _, table := range []string{"runs", "active_runs"} {
+		rows, err := e.pool.Query(context.Background(), `SELECT t::text FROM `+table+` t ORDER BY run_id`)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				e.t.Fatal(err)
+			}
+			b.WriteString(s + "\n")
+		}
+		rows.Close()
+	}
+	return b.String()
+}
+
+func (e *env) start(business string, total int) string {
+	e.t.Helper()
+	r := e.must(e.do("POST", "/v1/businesses/"+business+"/runs", e.token(business, api.RoleWorker),
+		map[string]any{"total_calls": total, "worker_id": "w1"}), 201, "")
+	e.caughtUp()
+	return r.str("run_id")
+}
+
+var errNoEvent = errors.New("stream ended")
