@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-
 	"github.com/runledger/runledger/eventstore"
 	"github.com/runledger/runledger/projections"
 )
