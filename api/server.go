@@ -8,6 +8,7 @@ import (
 	_ "embed"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -54,6 +55,9 @@ type Server struct {
 	cfg     Config
 	mux     *http.ServeMux
 	routes  []string
+	// closing ends open SSE streams when the server shuts down.
+	closing chan struct{}
+	once    sync.Once
 }
 
 // New builds the server and registers its routes and metrics.
@@ -77,7 +81,7 @@ func New(cfg Config) *Server {
 		cfg.StreamKeepAlive = 15 * time.Second
 	}
 	s := &Server{runner: cfg.Runner, store: cfg.Runner.Store, pool: cfg.Pool, auth: cfg.Auth, policy: cfg.Policy,
-		now: cfg.Now, logger: cfg.Logger, cfg: cfg, mux: http.NewServeMux()}
+		now: cfg.Now, logger: cfg.Logger, cfg: cfg, mux: http.NewServeMux(), closing: make(chan struct{})}
 	s.metrics = newMetrics(cfg.Registry, s)
 	s.routesV1()
 	s.handle("GET /healthz", s.healthz)
@@ -90,6 +94,10 @@ func New(cfg Config) *Server {
 	})
 	return s
 }
+
+// CloseStreams ends every open SSE stream (at shutdown: http.Server.Shutdown
+// waits for handlers, and a stream would otherwise never return).
+func (s *Server) CloseStreams() { s.once.Do(func() { close(s.closing) }) }
 
 // Handler returns the server's HTTP handler.
 func (s *Server) Handler() http.Handler { return s.mux }

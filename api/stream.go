@@ -65,6 +65,8 @@ func (s *Server) streamActive(w http.ResponseWriter, r *http.Request, c call) er
 		select {
 		case <-r.Context().Done():
 			return nil
+		case <-s.closing:
+			return nil // the client reconnects (with Last-Event-ID) to another replica
 		case <-keepAlive.C:
 			if _, err := fmt.Fprint(w, ": keepalive\n\n"); err != nil || rc.Flush() != nil {
 				return nil

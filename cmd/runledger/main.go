@@ -38,7 +38,13 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	commands := map[string]func(context.Context, []string) error{
+		"dev":     runDev,
+		"serve":   runServe,
 		"migrate": runMigrate,
+		"rebuild": runRebuild,
+		"verify":  runVerify,
+		"audit":   runAudit,
+		"token":   runToken,
 	}
 	name, args := os.Args[1], os.Args[2:]
 	cmd, ok := commands[name]

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/runledger/runledger/api"
+	"github.com/runledger/runledger/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+const testSecret = "cmd-test-secret-cmd-test-secret-0123"
+
+func testConfig(t *testing.T) Config {
+	return Config{DatabaseURL: pgtest.URL(t), Addr: "127.0.0.1:0", StaleAfter: 15 * time.Minute,
+		ReapInterval: time.Second, HeartbeatMinInterval: 5 * time.Second, AuthSecret: testSecret}
+}
+
+// serve end to end: migrate, serve, answer, and shut down on cancel with an
+// open SSE stream, in bounded time.
+func TestServeRunsAndShutsDownGracefully(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	svc, err := newService(ctx, testConfig(t), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+
+	auth, _ := api.NewAuthenticator(testSecret, nil)
+	worker, _ := auth.Mint("demo", api.RoleWorker, time.Hour)
+	user, _ := auth.Mint("demo", api.RoleUser, time.Hour)
+	req, _ := http.NewRequest("POST", svc.URL()+"/v1/businesses/demo/runs", strings.NewReader(`{"total_calls":5,"worker_id":"w"}`))
+	req.Header.Set("Authorization", "Bearer "+worker)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil || res.StatusCode != 201 {
+		t.Fatalf("start: %v %v", res, err)
+	}
+	res.Body.Close()
+
+	var stream *http.Response
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		req, _ = http.NewRequest("GET", svc.URL()+"/v1/businesses/demo/runs/active/stream", nil)
+		req.Header.Set("Authorization", "Bearer "+user)
+		if stream, err = http.DefaultClient.Do(req); err == nil && stream.StatusCode == 200 {
+			break
+		}
+	}
+	if stream == nil || stream.StatusCode != 200 {
+		t.Fatal("no stream")
+	}
+	defer stream.Body.Close()
+
+	res, err = http.Get(svc.URL() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ready api.Readiness
+	_ = json.NewDecoder(res.Body).Decode(&ready)
+	res.Body.Close()
+	if ready.Status != "ready" {
+		t.Fatalf("readyz = %+v", ready)
+	}
+
+	start := time.Now()
+	cancel() // SIGTERM
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("shutdown hung on the open stream")
+	}
+	if _, err := io.ReadAll(stream.Body); err != nil && !strings.Contains(err.Error(), "EOF") {
+		t.Logf("stream closed with %v", err)
+	}
+	t.Logf("shutdown took %s", time.Since(start))
+	if _, err := http.Get(svc.URL() + "/healthz"); err == nil {
+		t.Fatal("still accepting after shutdown")
+	}
+}
+
+func TestConfigRefusesCoalescingBeyondTenthOfTTL(t *testing.T) {
+	cfg := Config{StaleAfter: time.Minute, HeartbeatMinInterval: 10 * time.Second, ReapInterval: time.Second}
+	if _, err := cfg.Policy(); err == nil || !strings.Contains(err.Error(), "heartbeat_min_interval") {
+		t.Fatalf("Policy() = %v", err)
+	}
+	cfg.AuthSecret = "short"
+	cfg.HeartbeatMinInterval = time.Second
+	if _, err := newService(context.Background(), cfg, slog.Default()); err == nil || !strings.Contains(err.Error(), "RUNLEDGER_AUTH_SECRET") {
+		t.Fatalf("short secret accepted: %v", err)
+	}
+}
