@@ -39,15 +39,16 @@ func (c *fakeClock) Advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d)
 
 // env is a running service: real PostgreSQL, projector, HTTP server, fake clock, no reaper.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	pool   *pgxpool.Pool
 	clock  *fakeClock
 	auth   *api.Authenticator
 	server *api.Server
+	runner *eventstore.Runner
 	url    string
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	pool := pgtest.NewDB(t)
 	clock := &fakeClock{now: t0}
@@ -73,7 +74,7 @@ func newEnv(t *testing.T) *env {
 	go func() { done <- proj.Run(ctx) }()
 	<-proj.Running()
 	t.Cleanup(func() { cancel(); <-done })
-	return &env{t: t, pool: pool, clock: clock, auth: auth, server: srv, url: hs.URL}
+	return &env{t: t, pool: pool, clock: clock, auth: auth, server: srv, runner: runner, url: hs.URL}
 }
 
 func (e *env) token(business string, role api.Role) string {

@@ -52,7 +52,8 @@ func Timeline(ctx context.Context, store *eventstore.Store, q eventstore.Busines
 			totals[e.StreamID] = run.TotalCalls
 		}
 		summary := summarize(e.Event, totals[e.StreamID])
-		if prev, ok := lastSeen[e.StreamID]; ok && e.OccurredAt.Sub(prev) >= silenceWorthNoting {
+		_, stale := e.Event.(domain.RunStaleFailed) // says how long it was silent itself
+		if prev, ok := lastSeen[e.StreamID]; ok && !stale && e.OccurredAt.Sub(prev) >= silenceWorthNoting {
 			summary += fmt.Sprintf(" (after %s of silence)", e.OccurredAt.Sub(prev).Round(time.Second))
 		}
 		lastSeen[e.StreamID] = e.OccurredAt

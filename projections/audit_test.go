@@ -1,0 +1,152 @@
+package projections_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/runledger/runledger/domain"
+	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/internal/pgtest"
+	"github.com/runledger/runledger/projections"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+var (
+	auditT0 = time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
+	run1    = uuid.MustParse("11111111-1111-4111-8111-111111111111")
+	run2    = uuid.MustParse("22222222-2222-4222-8222-222222222222")
+	run3    = uuid.MustParse("33333333-3333-4333-8333-333333333333")
+)
+
+// scriptedHistory plays a business's day: a run whose worker dies and is
+// reaped, a run the user cancels gracefully, a run that completes.
+func scriptedHistory(t *testing.T, store *eventstore.Store) {
+	t.Helper()
+	ctx := context.Background()
+	now := auditT0
+	rn := eventstore.NewRunner(store, domain.DefaultPolicy())
+	rn.Now = func() time.Time { return now }
+	worker := eventstore.Metadata{Actor: "worker:dialer-1"}
+	user := eventstore.Metadata{Actor: "user:alice"}
+	do := func(advance time.Duration, run uuid.UUID, cmd domain.Command, meta eventstore.Metadata) {
+		t.Helper()
+		now = now.Add(advance)
+		var err error
+		if start, ok := cmd.(domain.StartRun); ok {
+			_, err = rn.Start(ctx, start, meta)
+		} else {
+			_, err = rn.Execute(ctx, "acme", run, cmd, meta)
+		}
+		if err != nil {
+			t.Fatalf("%T at %s: %v", cmd, now, err)
+		}
+	}
+	do(0, run1, domain.StartRun{RunID: run1, BusinessID: "acme", WorkerID: "dialer-1", TotalCalls: 100}, worker)
+	do(10*time.Second, run1, domain.RecordHeartbeat{CompletedCalls: 10, FailedCalls: 1}, worker)
+	do(10*time.Second, run1, domain.RecordHeartbeat{CompletedCalls: 20, FailedCalls: 2}, worker)
+	// The worker dies at 09:00:20; the reaper finds it 15m3s later.
+	do(15*time.Minute+3*time.Second, run1, domain.FailStale{DetectedBy: "reaper:replica-a"}, eventstore.Metadata{Actor: "reaper:replica-a"})
+	do(time.Minute, run2, domain.StartRun{RunID: run2, BusinessID: "acme", WorkerID: "dialer-2", TotalCalls: 50}, eventstore.Metadata{Actor: "worker:dialer-2"})
+	do(30*time.Second, run2, domain.RecordHeartbeat{CompletedCalls: 5}, eventstore.Metadata{Actor: "worker:dialer-2"})
+	do(30*time.Second, run2, domain.RequestCancel{Reason: "wrong list", RequestedBy: "user:alice"}, user)
+	do(2*time.Second, run2, domain.RecordHeartbeat{CompletedCalls: 6}, eventstore.Metadata{Actor: "worker:dialer-2"})
+	do(1*time.Second, run2, domain.CompleteRun{Outcome: domain.OutcomeCancelled, CompletedCalls: 6}, eventstore.Metadata{Actor: "worker:dialer-2"})
+	do(time.Minute, run3, domain.StartRun{RunID: run3, BusinessID: "acme", WorkerID: "dialer-2", TotalCalls: 3}, eventstore.Metadata{Actor: "worker:dialer-2"})
+	do(time.Minute, run3, domain.CompleteRun{Outcome: domain.OutcomeCompleted, CompletedCalls: 2, FailedCalls: 1}, eventstore.Metadata{Actor: "worker:dialer-2"})
+}
+
+func TestAuditGolden(t *testing.T) {
+	ctx := context.Background()
+	store := eventstore.New(pgtest.NewDB(t))
+	scriptedHistory(t, store)
+	var out bytes.Buffer
+	entries, err := projections.Timeline(ctx, store, eventstore.BusinessQuery{BusinessID: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.WriteString("== timeline\n")
+	if err := projections.WriteTimeline(&out, entries); err != nil {
+		t.Fatal(err)
+	}
+	for _, at := range []struct{ label, at string }{
+		{"before the gap", "2026-11-28T09:00:15Z"},
+		{"in the gap, within the TTL", "2026-11-28T09:10:20Z"},
+		{"in the gap, past the TTL, before the reaper", "2026-11-28T09:15:21Z"},
+		{"after the stale failure", "2026-11-28T09:15:30Z"},
+		{"during the cancelled run", "2026-11-28T09:16:50Z"},
+		{"after completion", "2026-11-28T09:20:00Z"},
+	} {
+		ts, _ := time.Parse(time.RFC3339, at.at)
+		res, err := projections.Replay(ctx, store, "acme", ts, 15*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out.WriteString("\n== --at " + at.at + " (" + at.label + ")\n")
+		if err := projections.WriteReplay(&out, res); err != nil {
+			t.Fatal(err)
+		}
+	}
+	golden(t, "audit.golden", out.Bytes())
+
+	// The JSON form carries the same facts for machines.
+	raw, err := json.Marshal(entries)
+	if err != nil || !strings.Contains(string(raw), `"type":"RunStaleFailed"`) || !strings.Contains(string(raw), `"actor":"reaper:replica-a"`) {
+		t.Fatalf("timeline JSON: %s %v", raw, err)
+	}
+	// A run filter and a range cut the timeline.
+	only, err := projections.Timeline(ctx, store, eventstore.BusinessQuery{BusinessID: "acme", RunID: run2,
+		Since: auditT0.Add(16*time.Minute + 30*time.Second)})
+	if err != nil || len(only) != 4 || only[0].Type != domain.TypeHeartbeat {
+		t.Fatalf("run 2 from 09:16 = %d entries %v", len(only), err)
+	}
+	if !strings.Contains(only[0].Summary, "5/50 done") {
+		t.Fatalf("a ranged timeline lost the run's total: %q", only[0].Summary)
+	}
+}
+
+// golden compares got with testdata/name, or rewrites it with -update.
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s differs (run with -update to accept):\n%s", path, lineDiff(string(want), string(got)))
+	}
+}
+
+func lineDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	var b strings.Builder
+	for i := 0; i < max(len(w), len(g)); i++ {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl {
+			b.WriteString("- " + wl + "\n+ " + gl + "\n")
+		}
+	}
+	return b.String()
+}
