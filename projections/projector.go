@@ -82,7 +82,7 @@ func NewProjector(pool *pgxpool.Pool, opts Options) (*Projector, error) {
 		if err != nil {
 			return nil, err
 		}
-		sub, err := wsql.NewSubscriber(wsql.BeginnerFromPgx(pool), wsql.SubscriberConfig{
+		sub, err := wsql.NewSubscriber(serialBeginner{wsql.BeginnerFromPgx(pool)}, wsql.SubscriberConfig{
 			ConsumerGroup:  name,
 			PollInterval:   opts.PollInterval,
 			ResendInterval: 50 * time.Millisecond,
@@ -118,14 +118,12 @@ func (p *Projector) handler(proj projection) message.NoPublishHandlerFunc {
 		if err != nil {
 			return err
 		}
-		tx, err := messageTx(msg)
-		if err != nil {
-			return err
-		}
 		// A savepoint: a failed attempt rolls back its own writes only, and the
 		// subscriber's transaction stays usable for the retry.
-		err = pgx.BeginFunc(msg.Context(), tx, func(sp pgx.Tx) error {
-			return proj.apply(msg.Context(), sp, proj.name, rec)
+		err = withTx(msg, func(tx pgx.Tx) error {
+			return pgx.BeginFunc(msg.Context(), tx, func(sp pgx.Tx) error {
+				return proj.apply(msg.Context(), sp, proj.name, rec)
+			})
 		})
 		if err == nil && p.metrics != nil {
 			p.metrics.Applied.WithLabelValues(proj.name).Inc()
@@ -140,16 +138,15 @@ func (p *Projector) poison(group string) message.HandlerMiddleware {
 	return func(h message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
 			out, err := h(msg)
-			if err == nil || msg.Context().Err() != nil {
+			if err == nil || msg.Context().Err() != nil || errors.Is(err, errTxFinished) {
 				return out, err
 			}
-			tx, txErr := messageTx(msg)
-			if txErr != nil {
-				return nil, err
-			}
 			pos, _ := strconv.ParseInt(msg.Metadata.Get(metaPosition), 10, 64)
-			_, insErr := tx.Exec(msg.Context(), `INSERT INTO projection_poison (consumer_group, position, event_id, error)
-				VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`, group, pos, msg.UUID, err.Error())
+			insErr := withTx(msg, func(tx pgx.Tx) error {
+				_, err := tx.Exec(msg.Context(), `INSERT INTO projection_poison (consumer_group, position, event_id, error)
+					VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`, group, pos, msg.UUID, err.Error())
+				return err
+			})
 			if insErr != nil {
 				return nil, errors.Join(err, insErr) // nacked: redelivered later
 			}
@@ -161,19 +158,4 @@ func (p *Projector) poison(group string) message.HandlerMiddleware {
 			return nil, nil
 		}
 	}
-}
-
-// messageTx is the subscriber's transaction that delivered msg.
-func messageTx(msg *message.Message) (pgx.Tx, error) {
-	tx, ok := wsql.TxFromContext(msg.Context())
-	if !ok {
-		return nil, errors.New("message has no subscriber transaction")
-	}
-	switch t := tx.(type) {
-	case *wsql.PgxTx:
-		return t.Tx, nil
-	case wsql.PgxTx:
-		return t.Tx, nil
-	}
-	return nil, fmt.Errorf("subscriber transaction is %T, not pgx", tx)
 }
