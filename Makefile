@@ -25,3 +25,7 @@ fmt-check:
 
 clean:
 	rm -rf bin .data
+
+## bench: every workload of issue 6 against a local cluster it starts; BENCH_QUICK=1 for a short run
+bench: build
+	$(GO) run ./cmd/runledger-bench -bin $(BIN) -out bench-report.json

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"math/rand"
 	"sync"
 	"sync/atomic"
@@ -21,11 +23,16 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
 // startProjector runs the projections until the returned stop is called (or the test ends).
 func startProjector(t *testing.T, pool *pgxpool.Pool, opts projections.Options) (stop func()) {
 	t.Helper()
 	if opts.PollInterval == 0 {
 		opts.PollInterval = 10 * time.Millisecond
+	}
+	if opts.Logger == nil {
+		opts.Logger = quietLogger()
 	}
 	p, err := projections.NewProjector(pool, opts)
 	if err != nil {

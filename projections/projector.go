@@ -92,7 +92,7 @@ func NewProjector(pool *pgxpool.Pool, opts Options) (*Projector, error) {
 		if err != nil {
 			return nil, fmt.Errorf("projection %s: subscriber: %w", name, err)
 		}
-		h := router.AddConsumerHandler(name, Topic, sub, p.handler(proj))
+		h := router.AddConsumerHandler(name, Topic, sub, p.handler(proj, newRowCache()))
 		h.AddMiddleware(
 			p.poison(name), // outermost: after the retries give up, record and skip
 			middleware.Retry{MaxRetries: opts.MaxRetries, InitialInterval: 20 * time.Millisecond,
@@ -112,19 +112,19 @@ func (p *Projector) Running() chan struct{} { return p.router.Running() }
 // Close stops the projections, waiting for in-flight batches.
 func (p *Projector) Close() error { return p.router.Close() }
 
-func (p *Projector) handler(proj projection) message.NoPublishHandlerFunc {
+func (p *Projector) handler(proj projection, cache *rowCache) message.NoPublishHandlerFunc {
 	return func(msg *message.Message) error {
 		rec, err := RecordedFromMessage(msg)
 		if err != nil {
 			return err
 		}
-		// A savepoint: a failed attempt rolls back its own writes only, and the
-		// subscriber's transaction stays usable for the retry.
-		err = withTx(msg, func(tx pgx.Tx) error {
-			return pgx.BeginFunc(msg.Context(), tx, func(sp pgx.Tx) error {
-				return proj.apply(msg.Context(), sp, proj.name, rec)
-			})
-		})
+		// No savepoint: an apply reads, decides in Go and writes one
+		// statement, so a refusal (a gap, an undecodable event) leaves the
+		// transaction clean for the poison record, and a failed write aborts
+		// the whole batch, which is then redelivered. (Savepoints that write
+		// would each take a subtransaction id; 100 per batch overflow
+		// PostgreSQL's 64-entry subxid cache and slow every snapshot.)
+		err = withTx(msg, func(tx pgx.Tx) error { return proj.apply(msg.Context(), tx, proj.name, rec, cache) })
 		if err == nil && p.metrics != nil {
 			p.metrics.Applied.WithLabelValues(proj.name).Inc()
 		}

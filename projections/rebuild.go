@@ -24,61 +24,67 @@ type RebuildOptions struct {
 // RebuildStats reports what a rebuild did.
 type RebuildStats struct {
 	Projection string
-	Events     int64 // folded from the log in the bulk pass
+	Events     int64 // folded from the log in the bulk pass (once for all projections)
 	CaughtUp   int64 // applied to the shadow table afterwards
 	Rows       int
-	Duration   time.Duration
+	Duration   time.Duration // the fold plus this projection's shadow, catch-up and swap
 }
 
 // catchUpBatch bounds one catch-up read.
 const catchUpBatch = 1000
 
 // Rebuild regenerates read models from the whole log while the service keeps
-// serving: it folds the log in memory (one streamed read), COPYs the result
-// into a shadow table, applies what arrived meanwhile, then in one
-// transaction holds the consumer group, applies the last few events, swaps
-// the shadow table in and moves the group's offset to match it.
+// serving: it folds the log in memory once (one streamed read) for all the
+// projections asked for, and for each one COPYs the result into a shadow
+// table, applies what arrived meanwhile, then in one transaction holds the
+// consumer group, applies the last few events, swaps the shadow table in and
+// moves the group's offset to match it.
 func Rebuild(ctx context.Context, pool *pgxpool.Pool, opts RebuildOptions) ([]RebuildStats, error) {
 	names := opts.Projections
 	if len(names) == 0 {
 		names = Names
 	}
+	projs := make([]projection, len(names))
+	for i, name := range names {
+		var err error
+		if projs[i], err = byName(name); err != nil {
+			return nil, err
+		}
+	}
+	start := time.Now()
+	var f *folded
+	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var err error
+		f, err = foldLog(ctx, tx, nil, newProgress(opts.Progress, "rebuild: fold"))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rebuild: %w", err)
+	}
+	folding := time.Since(start)
+	runs := f.rows()
 	var out []RebuildStats
-	for _, name := range names {
-		proj, err := byName(name)
-		if err != nil {
-			return out, err
-		}
-		st, err := rebuildOne(ctx, pool, proj, opts.Progress)
-		if err != nil {
-			return out, fmt.Errorf("rebuild %s: %w", name, err)
-		}
+	for _, proj := range projs {
+		st, err := swapIn(ctx, pool, proj, proj.rows(runs), f.last)
+		st.Events, st.Duration = f.events, folding+st.Duration
 		out = append(out, st)
+		if err != nil {
+			return out, fmt.Errorf("rebuild %s: %w", proj.name, err)
+		}
 	}
 	return out, nil
 }
 
-func rebuildOne(ctx context.Context, pool *pgxpool.Pool, proj projection, progress io.Writer) (RebuildStats, error) {
+// swapIn writes rows (the log folded up to last) into a shadow table of
+// proj, catches it up and swaps it in.
+func swapIn(ctx context.Context, pool *pgxpool.Pool, proj projection, rows []RunRow, last offset) (RebuildStats, error) {
 	start := time.Now()
-	st := RebuildStats{Projection: proj.name}
+	st := RebuildStats{Projection: proj.name, Rows: len(rows)}
 	shadow := proj.name + "_rebuild"
-	var f *folded
-	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		var err error
-		f, err = foldLog(ctx, tx, nil, newProgress(progress, "rebuild "+proj.name))
-		return err
-	})
-	if err != nil {
-		return st, err
-	}
-	st.Events = int64(f.events)
-	rows := proj.rows(f.rows())
-	st.Rows = len(rows)
 	if err := createShadow(ctx, pool, proj.name, shadow, rows); err != nil {
 		return st, err
 	}
 	defer pool.Exec(context.WithoutCancel(ctx), `DROP TABLE IF EXISTS `+shadow)
-	last := f.last
 	for { // catch up without holding anything, until little is left
 		n, err := catchUp(ctx, pool, proj, shadow, &last)
 		st.CaughtUp += n
@@ -89,7 +95,7 @@ func rebuildOne(ctx context.Context, pool *pgxpool.Pool, proj projection, progre
 			break
 		}
 	}
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		n, err := swap(ctx, tx, proj, shadow, &last)
 		st.CaughtUp += n
 		return err
@@ -241,7 +247,7 @@ func applyAfter(ctx context.Context, tx pgx.Tx, proj projection, table string, l
 		return 0, err
 	}
 	for _, it := range items {
-		if err := proj.apply(ctx, tx, table, it.rec); err != nil {
+		if err := proj.apply(ctx, tx, table, it.rec, nil); err != nil {
 			return 0, fmt.Errorf("catch up: %w", err)
 		}
 		*last = offset{TxID: uint64(it.tx), Position: it.rec.Position}

@@ -56,6 +56,9 @@ func FindBinDir() (string, error) {
 		candidates = append(candidates, d)
 	}
 	if p, err := exec.LookPath("pg_ctl"); err == nil {
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			p = real // a link in /usr/local/bin: the server's other tools sit beside the target
+		}
 		candidates = append(candidates, filepath.Dir(p))
 	}
 	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {

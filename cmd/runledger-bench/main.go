@@ -1,0 +1,229 @@
+// Command runledger-bench measures runledger against this machine's own
+// limits: each workload beside a baseline measured in the same run on the
+// same PostgreSQL, reported as a ratio. `make bench` runs it; BENCH_QUICK=1
+// runs a smaller version.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/runledger/runledger/api"
+	"github.com/runledger/runledger/internal/pglocal"
+	"github.com/runledger/runledger/migrations"
+)
+
+const secret = "bench-secret-bench-secret-bench-secret"
+
+// sizes are the workload sizes of one mode.
+type sizes struct {
+	B1Duration      time.Duration
+	B2Commands      int
+	B3Duration      time.Duration
+	B4Runs          int // × 100 events
+	B5Runs, B5Silent int
+	B5TTL           time.Duration
+	B5Interval      time.Duration
+	B6Duration      time.Duration
+	B8Events        int
+}
+
+var full = sizes{B1Duration: 30 * time.Second, B2Commands: 2000, B3Duration: 60 * time.Second, B4Runs: 10_000,
+	B5Runs: 10_000, B5Silent: 1_000, B5TTL: 60 * time.Second, B5Interval: 10 * time.Second,
+	B6Duration: 20 * time.Second, B8Events: 100_000}
+
+var quick = sizes{B1Duration: 5 * time.Second, B2Commands: 300, B3Duration: 8 * time.Second, B4Runs: 1_000,
+	B5Runs: 1_000, B5Silent: 100, B5TTL: 15 * time.Second, B5Interval: 3 * time.Second,
+	B6Duration: 5 * time.Second, B8Events: 100_000}
+
+// bench is the run's shared state.
+type bench struct {
+	sizes   sizes
+	bin     string
+	cluster *pglocal.Cluster
+	auth    *api.Authenticator
+	logger  *slog.Logger
+	report  *Report
+}
+
+func main() {
+	out := flag.String("out", "bench-report.json", "where to write the JSON report")
+	bin := flag.String("bin", "bin/runledger", "the runledger binary to serve with")
+	only := flag.String("only", "", "comma-separated workload ids to run (default all)")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *bin, *out, *only); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, bin, out, only string) error {
+	b := &bench{sizes: full, bin: bin, logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	mode := "full"
+	if os.Getenv("BENCH_QUICK") != "" {
+		b.sizes, mode = quick, "quick"
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("%s: build it first (make build): %w", bin, err)
+	}
+	var err error
+	if b.auth, err = api.NewAuthenticator(secret, nil); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "runledger-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	_ = os.Chmod(dir, 0o755)
+	fmt.Fprintf(os.Stderr, "bench (%s): starting PostgreSQL …\n", mode)
+	b.cluster, err = pglocal.Start(ctx, pglocal.Options{Dir: filepath.Join(dir, "pg"),
+		Settings: map[string]string{"shared_buffers": "512MB", "max_connections": "300"}})
+	if err != nil {
+		return err
+	}
+	defer b.cluster.Stop(context.Background())
+	b.report = &Report{Mode: mode, Started: time.Now().UTC()}
+	if err := b.describeMachine(ctx); err != nil {
+		return err
+	}
+	workloads := []struct {
+		id string
+		fn func(context.Context) error
+	}{
+		{"B1", b.b1and6}, {"B2", b.b2}, {"B3", b.b3}, {"B4", b.b4}, {"B5", b.b5}, {"B8", b.b8},
+	}
+	for _, w := range workloads {
+		if only != "" && !strings.Contains(","+only+",", ","+w.id+",") {
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "bench: %s …\n", w.id)
+		start := time.Now()
+		if err := w.fn(ctx); err != nil {
+			return fmt.Errorf("%s: %w", w.id, err)
+		}
+		fmt.Fprintf(os.Stderr, "bench: %s done in %s\n", w.id, time.Since(start).Round(time.Second))
+	}
+	b.report.Finished = time.Now().UTC()
+	b.report.WriteText(os.Stdout)
+	raw, _ := json.MarshalIndent(b.report, "", "  ")
+	if err := os.WriteFile(out, raw, 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("\nJSON report: %s\n", out)
+	return nil
+}
+
+// database creates a fresh migrated database and returns its URL and a pool.
+func (b *bench) database(ctx context.Context, name string) (string, *pgxpool.Pool, error) {
+	admin, err := pgx.Connect(ctx, b.cluster.URL("postgres"))
+	if err != nil {
+		return "", nil, err
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`); err != nil {
+		return "", nil, err
+	}
+	if _, err := admin.Exec(ctx, `CREATE DATABASE `+name); err != nil {
+		return "", nil, err
+	}
+	url := b.cluster.URL(name)
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return "", nil, err
+	}
+	cfg.MaxConns = 64
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return "", nil, err
+	}
+	if _, err := migrations.Apply(ctx, pool); err != nil {
+		pool.Close()
+		return "", nil, err
+	}
+	return url, pool, nil
+}
+
+func (b *bench) describeMachine(ctx context.Context) error {
+	m := Machine{Cores: runtime.NumCPU(), GoVersion: runtime.Version()}
+	if raw, err := os.ReadFile("/proc/meminfo"); err == nil {
+		first, _, _ := strings.Cut(string(raw), "\n")
+		m.Memory = strings.Join(strings.Fields(first)[1:], " ")
+	}
+	if raw, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(raw), "\n") {
+			if strings.HasPrefix(line, "model name") {
+				_, m.CPU, _ = strings.Cut(line, ": ")
+				break
+			}
+		}
+	}
+	conn, err := pgx.Connect(ctx, b.cluster.URL("postgres"))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	if err := conn.QueryRow(ctx, `SELECT version()`).Scan(&m.PostgreSQL); err != nil {
+		return err
+	}
+	m.Settings = map[string]string{}
+	for _, name := range []string{"shared_buffers", "synchronous_commit", "fsync", "wal_level", "max_connections", "work_mem", "checkpoint_timeout", "max_wal_size"} {
+		var v string
+		if err := conn.QueryRow(ctx, `SELECT current_setting($1)`, name).Scan(&v); err != nil {
+			return err
+		}
+		m.Settings[name] = v
+	}
+	b.report.Machine = m
+	return nil
+}
+
+// cpuMeter measures the load generator's (this process's) and the server's CPU share over a span.
+type cpuMeter struct {
+	start     time.Time
+	self, srv time.Duration
+	server    *served
+}
+
+func meterCPU(server *served) cpuMeter {
+	m := cpuMeter{start: time.Now(), self: procCPU(os.Getpid()), server: server}
+	if server != nil {
+		m.srv = server.cpu()
+	}
+	return m
+}
+
+// shares returns the generator's and the server's CPU as a fraction of the
+// machine (all cores) since the meter started.
+func (m cpuMeter) shares() (generator, server float64) {
+	capacity := time.Since(m.start).Seconds() * float64(runtime.NumCPU())
+	generator = (procCPU(os.Getpid()) - m.self).Seconds() / capacity
+	if m.server != nil {
+		server = (m.server.cpu() - m.srv).Seconds() / capacity
+	}
+	return generator, server
+}
+
+func (b *bench) token(business string, role api.Role) string {
+	t, err := b.auth.Mint(business, role, 24*time.Hour)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}

@@ -1,0 +1,282 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/runledger/runledger/api"
+	"github.com/runledger/runledger/domain"
+	"github.com/runledger/runledger/eventstore"
+)
+
+// b1and6: B1, heartbeats over HTTP from 32 workers against pgbench's
+// single-row INSERT; then B6, GET active at 500/s beside half of that load.
+func (b *bench) b1and6(ctx context.Context) error {
+	const workers = 32
+	url, pool, err := b.database(ctx, "bench_b1")
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	srv, err := startServe(ctx, b.bin, url, "RUNLEDGER_HEARTBEAT_MIN_INTERVAL=0s")
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	runs, err := b.startHTTPRuns(srv, "b1-", workers, 16)
+	if err != nil {
+		return err
+	}
+	d := b.sizes.B1Duration
+	meter := meterCPU(srv)
+	stored, elapsed := b.heartbeatLoad(srv, runs, d, 0)
+	gen, server := meter.shares()
+	rate := float64(stored) / elapsed.Seconds()
+	var inLog int64
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM events WHERE type = 'Heartbeat'`).Scan(&inLog); err != nil {
+		return err
+	}
+	tps, err := b.pgbenchInsert(ctx, pool, url, workers, d)
+	if err != nil {
+		return err
+	}
+	b.report.add(Result{ID: "B1", Figure: "heartbeats/s stored (HTTP, 32 workers, coalescing off)", Value: rate, Unit: "/s",
+		Baseline: "pgbench INSERT tps", BaselineValue: tps, Target: "ratio ≥ 0.5", Pass: rate/tps >= 0.5,
+		GeneratorCPU: gen, ServerCPU: server,
+		Notes: fmt.Sprintf("%d heartbeats acknowledged as stored in %s, %d Heartbeat events in the log", stored, elapsed.Round(time.Millisecond), inLog)})
+
+	return b.b6(srv, runs, rate/2)
+}
+
+// startHTTPRuns starts one run per business prefix+i over HTTP, with conc clients.
+func (b *bench) startHTTPRuns(srv *served, prefix string, n, conc int) ([]*httpRun, error) {
+	runs := make([]*httpRun, n)
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	sem := make(chan struct{}, conc)
+	for i := range runs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			business := fmt.Sprintf("%s%05d", prefix, i)
+			r := &httpRun{business: business, worker: b.token(business, api.RoleWorker), user: b.token(business, api.RoleUser)}
+			var out struct {
+				RunID string `json:"run_id"`
+			}
+			status, err := call("POST", srv.url+"/v1/businesses/"+business+"/runs", r.worker,
+				map[string]any{"total_calls": 10_000_000, "worker_id": "bench"}, &out)
+			if err == nil && status != 201 {
+				err = fmt.Errorf("start run: status %d", status)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && first == nil {
+				first = err
+			}
+			r.id = out.RunID
+			runs[i] = r
+		}()
+	}
+	wg.Wait()
+	return runs, first
+}
+
+type httpRun struct {
+	business, id, worker, user string
+	calls                      atomic.Int64
+}
+
+// heartbeatLoad makes each run's worker heartbeat for d, as fast as it can
+// (every == 0) or once per every; it returns the heartbeats stored.
+func (b *bench) heartbeatLoad(srv *served, runs []*httpRun, d, every time.Duration) (int64, time.Duration) {
+	var stored atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	deadline := start.Add(d)
+	for _, r := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			next := time.Now()
+			for time.Now().Before(deadline) {
+				if every > 0 {
+					next = next.Add(every)
+					time.Sleep(time.Until(next))
+				}
+				n := r.calls.Add(1)
+				var out struct {
+					Recorded bool `json:"recorded"`
+				}
+				status, err := call("POST", srv.url+"/v1/businesses/"+r.business+"/runs/"+r.id+"/heartbeat", r.worker,
+					map[string]any{"completed_calls": n, "failed_calls": 0}, &out)
+				if err == nil && status == 200 && out.Recorded {
+					stored.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return stored.Load(), time.Since(start)
+}
+
+var tpsLine = regexp.MustCompile(`tps = ([0-9.]+)`)
+
+// pgbenchInsert runs pgbench with clients inserting single rows into a table
+// shaped like events (same columns, defaults and indexes; no trigger), and
+// returns its transactions per second.
+func (b *bench) pgbenchInsert(ctx context.Context, pool *pgxpool.Pool, dbURL string, clients int, d time.Duration) (float64, error) {
+	if _, err := pool.Exec(ctx, `DROP TABLE IF EXISTS bench_events; CREATE TABLE bench_events (LIKE events INCLUDING ALL)`); err != nil {
+		return 0, err
+	}
+	script := filepath.Join(os.TempDir(), "runledger-pgbench.sql")
+	body := `INSERT INTO bench_events (event_id, stream_id, stream_version, business_id, type, schema_version, data, metadata, occurred_at) ` +
+		`VALUES (gen_random_uuid(), gen_random_uuid(), 1, 'b1-00001', 'Heartbeat', 1, ` +
+		`'{"completed_calls": 1, "failed_calls": 0, "occurred_at": "2026-11-28T09:00:00Z"}', ` +
+		`'{"actor": "worker", "request_id": "0192f1c4-8c5e-7d3e-9d6a-1f0e2d3c4b5a"}', now());` + "\n"
+	if err := os.WriteFile(script, []byte(body), 0o644); err != nil {
+		return 0, err
+	}
+	defer os.Remove(script)
+	cmd := exec.CommandContext(ctx, filepath.Join(b.cluster.BinDir, "pgbench"), "-n", "-c", strconv.Itoa(clients), "-j", "2",
+		"-T", strconv.Itoa(int(d.Seconds())), "-f", script, dbURL)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("pgbench: %w\n%s", err, out)
+	}
+	m := tpsLine.FindSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("pgbench printed no tps:\n%s", out)
+	}
+	return strconv.ParseFloat(string(m[1]), 64)
+}
+
+// b6: GET …/runs/active at 500 requests/s (open loop) while the workers
+// heartbeat at half the rate B1 reached.
+func (b *bench) b6(srv *served, runs []*httpRun, writeRate float64) error {
+	d := b.sizes.B6Duration
+	every := time.Duration(float64(len(runs)) / writeRate * float64(time.Second))
+	meter := meterCPU(srv)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); b.heartbeatLoad(srv, runs, d, every) }()
+	const rate = 500
+	var (
+		mu        sync.Mutex
+		latencies []time.Duration
+		failures  atomic.Int64
+	)
+	start := time.Now()
+	interval := time.Second / rate
+	for i := 0; time.Since(start) < d; i++ {
+		time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
+		r := runs[i%len(runs)]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.Now()
+			status, err := call("GET", srv.url+"/v1/businesses/"+r.business+"/runs/active", r.user, nil, nil)
+			lat := time.Since(t)
+			if err != nil || status != 200 {
+				failures.Add(1)
+				return
+			}
+			mu.Lock()
+			latencies = append(latencies, lat)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	gen, server := meter.shares()
+	sortDurations(latencies)
+	p50, p99 := percentile(latencies, 50), percentile(latencies, 99)
+	notes := fmt.Sprintf("%d reads (%d failed) over %s beside heartbeats at %.0f/s; latency measured by the client from send to last byte",
+		len(latencies), failures.Load(), d, writeRate)
+	b.report.add(Result{ID: "B6", Figure: "GET active p50 at 500/s + half B1 load", Value: ms(p50), Unit: "ms", Target: "≤ 2 ms",
+		Pass: ms(p50) <= 2, GeneratorCPU: gen, ServerCPU: server, Notes: notes})
+	b.report.add(Result{ID: "B6", Figure: "GET active p99 at 500/s + half B1 load", Value: ms(p99), Unit: "ms", Target: "≤ 10 ms",
+		Pass: ms(p99) <= 10, GeneratorCPU: gen, ServerCPU: server})
+	return nil
+}
+
+// b2: one heartbeat command on a stream of 10 events and on one of 10,000.
+func (b *bench) b2(ctx context.Context) error {
+	_, pool, err := b.database(ctx, "bench_b2")
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	store := eventstore.New(pool)
+	now := time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
+	rn := eventstore.NewRunner(store, domain.Policy{StaleAfter: 1000 * time.Hour})
+	rn.Now = func() time.Time { return now }
+	short, long := uuid.New(), uuid.New()
+	for _, s := range []struct {
+		id uuid.UUID
+		n  int
+	}{{short, 10}, {long, 10_000}} {
+		if err := seedStream(ctx, store, s.id, "b2-"+s.id.String()[:8], s.n, &now); err != nil {
+			return err
+		}
+	}
+	var ds, dl []time.Duration
+	for i := 0; i < b.sizes.B2Commands; i++ {
+		for _, s := range []struct {
+			id  uuid.UUID
+			out *[]time.Duration
+		}{{short, &ds}, {long, &dl}} {
+			now = now.Add(time.Second)
+			t := time.Now()
+			if _, err := rn.Execute(ctx, "b2-"+s.id.String()[:8], s.id, domain.RecordHeartbeat{}, eventstore.Metadata{}); err != nil {
+				return err
+			}
+			*s.out = append(*s.out, time.Since(t))
+		}
+	}
+	sortDurations(ds)
+	sortDurations(dl)
+	s50, l50 := percentile(ds, 50), percentile(dl, 50)
+	b.report.add(Result{ID: "B2", Figure: "heartbeat command latency, stream of 10,000 vs 10 events (median)", Value: ms(l50), Unit: "ms",
+		Baseline: "ms on 10 events", BaselineValue: ms(s50), Target: "ratio ≤ 1.3", Pass: ms(l50)/ms(s50) <= 1.3,
+		Notes: fmt.Sprintf("%d commands each, interleaved; p99 %.3f ms (10k) vs %.3f ms (10)", len(ds), ms(percentile(dl, 99)), ms(percentile(ds, 99)))})
+	return nil
+}
+
+// seedStream appends a started run and heartbeats up to n events, 500 per append.
+func seedStream(ctx context.Context, store *eventstore.Store, run uuid.UUID, business string, n int, now *time.Time) error {
+	batch := []eventstore.NewEvent{{ID: uuid.New(), Event: domain.RunStarted{RunID: run, BusinessID: business,
+		WorkerID: "w", TotalCalls: 1_000_000, OccurredAt: *now}}}
+	var version int64
+	for i := 2; i <= n+1; i++ {
+		if i <= n {
+			*now = now.Add(time.Second)
+			batch = append(batch, eventstore.NewEvent{ID: uuid.New(), Event: domain.Heartbeat{OccurredAt: *now}})
+		}
+		if len(batch) == 500 || i == n+1 {
+			if len(batch) == 0 {
+				break
+			}
+			res, err := store.Append(ctx, run, version, batch)
+			if err != nil {
+				return err
+			}
+			version, batch = res.Run.Version, batch[:0]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,48 @@
+package projections_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/runledger/runledger/internal/pgtest"
+	"github.com/runledger/runledger/projections"
+)
+
+// BenchmarkProjectorCatchUp measures how fast the live (per-message)
+// projections drain a backlog of b.N events: ns/op is per event, both
+// projections running.
+func BenchmarkProjectorCatchUp(b *testing.B) {
+	ctx := context.Background()
+	pool := pgtest.NewDB(b)
+	w := newWorkload(pool, 9)
+	t := &testing.T{}
+	for i := 0; i < b.N; i++ {
+		w.step(ctx, t)
+	}
+	var events int
+	_ = pool.QueryRow(ctx, `SELECT count(*) FROM events`).Scan(&events)
+	b.ResetTimer()
+	start := time.Now()
+	p, err := projections.NewProjector(pool, projections.Options{PollInterval: 5 * time.Millisecond, Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(runCtx) }()
+	for {
+		lags, err := projections.Lags(ctx, pool, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if lags[0].Events == 0 && lags[1].Events == 0 {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(events)/time.Since(start).Seconds(), "events/s")
+	cancel()
+	<-done
+}
