@@ -126,7 +126,7 @@ func (rn *Runner) decideAndAppend(ctx context.Context, state domain.Run, runID u
 	for i, e := range events {
 		batch[i] = NewEvent{ID: uuid.Must(uuid.NewV7()), Event: e, Metadata: meta}
 	}
-	ar, err := rn.Store.Append(ctx, runID, state.Version, batch)
+	ar, err := rn.Store.AppendTo(ctx, runID, state, batch)
 	if err != nil {
 		return Result{Run: state}, err
 	}

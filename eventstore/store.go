@@ -91,22 +91,51 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 // Append adds events to the stream streamID if its version is still
 // expectedVersion (0 for a new stream), and updates the run's snapshot in the
-// same transaction. It returns *VersionConflictError if the stream moved,
-// *domain.ActiveRunExistsError if the append would open a second run for a
-// business, and succeeds without writing if the same event ids are already
-// in the log (an idempotent retry).
+// same statement. It returns *VersionConflictError if the stream moved,
+// *domain.RunEndedError if the run has ended (nothing follows a terminal
+// event), *domain.ActiveRunExistsError if the append would open a second run
+// for a business, and succeeds without writing if the same event ids are
+// already in the log (an idempotent retry).
 func (s *Store) Append(ctx context.Context, streamID uuid.UUID, expectedVersion int64, events []NewEvent) (AppendResult, error) {
+	base, err := s.Load(ctx, streamID)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	if base.Version != expectedVersion {
+		if dup, err := s.duplicate(ctx, streamID, events); err == nil {
+			return dup, nil
+		}
+		return AppendResult{}, &VersionConflictError{StreamID: streamID, Expected: expectedVersion, Actual: base.Version}
+	}
+	return s.AppendTo(ctx, streamID, base, events)
+}
+
+// AppendTo appends events to a stream whose current state the caller has
+// loaded (base; the zero Run for a new stream): it is Append without the
+// load, for callers that decided on base. Same errors as Append.
+func (s *Store) AppendTo(ctx context.Context, streamID uuid.UUID, base domain.Run, events []NewEvent) (AppendResult, error) {
 	if len(events) == 0 {
 		return AppendResult{}, errors.New("append: no events")
 	}
-	var res AppendResult
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var err error
-		res, err = appendTx(ctx, tx, streamID, expectedVersion, events)
-		return err
-	})
-	if err == nil {
-		return res, nil
+	if base.Ended() {
+		return AppendResult{}, &domain.RunEndedError{Final: base}
+	}
+	next, cols, err := encodeAppend(base, events)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	var last *int64
+	err = s.pool.QueryRow(ctx, appendSQL(base.Version == 0), streamID, next.Version, next.Ended(), next.LastActivityAt,
+		cols.state, next.BusinessID, cols.ids, cols.versions, cols.types, cols.schemas, cols.data, cols.meta, cols.occurred,
+		base.Version).Scan(&last)
+	if err == nil && last != nil {
+		return AppendResult{Run: next, LastPosition: *last}, nil
+	}
+	if err == nil { // the snapshot did not match: another append won, or the run ended
+		if dup, derr := s.duplicate(ctx, streamID, events); derr == nil {
+			return dup, nil
+		}
+		return AppendResult{}, &VersionConflictError{StreamID: streamID, Expected: base.Version, Actual: -1}
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
@@ -115,82 +144,78 @@ func (s *Store) Append(ctx context.Context, streamID uuid.UUID, expectedVersion 
 			return s.duplicate(ctx, streamID, events)
 		case "run_snapshots_one_open_per_business":
 			return AppendResult{}, s.activeRunExists(ctx, events)
-		case "events_stream_version_key", "run_snapshots_pkey":
-			return AppendResult{}, &VersionConflictError{StreamID: streamID, Expected: expectedVersion, Actual: -1}
+		case "events_stream_version_key":
+			return AppendResult{}, &VersionConflictError{StreamID: streamID, Expected: base.Version, Actual: -1}
 		}
-	}
-	var conflict *VersionConflictError
-	if errors.As(err, &conflict) {
-		if dup, derr := s.duplicate(ctx, streamID, events); derr == nil {
-			return dup, nil
-		}
-		return AppendResult{}, err
 	}
 	return AppendResult{}, fmt.Errorf("append to run %s: %w", streamID, err)
 }
 
-func appendTx(ctx context.Context, tx pgx.Tx, streamID uuid.UUID, expected int64, events []NewEvent) (AppendResult, error) {
-	state, err := loadForUpdate(ctx, tx, streamID)
-	if err != nil {
-		return AppendResult{}, err
+// appendSQL is one statement, so one round trip and atomic without an
+// explicit transaction: it moves the snapshot from the expected version
+// (UPDATE ... WHERE version = expected; for a new stream an INSERT that does
+// nothing if the run exists) and inserts the events only if that matched. A
+// concurrent append blocks on the snapshot row, then finds the version moved
+// and inserts nothing. The partial unique index on open snapshots refuses a
+// second open run of a business.
+func appendSQL(newStream bool) string {
+	snapshot := `UPDATE run_snapshots SET version = $2, ended = $3, last_activity_at = $4, state = $5
+		WHERE run_id = $1 AND version = $14 AND NOT ended RETURNING 1`
+	if newStream {
+		snapshot = `INSERT INTO run_snapshots (run_id, business_id, version, ended, last_activity_at, state)
+		SELECT $1, $6, $2, $3, $4, $5 WHERE $14::bigint = 0 ON CONFLICT (run_id) DO NOTHING RETURNING 1`
 	}
-	if state.Version != expected {
-		return AppendResult{}, &VersionConflictError{StreamID: streamID, Expected: expected, Actual: state.Version}
-	}
-	if state.Ended() {
-		return AppendResult{}, &domain.RunEndedError{Final: state}
-	}
-	var last int64
-	for _, ne := range events {
-		state = domain.Evolve(state, ne.Event)
-		if last, err = insertEvent(ctx, tx, streamID, state, ne); err != nil {
-			return AppendResult{}, err
-		}
-	}
-	if err := saveSnapshot(ctx, tx, state, last); err != nil {
-		return AppendResult{}, err
-	}
-	return AppendResult{Run: state, LastPosition: last}, nil
-}
-
-func insertEvent(ctx context.Context, tx pgx.Tx, streamID uuid.UUID, state domain.Run, ne NewEvent) (int64, error) {
-	typ, ver, data, err := domain.MarshalEvent(ne.Event)
-	if err != nil {
-		return 0, err
-	}
-	meta, err := json.Marshal(ne.Metadata)
-	if err != nil {
-		return 0, err
-	}
-	id := ne.ID
-	if id == uuid.Nil {
-		id = uuid.Must(uuid.NewV7())
-	}
-	var pos int64
-	err = tx.QueryRow(ctx, `
+	return `WITH s AS (` + snapshot + `), e AS (
 		INSERT INTO events (event_id, stream_id, stream_version, business_id, type, schema_version, data, metadata, occurred_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-		RETURNING position`,
-		id, streamID, state.Version, state.BusinessID, typ, ver, data, meta, ne.Event.When()).Scan(&pos)
-	return pos, err
+		SELECT u.id, $1, u.v, $6, u.t, u.sv, u.d, u.m, u.o
+		FROM s, unnest($7::uuid[], $8::bigint[], $9::text[], $10::int[], $11::jsonb[], $12::jsonb[], $13::timestamptz[])
+			WITH ORDINALITY AS u(id, v, t, sv, d, m, o, n)
+		ORDER BY u.n
+		RETURNING position)
+	SELECT max(position) FROM e`
 }
 
-func saveSnapshot(ctx context.Context, tx pgx.Tx, r domain.Run, lastPosition int64) error {
-	state, err := json.Marshal(r)
-	if err != nil {
-		return err
+// appendColumns are the events of an append as parallel arrays.
+type appendColumns struct {
+	ids      []uuid.UUID
+	versions []int64
+	types    []string
+	schemas  []int32
+	data     [][]byte
+	meta     [][]byte
+	occurred []time.Time
+	state    []byte
+}
+
+// encodeAppend folds events onto base and encodes them and the new snapshot.
+func encodeAppend(base domain.Run, events []NewEvent) (domain.Run, appendColumns, error) {
+	var c appendColumns
+	next := base
+	for _, ne := range events {
+		next = domain.Evolve(next, ne.Event)
+		typ, ver, data, err := domain.MarshalEvent(ne.Event)
+		if err != nil {
+			return next, c, err
+		}
+		meta, err := json.Marshal(ne.Metadata)
+		if err != nil {
+			return next, c, err
+		}
+		id := ne.ID
+		if id == uuid.Nil {
+			id = uuid.Must(uuid.NewV7())
+		}
+		c.ids = append(c.ids, id)
+		c.versions = append(c.versions, next.Version)
+		c.types = append(c.types, typ)
+		c.schemas = append(c.schemas, int32(ver))
+		c.data = append(c.data, data)
+		c.meta = append(c.meta, meta)
+		c.occurred = append(c.occurred, ne.Event.When())
 	}
-	_, err = tx.Exec(ctx, `
-		INSERT INTO run_snapshots (run_id, business_id, version, ended, last_activity_at, last_position, state)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)
-		ON CONFLICT (run_id) DO UPDATE SET version = excluded.version, ended = excluded.ended,
-			last_activity_at = excluded.last_activity_at, last_position = excluded.last_position, state = excluded.state`,
-		r.ID, r.BusinessID, r.Version, r.Ended(), r.LastActivityAt, lastPosition, state)
-	return err
-}
-
-func loadForUpdate(ctx context.Context, tx pgx.Tx, runID uuid.UUID) (domain.Run, error) {
-	return scanRun(tx.QueryRow(ctx, `SELECT state FROM run_snapshots WHERE run_id = $1 FOR UPDATE`, runID))
+	state, err := json.Marshal(next)
+	c.state = state
+	return next, c, err
 }
 
 func scanRun(row pgx.Row) (domain.Run, error) {

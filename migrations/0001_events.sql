@@ -44,7 +44,6 @@ CREATE TABLE run_snapshots (
     version           bigint      NOT NULL,
     ended             boolean     NOT NULL,
     last_activity_at  timestamptz NOT NULL,
-    last_position     bigint      NOT NULL,
     state             jsonb       NOT NULL
 ) WITH (fillfactor = 70); -- room for HOT updates: heartbeats change no indexed column
 

@@ -31,15 +31,15 @@ const secret = "bench-secret-bench-secret-bench-secret"
 
 // sizes are the workload sizes of one mode.
 type sizes struct {
-	B1Duration      time.Duration
-	B2Commands      int
-	B3Duration      time.Duration
-	B4Runs          int // × 100 events
+	B1Duration       time.Duration
+	B2Commands       int
+	B3Duration       time.Duration
+	B4Runs           int // × 100 events
 	B5Runs, B5Silent int
-	B5TTL           time.Duration
-	B5Interval      time.Duration
-	B6Duration      time.Duration
-	B8Events        int
+	B5TTL            time.Duration
+	B5Interval       time.Duration
+	B6Duration       time.Duration
+	B8Events         int
 }
 
 var full = sizes{B1Duration: 30 * time.Second, B2Commands: 2000, B3Duration: 60 * time.Second, B4Runs: 10_000,
