@@ -26,6 +26,8 @@ type Runner struct {
 	OnConflict func()
 	// OnAppended, if set, is called after each successful append (metrics).
 	OnAppended func(Result)
+
+	states stateCache
 }
 
 // NewRunner returns a Runner with the system clock.
@@ -49,7 +51,7 @@ type Result struct {
 // every retry.
 func (rn *Runner) Execute(ctx context.Context, businessID string, runID uuid.UUID, cmd domain.Command, meta Metadata) (Result, error) {
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		state, err := rn.Store.Load(ctx, runID)
+		state, cached, err := rn.load(ctx, runID, attempt == 0)
 		if err != nil {
 			return Result{}, err
 		}
@@ -57,13 +59,33 @@ func (rn *Runner) Execute(ctx context.Context, businessID string, runID uuid.UUI
 			return Result{}, domain.ErrRunNotFound
 		}
 		res, err := rn.decideAndAppend(ctx, state, runID, cmd, meta)
-		if errors.Is(err, ErrVersionConflict) {
+		switch {
+		case errors.Is(err, ErrVersionConflict):
+			rn.states.drop(runID)
 			rn.conflict()
+			continue
+		case cached && err == nil && len(res.Events) == 0:
+			// Nothing to write, so nothing checked the cached state against the
+			// log: answer from the log (another replica may have cancelled).
+			rn.states.drop(runID)
 			continue
 		}
 		return res, err
 	}
 	return Result{}, fmt.Errorf("run %s: gave up after %d attempts: %w", runID, maxAttempts, ErrVersionConflict)
+}
+
+// load returns the run's state: from the cache when allowed (a write made
+// from it is conditional on its version, so a stale entry only costs a
+// retry), otherwise from the snapshot.
+func (rn *Runner) load(ctx context.Context, runID uuid.UUID, cacheOK bool) (domain.Run, bool, error) {
+	if cacheOK {
+		if r, ok := rn.states.get(runID); ok {
+			return r, true, nil
+		}
+	}
+	r, err := rn.Store.Load(ctx, runID)
+	return r, false, err
 }
 
 // Start opens a run. If the business's open run is silent past the TTL, it is
@@ -128,9 +150,11 @@ func (rn *Runner) decideAndAppend(ctx context.Context, state domain.Run, runID u
 	}
 	ar, err := rn.Store.AppendTo(ctx, runID, state, batch)
 	if err != nil {
+		rn.states.drop(runID)
 		return Result{Run: state}, err
 	}
 	res := Result{Run: ar.Run, Events: events, LastPosition: ar.LastPosition}
+	rn.states.put(runID, ar.Run)
 	if rn.OnAppended != nil && !ar.Duplicate {
 		rn.OnAppended(res)
 	}

@@ -304,3 +304,55 @@ func TestHeartbeatsAreCoalesced(t *testing.T) {
 		t.Fatalf("stream has %d events, want 5", len(evs))
 	}
 }
+
+// Two replicas (two Runners, two caches) on one database: what one does, the
+// other's next answer reflects, even when it has nothing to write.
+func TestReplicaCachesNeverAnswerStale(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeClock{now: t0}
+	url := pgtest.URL(t)
+	a := eventstore.NewRunner(eventstore.New(pgtest.Pool(t, url)), domain.DefaultPolicy())
+	b := eventstore.NewRunner(eventstore.New(pgtest.Pool(t, url)), domain.DefaultPolicy())
+	a.Now, b.Now = clock.Now, clock.Now
+	run := uuid.New()
+	if _, err := a.Start(ctx, domain.StartRun{RunID: run, BusinessID: "biz", WorkerID: "w", TotalCalls: 10}, eventstore.Metadata{}); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(6 * time.Second)
+	if _, err := a.Execute(ctx, "biz", run, domain.RecordHeartbeat{CompletedCalls: 1}, eventstore.Metadata{}); err != nil {
+		t.Fatal(err)
+	}
+	// Replica B takes the cancel; A's next heartbeat would be coalesced, yet must carry it.
+	if _, err := b.Execute(ctx, "biz", run, domain.RequestCancel{RequestedBy: "user"}, eventstore.Metadata{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := a.Execute(ctx, "biz", run, domain.RecordHeartbeat{CompletedCalls: 2}, eventstore.Metadata{})
+	if err != nil || !res.Run.CancelRequested {
+		t.Fatalf("A's heartbeat after B's cancel: cancel_requested=%v, %v", res.Run.CancelRequested, err)
+	}
+	// B stores a heartbeat; A's write from its older state must not land on top of it.
+	clock.Advance(6 * time.Second)
+	if _, err := b.Execute(ctx, "biz", run, domain.RecordHeartbeat{CompletedCalls: 5}, eventstore.Metadata{}); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(6 * time.Second)
+	_, err = a.Execute(ctx, "biz", run, domain.RecordHeartbeat{CompletedCalls: 4}, eventstore.Metadata{})
+	var ve *domain.ValidationError
+	if !errors.As(err, &ve) || ve.Fields[0].Field != "completed_calls" {
+		t.Fatalf("A's heartbeat going backwards behind B's: %v, want a validation error", err)
+	}
+	events, _ := a.Store.ReadStream(ctx, run)
+	for i, e := range events {
+		if e.Version != int64(i+1) {
+			t.Fatalf("stream versions broken at %d: %+v", i, e)
+		}
+	}
+	// B completes; A learns it from the log, not from its cache.
+	if _, err := b.Execute(ctx, "biz", run, domain.CompleteRun{Outcome: domain.OutcomeCancelled, CompletedCalls: 5}, eventstore.Metadata{}); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(6 * time.Second)
+	if _, err := a.Execute(ctx, "biz", run, domain.RecordHeartbeat{CompletedCalls: 6}, eventstore.Metadata{}); !errors.Is(err, domain.ErrRunEnded) {
+		t.Fatalf("A's heartbeat after B completed: %v, want ErrRunEnded", err)
+	}
+}

@@ -28,6 +28,13 @@ func (b serialBeginner) BeginTx(ctx context.Context, opts *stdsql.TxOptions) (ws
 	if err != nil {
 		return nil, err
 	}
+	// Read models are rebuildable and the offset commits with them, so a
+	// crash that loses the last projector commits only replays those events:
+	// no need to wait for the WAL flush.
+	if _, err := tx.ExecContext(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+		_ = tx.Rollback()
+		return nil, err
+	}
 	return &serialTx{inner: tx}, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -28,6 +29,11 @@ import (
 )
 
 const secret = "bench-secret-bench-secret-bench-secret"
+
+// warmup runs before a steady-state workload is measured: a fresh server
+// process opens its connections (each a new PostgreSQL backend loading its
+// catalog caches) and fills its caches during the first seconds.
+const warmup = 3 * time.Second
 
 // sizes are the workload sizes of one mode.
 type sizes struct {
@@ -196,17 +202,49 @@ func (b *bench) describeMachine(ctx context.Context) error {
 
 // cpuMeter measures the load generator's (this process's) and the server's CPU share over a span.
 type cpuMeter struct {
-	start     time.Time
-	self, srv time.Duration
-	server    *served
+	start      time.Time
+	self, srv  time.Duration
+	server     *served
+	busy, idle int64
 }
 
 func meterCPU(server *served) cpuMeter {
 	m := cpuMeter{start: time.Now(), self: procCPU(os.Getpid()), server: server}
+	m.busy, m.idle = machineTicks()
 	if server != nil {
 		m.srv = server.cpu()
 	}
 	return m
+}
+
+// machine returns the whole machine's busy fraction since the meter started
+// (PostgreSQL, the server, the generator and anything else).
+func (m cpuMeter) machine() float64 {
+	busy, idle := machineTicks()
+	db, di := busy-m.busy, idle-m.idle
+	if db+di == 0 {
+		return 0
+	}
+	return float64(db) / float64(db+di)
+}
+
+// machineTicks reads the busy and idle jiffies of all CPUs from /proc/stat.
+func machineTicks() (busy, idle int64) {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	f := strings.Fields(line)
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if i == 3 || i == 4 { // idle, iowait
+			idle += n
+		} else {
+			busy += n
+		}
+	}
+	return busy, idle
 }
 
 // shares returns the generator's and the server's CPU as a fraction of the

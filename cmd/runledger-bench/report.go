@@ -42,6 +42,7 @@ type Result struct {
 	Pass          bool    `json:"pass"`
 	GeneratorCPU  float64 `json:"load_generator_cpu_share,omitempty"`
 	ServerCPU     float64 `json:"server_cpu_share,omitempty"`
+	MachineCPU    float64 `json:"machine_cpu_busy,omitempty"`
 	Notes         string  `json:"notes,omitempty"`
 }
 
@@ -97,15 +98,15 @@ func (r *Report) WriteText(w io.Writer) {
 	}
 	fmt.Fprintf(w, "settings: %s\n\n", strings.Join(settings, " "))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "id\tfigure\tvalue\tbaseline (same run)\tratio\ttarget\tresult\tgen CPU\tserver CPU")
+	fmt.Fprintln(tw, "id\tfigure\tvalue\tbaseline (same run)\tratio\ttarget\tresult\tgen CPU\tserver CPU\tmachine busy")
 	for _, res := range r.Results {
 		base, ratio := "—", "—"
 		if res.Baseline != "" {
 			base = num(res.BaselineValue) + " " + res.Baseline
 			ratio = fmt.Sprintf("%.2f", res.Ratio)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s %s\t%s\t%s\t%s\t%s\t%s\t%s\n", res.ID, res.Figure, num(res.Value), res.Unit, base, ratio,
-			res.Target, passWord(res.Pass), share(res.GeneratorCPU), share(res.ServerCPU))
+		fmt.Fprintf(tw, "%s\t%s\t%s %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", res.ID, res.Figure, num(res.Value), res.Unit, base, ratio,
+			res.Target, passWord(res.Pass), share(res.GeneratorCPU), share(res.ServerCPU), share(res.MachineCPU))
 	}
 	tw.Flush()
 	for _, res := range r.Results {

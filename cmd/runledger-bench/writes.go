@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,9 +41,11 @@ func (b *bench) b1and6(ctx context.Context) error {
 		return err
 	}
 	d := b.sizes.B1Duration
+	b.heartbeatLoad(srv, runs, warmup, 0) // connections, caches, JIT of a fresh process
 	meter := meterCPU(srv)
 	stored, elapsed := b.heartbeatLoad(srv, runs, d, 0)
 	gen, server := meter.shares()
+	busy := meter.machine()
 	rate := float64(stored) / elapsed.Seconds()
 	var inLog int64
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM events WHERE type = 'Heartbeat'`).Scan(&inLog); err != nil {
@@ -53,8 +57,9 @@ func (b *bench) b1and6(ctx context.Context) error {
 	}
 	b.report.add(Result{ID: "B1", Figure: "heartbeats/s stored (HTTP, 32 workers, coalescing off)", Value: rate, Unit: "/s",
 		Baseline: "pgbench INSERT tps", BaselineValue: tps, Target: "ratio ≥ 0.5", Pass: rate/tps >= 0.5,
-		GeneratorCPU: gen, ServerCPU: server,
-		Notes: fmt.Sprintf("%d heartbeats acknowledged as stored in %s, %d Heartbeat events in the log", stored, elapsed.Round(time.Millisecond), inLog)})
+		GeneratorCPU: gen, ServerCPU: server, MachineCPU: busy,
+		Notes: fmt.Sprintf("%d heartbeats acknowledged as stored in %s after a %s warm-up, %d Heartbeat events in the log (warm-up included); pgbench: same clients and duration, tps without connection time",
+			stored, elapsed.Round(time.Millisecond), warmup, inLog)})
 
 	return b.b6(srv, runs, rate/2)
 }
@@ -171,10 +176,14 @@ func (b *bench) pgbenchInsert(ctx context.Context, pool *pgxpool.Pool, dbURL str
 func (b *bench) b6(srv *served, runs []*httpRun, writeRate float64) error {
 	d := b.sizes.B6Duration
 	every := time.Duration(float64(len(runs)) / writeRate * float64(time.Second))
-	meter := meterCPU(srv)
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); b.heartbeatLoad(srv, runs, d, every) }()
+	go func() { defer wg.Done(); b.heartbeatLoad(srv, runs, warmup+d, every) }()
+	for _, r := range runs { // warm the readers' connections and the server's read path
+		_, _ = call("GET", srv.url+"/v1/businesses/"+r.business+"/runs/active", r.user, nil, nil)
+	}
+	time.Sleep(warmup)
+	meter := meterCPU(srv)
 	const rate = 500
 	var (
 		mu        sync.Mutex
@@ -203,14 +212,15 @@ func (b *bench) b6(srv *served, runs []*httpRun, writeRate float64) error {
 	}
 	wg.Wait()
 	gen, server := meter.shares()
+	busy := meter.machine()
 	sortDurations(latencies)
 	p50, p99 := percentile(latencies, 50), percentile(latencies, 99)
-	notes := fmt.Sprintf("%d reads (%d failed) over %s beside heartbeats at %.0f/s; latency measured by the client from send to last byte",
-		len(latencies), failures.Load(), d, writeRate)
+	notes := fmt.Sprintf("%d reads (%d failed) over %s, open loop, beside heartbeats at %.0f/s, after a %s warm-up; latency measured by the client from send to last byte; the server's own histogram (warm-up included) puts p50 ≤ %s and p99 ≤ %s",
+		len(latencies), failures.Load(), d, writeRate, warmup, serverQuantile(srv, 0.50), serverQuantile(srv, 0.99))
 	b.report.add(Result{ID: "B6", Figure: "GET active p50 at 500/s + half B1 load", Value: ms(p50), Unit: "ms", Target: "≤ 2 ms",
-		Pass: ms(p50) <= 2, GeneratorCPU: gen, ServerCPU: server, Notes: notes})
+		Pass: ms(p50) <= 2, GeneratorCPU: gen, ServerCPU: server, MachineCPU: busy, Notes: notes})
 	b.report.add(Result{ID: "B6", Figure: "GET active p99 at 500/s + half B1 load", Value: ms(p99), Unit: "ms", Target: "≤ 10 ms",
-		Pass: ms(p99) <= 10, GeneratorCPU: gen, ServerCPU: server})
+		Pass: ms(p99) <= 10, GeneratorCPU: gen, ServerCPU: server, MachineCPU: busy})
 	return nil
 }
 
@@ -279,4 +289,44 @@ func seedStream(ctx context.Context, store *eventstore.Store, run uuid.UUID, bus
 		}
 	}
 	return nil
+}
+
+// serverQuantile reads the server's latency histogram of GET …/runs/active
+// from /metrics and returns the bucket bound holding quantile q.
+func serverQuantile(srv *served, q float64) string {
+	res, err := client.Get(srv.url + "/metrics")
+	if err != nil {
+		return "?"
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	type bucket struct {
+		le    string
+		count float64
+	}
+	var buckets []bucket
+	for _, line := range strings.Split(string(raw), "\n") {
+		if !strings.HasPrefix(line, "runledger_http_request_duration_seconds_bucket{") ||
+			!strings.Contains(line, `route="GET /v1/businesses/{b}/runs/active"`) || !strings.Contains(line, `status="200"`) {
+			continue
+		}
+		i := strings.Index(line, `le="`)
+		le := line[i+4 : i+4+strings.Index(line[i+4:], `"`)]
+		n, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		buckets = append(buckets, bucket{le, n})
+	}
+	if len(buckets) == 0 {
+		return "?"
+	}
+	total := buckets[len(buckets)-1].count
+	for _, b := range buckets {
+		if b.count >= q*total {
+			if b.le == "+Inf" {
+				return "∞"
+			}
+			v, _ := strconv.ParseFloat(b.le, 64)
+			return (time.Duration(v * float64(time.Second))).String()
+		}
+	}
+	return "?"
 }
