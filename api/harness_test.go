@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/runledger/runledger/api"
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/internal/fakeclock"
 	"github.com/runledger/runledger/internal/pgtest"
 	"github.com/runledger/runledger/projections"
 )
@@ -29,19 +29,11 @@ const secret = "test-secret-test-secret-test-secret!"
 
 var t0 = time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
 
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *fakeClock) Advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
-
 // env is a running service: real PostgreSQL, projector, HTTP server, fake clock, no reaper.
 type env struct {
 	t      testing.TB
 	pool   *pgxpool.Pool
-	clock  *fakeClock
+	clock  *fakeclock.Clock
 	auth   *api.Authenticator
 	server *api.Server
 	runner *eventstore.Runner
@@ -51,7 +43,7 @@ type env struct {
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	pool := pgtest.NewDB(t)
-	clock := &fakeClock{now: t0}
+	clock := fakeclock.New(t0)
 	auth, err := api.NewAuthenticator(secret, clock.Now)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/internal/fakeclock"
 	"github.com/runledger/runledger/internal/pgtest"
 )
 
@@ -19,7 +20,7 @@ import (
 func BenchmarkHeartbeatCommand(b *testing.B) {
 	ctx := context.Background()
 	store := eventstore.New(pgtest.NewDB(b))
-	clock := &fakeClock{now: t0}
+	clock := fakeclock.New(t0)
 	// Seed both streams before timing either, so neither pays for the
 	// other's seeding (autovacuum of 10,000 fresh rows).
 	runs := map[int]uuid.UUID{}
@@ -48,7 +49,7 @@ func BenchmarkHeartbeatCommand(b *testing.B) {
 func business(run uuid.UUID) string { return "bench-" + run.String()[:8] }
 
 // seedStream appends a started run and heartbeats up to length events, 500 per append.
-func seedStream(b *testing.B, store *eventstore.Store, business string, run uuid.UUID, length int, clock *fakeClock) {
+func seedStream(b *testing.B, store *eventstore.Store, business string, run uuid.UUID, length int, clock *fakeclock.Clock) {
 	b.Helper()
 	ctx := context.Background()
 	batch := []eventstore.NewEvent{{ID: uuid.New(), Event: domain.RunStarted{RunID: run, BusinessID: business,

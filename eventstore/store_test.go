@@ -12,6 +12,7 @@ import (
 
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/internal/fakeclock"
 	"github.com/runledger/runledger/internal/pgtest"
 )
 
@@ -19,18 +20,9 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 
 var t0 = time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
 
-// fakeClock is the server clock under test control.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *fakeClock) Advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
-
-func newRunner(t *testing.T) (*eventstore.Runner, *fakeClock) {
+func newRunner(t *testing.T) (*eventstore.Runner, *fakeclock.Clock) {
 	t.Helper()
-	clock := &fakeClock{now: t0}
+	clock := fakeclock.New(t0)
 	rn := eventstore.NewRunner(eventstore.New(pgtest.NewDB(t)), domain.DefaultPolicy())
 	rn.Now = clock.Now
 	return rn, clock
@@ -309,7 +301,7 @@ func TestHeartbeatsAreCoalesced(t *testing.T) {
 // other's next answer reflects, even when it has nothing to write.
 func TestReplicaCachesNeverAnswerStale(t *testing.T) {
 	ctx := context.Background()
-	clock := &fakeClock{now: t0}
+	clock := fakeclock.New(t0)
 	url := pgtest.URL(t)
 	a := eventstore.NewRunner(eventstore.New(pgtest.Pool(t, url)), domain.DefaultPolicy())
 	b := eventstore.NewRunner(eventstore.New(pgtest.Pool(t, url)), domain.DefaultPolicy())

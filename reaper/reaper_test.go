@@ -14,6 +14,7 @@ import (
 
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/internal/fakeclock"
 	"github.com/runledger/runledger/internal/pgtest"
 	"github.com/runledger/runledger/reaper"
 )
@@ -21,14 +22,6 @@ import (
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
 var t0 = time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
-
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *fakeClock) Advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
@@ -56,7 +49,7 @@ func startRuns(t *testing.T, rn *eventstore.Runner, n int) []uuid.UUID {
 
 func TestSweepEndsOnlySilentRuns(t *testing.T) {
 	ctx := context.Background()
-	clock := &fakeClock{now: t0}
+	clock := fakeclock.New(t0)
 	rn := eventstore.NewRunner(eventstore.New(pgtest.NewDB(t)), domain.DefaultPolicy())
 	rn.Now = clock.Now
 	ids := startRuns(t, rn, 3)
@@ -98,7 +91,7 @@ func TestSweepEndsOnlySilentRuns(t *testing.T) {
 // boundary: one consistent outcome, never anything after a terminal event.
 func TestHeartbeatVersusReaperRace(t *testing.T) {
 	ctx := context.Background()
-	clock := &fakeClock{now: t0}
+	clock := fakeclock.New(t0)
 	pool := pgtest.NewDB(t)
 	rn := eventstore.NewRunner(eventstore.New(pool), domain.DefaultPolicy())
 	rn.Now = clock.Now
@@ -155,7 +148,7 @@ func TestHeartbeatVersusReaperRace(t *testing.T) {
 // 1,000 RunStaleFailed and no errors.
 func TestTwoReapersNeverDoubleEnd(t *testing.T) {
 	ctx := context.Background()
-	clock := &fakeClock{now: t0}
+	clock := fakeclock.New(t0)
 	url := pgtest.URL(t)
 	rnA := eventstore.NewRunner(eventstore.New(pgtest.Pool(t, url)), domain.DefaultPolicy())
 	rnB := eventstore.NewRunner(eventstore.New(pgtest.Pool(t, url)), domain.DefaultPolicy())

@@ -113,14 +113,19 @@ func openPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	return pool, nil
 }
 
+// parseAndOpen parses a database command's flags and opens its pool.
+func parseAndOpen(ctx context.Context, fs *flag.FlagSet, args []string, cfg *Config) (*pgxpool.Pool, error) {
+	if err := parse(fs, args); err != nil {
+		return nil, err
+	}
+	return openPool(ctx, cfg.DatabaseURL)
+}
+
 func runMigrate(ctx context.Context, args []string) error {
 	var cfg Config
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
 	cfg.bindCommon(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	pool, err := openPool(ctx, cfg.DatabaseURL)
+	pool, err := parseAndOpen(ctx, fs, args, &cfg)
 	if err != nil {
 		return err
 	}

@@ -44,16 +44,13 @@ func runRebuild(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("rebuild", flag.ContinueOnError)
 	cfg.bindCommon(fs)
 	projection := fs.String("projection", "", "rebuild only this read model ("+strings.Join(projections.Names, ", ")+")")
-	if err := parse(fs, args); err != nil {
+	pool, err := parseAndOpen(ctx, fs, args, &cfg)
+	if err != nil {
 		return err
 	}
 	opts := projections.RebuildOptions{Progress: os.Stderr}
 	if *projection != "" {
 		opts.Projections = []string{*projection}
-	}
-	pool, err := openPool(ctx, cfg.DatabaseURL)
-	if err != nil {
-		return err
 	}
 	defer pool.Close()
 	stats, err := projections.Rebuild(ctx, pool, opts)
@@ -69,10 +66,7 @@ func runVerify(ctx context.Context, args []string) error {
 	var cfg Config
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
 	cfg.bindCommon(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	pool, err := openPool(ctx, cfg.DatabaseURL)
+	pool, err := parseAndOpen(ctx, fs, args, &cfg)
 	if err != nil {
 		return err
 	}
