@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
@@ -28,7 +27,7 @@ var Names = []string{Runs, ActiveRuns}
 // row already makes the live projector the table's only writer.
 type projection struct {
 	name  string
-	apply func(ctx context.Context, tx pgx.Tx, table string, rec eventstore.Recorded, cache *rowCache) error
+	apply func(ctx context.Context, tx pgx.Tx, table string, rec eventstore.Recorded, live *pendingWrites) error
 	rows  func(runs []RunRow) []RunRow
 }
 
@@ -52,15 +51,20 @@ func (e *GapError) Error() string {
 	return fmt.Sprintf("run %s: event version %d after applied version %d", e.Event.StreamID, e.Event.Version, e.Applied)
 }
 
-func applyRuns(ctx context.Context, tx pgx.Tx, table string, rec eventstore.Recorded, cache *rowCache) error {
+// applyRuns applies one event to the runs table. On the live path (live not
+// nil) an event that follows the cached row is only deferred; anything else
+// flushes what is deferred, then reads, decides and writes.
+func applyRuns(ctx context.Context, tx pgx.Tx, table string, rec eventstore.Recorded, live *pendingWrites) error {
 	key := rec.StreamID.String()
+	cache := live.rowCache()
 	if cur, ok := cache.get(key); ok && cur.Version+1 == rec.Version {
 		next := RunRow{Run: domain.Evolve(cur.Run, rec.Event), LastPosition: rec.Position}
-		done, err := writeIfUnchanged(ctx, tx, table, "run_id", cur, next)
-		if err != nil || done {
-			cache.settle(key, next, done, err)
-			return err
-		}
+		live.add(key, cur, next)
+		cache.put(key, next)
+		return nil
+	}
+	if err := live.flush(ctx, tx); err != nil {
+		return err
 	}
 	cur, ok, err := queryRunRow(ctx, tx, `SELECT `+runColumnList+` FROM `+table+` WHERE run_id = $1`, rec.StreamID)
 	if err != nil {
@@ -79,15 +83,18 @@ func applyRuns(ctx context.Context, tx pgx.Tx, table string, rec eventstore.Reco
 	return err
 }
 
-func applyActiveRuns(ctx context.Context, tx pgx.Tx, table string, rec eventstore.Recorded, cache *rowCache) error {
+// applyActiveRuns applies one event to active_runs, deferring like applyRuns.
+func applyActiveRuns(ctx context.Context, tx pgx.Tx, table string, rec eventstore.Recorded, live *pendingWrites) error {
 	key := rec.BusinessID
+	cache := live.rowCache()
 	if cur, ok := cache.get(key); ok && cur.ID == rec.StreamID && cur.Version+1 == rec.Version {
 		next := RunRow{Run: domain.Evolve(cur.Run, rec.Event), LastPosition: rec.Position}
-		done, err := writeIfUnchanged(ctx, tx, table, "business_id", cur, next)
-		if err != nil || done {
-			cache.settle(key, next, done, err)
-			return err
-		}
+		live.add(key, cur, next)
+		cache.settle(key, next, true, nil)
+		return nil
+	}
+	if err := live.flush(ctx, tx); err != nil {
+		return err
 	}
 	cur, ok, err := queryRunRow(ctx, tx, `SELECT `+runColumnList+` FROM `+table+` WHERE business_id = $1`, rec.BusinessID)
 	if err != nil {
@@ -122,23 +129,6 @@ func applyActiveRuns(ctx context.Context, tx pgx.Tx, table string, rec eventstor
 	return err
 }
 
-// writeIfUnchanged writes next (or, for active_runs, deletes an ended run)
-// only if the table still holds cur, and reports whether it did. A cached
-// row is a guess; this makes the database the judge.
-func writeIfUnchanged(ctx context.Context, tx pgx.Tx, table, key string, cur, next RunRow) (bool, error) {
-	var (
-		tag pgconn.CommandTag
-		err error
-	)
-	if key == "business_id" && next.Ended() {
-		tag, err = tx.Exec(ctx, `DELETE FROM `+table+` WHERE business_id = $1 AND run_id = $2 AND version = $3`,
-			cur.BusinessID, cur.ID, cur.Version)
-	} else {
-		tag, err = tx.Exec(ctx, updateSQL(table, key), append(next.values(), cur.ID, cur.Version)...)
-	}
-	return err == nil && tag.RowsAffected() == 1, err
-}
-
 // newer orders runs of one business by start; the write side allows one open
 // run at a time, so this only decides between a run and its ended predecessor
 // when their events are applied out of commit order.
@@ -166,26 +156,6 @@ func openRuns(runs []RunRow) []RunRow {
 		out = append(out, r)
 	}
 	return out
-}
-
-// updateSQL updates every column of the row found by key, if its run_id and
-// version are still the ones given after the columns' values.
-func updateSQL(table, key string) string {
-	var set strings.Builder
-	keyParam := 0
-	for i, c := range runColumns {
-		if c == key {
-			keyParam = i + 1
-			continue
-		}
-		if set.Len() > 0 {
-			set.WriteString(", ")
-		}
-		fmt.Fprintf(&set, "%s = $%d", c, i+1)
-	}
-	n := len(runColumns)
-	return fmt.Sprintf(`UPDATE %s SET %s WHERE %s = $%d AND run_id = $%d AND version = $%d`,
-		table, set.String(), key, keyParam, n+1, n+2)
 }
 
 func upsertSQL(table, key string) string {

@@ -39,6 +39,24 @@ func (c *rowCache) put(key string, r RunRow) {
 	c.rows[key] = r
 }
 
+// reset forgets everything (after a failed flush the entries are not to be trusted).
+func (c *rowCache) reset() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.rows)
+}
+
+// rowCache is the live path's cache; nil (no caching) for the rebuild path.
+func (p *pendingWrites) rowCache() *rowCache {
+	if p == nil {
+		return nil
+	}
+	return p.cache
+}
+
 func (c *rowCache) drop(key string) {
 	if c == nil {
 		return

@@ -82,7 +82,8 @@ func NewProjector(pool *pgxpool.Pool, opts Options) (*Projector, error) {
 		if err != nil {
 			return nil, err
 		}
-		sub, err := wsql.NewSubscriber(serialBeginner{wsql.BeginnerFromPgx(pool)}, wsql.SubscriberConfig{
+		cache := newRowCache()
+		sub, err := wsql.NewSubscriber(serialBeginner{Beginner: wsql.BeginnerFromPgx(pool), table: name, cache: cache}, wsql.SubscriberConfig{
 			ConsumerGroup:  name,
 			PollInterval:   opts.PollInterval,
 			ResendInterval: 50 * time.Millisecond,
@@ -92,7 +93,7 @@ func NewProjector(pool *pgxpool.Pool, opts Options) (*Projector, error) {
 		if err != nil {
 			return nil, fmt.Errorf("projection %s: subscriber: %w", name, err)
 		}
-		h := router.AddConsumerHandler(name, Topic, sub, p.handler(proj, newRowCache()))
+		h := router.AddConsumerHandler(name, Topic, sub, p.handler(proj))
 		h.AddMiddleware(
 			p.poison(name), // outermost: after the retries give up, record and skip
 			middleware.Retry{MaxRetries: opts.MaxRetries, InitialInterval: 20 * time.Millisecond,
@@ -112,7 +113,7 @@ func (p *Projector) Running() chan struct{} { return p.router.Running() }
 // Close stops the projections, waiting for in-flight batches.
 func (p *Projector) Close() error { return p.router.Close() }
 
-func (p *Projector) handler(proj projection, cache *rowCache) message.NoPublishHandlerFunc {
+func (p *Projector) handler(proj projection) message.NoPublishHandlerFunc {
 	return func(msg *message.Message) error {
 		rec, err := RecordedFromMessage(msg)
 		if err != nil {
@@ -124,7 +125,7 @@ func (p *Projector) handler(proj projection, cache *rowCache) message.NoPublishH
 		// the whole batch, which is then redelivered. (Savepoints that write
 		// would each take a subtransaction id; 100 per batch overflow
 		// PostgreSQL's 64-entry subxid cache and slow every snapshot.)
-		err = withTx(msg, func(tx pgx.Tx) error { return proj.apply(msg.Context(), tx, proj.name, rec, cache) })
+		err = withTx(msg, func(tx pgx.Tx, live *pendingWrites) error { return proj.apply(msg.Context(), tx, proj.name, rec, live) })
 		if err == nil && p.metrics != nil {
 			p.metrics.Applied.WithLabelValues(proj.name).Inc()
 		}
@@ -142,7 +143,7 @@ func (p *Projector) poison(group string) message.HandlerMiddleware {
 				return out, err
 			}
 			pos, _ := strconv.ParseInt(msg.Metadata.Get(metaPosition), 10, 64)
-			insErr := withTx(msg, func(tx pgx.Tx) error {
+			insErr := withTx(msg, func(tx pgx.Tx, _ *pendingWrites) error {
 				_, err := tx.Exec(msg.Context(), `INSERT INTO projection_poison (consumer_group, position, event_id, error)
 					VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`, group, pos, msg.UUID, err.Error())
 				return err

@@ -21,7 +21,14 @@ var errTxFinished = errors.New("subscriber transaction already finished")
 // that is still writing through it (TxFromContext); on one pgx connection
 // that is a data race. Here the finish waits for the handler's statement,
 // and a handler that comes too late is refused.
-type serialBeginner struct{ wsql.Beginner }
+//
+// It also flushes the handler's deferred read-model writes (pendingWrites)
+// before the subscriber writes its offset or commits.
+type serialBeginner struct {
+	wsql.Beginner
+	table string
+	cache *rowCache
+}
 
 func (b serialBeginner) BeginTx(ctx context.Context, opts *stdsql.TxOptions) (wsql.Tx, error) {
 	tx, err := b.Beginner.BeginTx(ctx, opts)
@@ -35,19 +42,36 @@ func (b serialBeginner) BeginTx(ctx context.Context, opts *stdsql.TxOptions) (ws
 		_ = tx.Rollback()
 		return nil, err
 	}
-	return &serialTx{inner: tx}, nil
+	return &serialTx{inner: tx, pending: newPendingWrites(b.table, b.cache)}, nil
 }
 
 type serialTx struct {
 	mu       sync.Mutex
 	inner    wsql.Tx
 	finished bool
+	pending  *pendingWrites
 }
 
+// ExecContext runs the subscriber's statements (its offset ack), after the
+// deferred read-model writes, so both land in the same transaction.
 func (t *serialTx) ExecContext(ctx context.Context, query string, args ...any) (wsql.Result, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err := t.flushLocked(ctx); err != nil {
+		return nil, err
+	}
 	return t.inner.ExecContext(ctx, query, args...)
+}
+
+func (t *serialTx) flushLocked(ctx context.Context) error {
+	if t.finished {
+		return nil
+	}
+	pt, ok := t.inner.(*wsql.PgxTx)
+	if !ok {
+		return errors.New("subscriber transaction is not pgx")
+	}
+	return t.pending.flush(ctx, pt.Tx)
 }
 
 func (t *serialTx) QueryContext(ctx context.Context, query string, args ...any) (wsql.Rows, error) {
@@ -59,6 +83,10 @@ func (t *serialTx) QueryContext(ctx context.Context, query string, args ...any) 
 func (t *serialTx) Commit() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err := t.flushLocked(context.Background()); err != nil {
+		t.finished = true
+		return errors.Join(err, t.inner.Rollback())
+	}
 	t.finished = true
 	return t.inner.Commit()
 }
@@ -70,9 +98,9 @@ func (t *serialTx) Rollback() error {
 	return t.inner.Rollback()
 }
 
-// withTx runs fn on the pgx transaction that delivered msg, holding it for
-// the duration.
-func withTx(msg *message.Message, fn func(pgx.Tx) error) error {
+// withTx runs fn on the pgx transaction that delivered msg, and the writes
+// deferred in it, holding it for the duration.
+func withTx(msg *message.Message, fn func(pgx.Tx, *pendingWrites) error) error {
 	tx, ok := wsql.TxFromContext(msg.Context())
 	if !ok {
 		return errors.New("message has no subscriber transaction")
@@ -90,5 +118,5 @@ func withTx(msg *message.Message, fn func(pgx.Tx) error) error {
 	if !ok {
 		return errors.New("subscriber transaction is not pgx")
 	}
-	return fn(pt.Tx)
+	return fn(pt.Tx, st.pending)
 }
