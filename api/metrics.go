@@ -69,6 +69,11 @@ var (
 	lagSecondsDesc = prometheus.NewDesc("runledger_projection_lag_seconds", "Age of the oldest event a projection has not applied.", []string{"projection"}, nil)
 	oldestOpenDesc = prometheus.NewDesc("runledger_oldest_open_run_silence_seconds",
 		"Silence of the open run heard from longest ago; above the TTL, the reaper is behind.", nil, nil)
+	poolConnsDesc = prometheus.NewDesc("runledger_db_pool_connections", "Database pool connections by state.", []string{"state"}, nil)
+	poolWaitsDesc = prometheus.NewDesc("runledger_db_pool_acquire_waits_total",
+		"Connection acquisitions that had to wait for a free connection.", nil, nil)
+	poolWaitDesc = prometheus.NewDesc("runledger_db_pool_acquire_wait_seconds_total",
+		"Time spent waiting for a free connection.", nil, nil)
 )
 
 func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -76,11 +81,20 @@ func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- lagEventsDesc
 	ch <- lagSecondsDesc
 	ch <- oldestOpenDesc
+	ch <- poolConnsDesc
+	ch <- poolWaitsDesc
+	ch <- poolWaitDesc
 }
 
 func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	st := c.s.pool.Stat()
+	ch <- prometheus.MustNewConstMetric(poolConnsDesc, prometheus.GaugeValue, float64(st.AcquiredConns()), "acquired")
+	ch <- prometheus.MustNewConstMetric(poolConnsDesc, prometheus.GaugeValue, float64(st.IdleConns()), "idle")
+	ch <- prometheus.MustNewConstMetric(poolConnsDesc, prometheus.GaugeValue, float64(st.MaxConns()), "max")
+	ch <- prometheus.MustNewConstMetric(poolWaitsDesc, prometheus.CounterValue, float64(st.EmptyAcquireCount()))
+	ch <- prometheus.MustNewConstMetric(poolWaitDesc, prometheus.CounterValue, st.EmptyAcquireWaitTime().Seconds())
 	now := c.s.now()
 	var active int64
 	if err := c.s.pool.QueryRow(ctx, `SELECT count(*) FROM active_runs WHERE last_heartbeat_at > $1`,

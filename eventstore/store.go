@@ -125,7 +125,11 @@ func (s *Store) AppendTo(ctx context.Context, streamID uuid.UUID, base domain.Ru
 		return AppendResult{}, err
 	}
 	var last *int64
-	err = s.pool.QueryRow(ctx, appendSQL(base.Version == 0), streamID, next.Version, next.Ended(), next.LastActivityAt,
+	query := appendExisting
+	if base.Version == 0 {
+		query = appendNew
+	}
+	err = s.pool.QueryRow(ctx, query, streamID, next.Version, next.Ended(), next.LastActivityAt,
 		cols.state, next.BusinessID, cols.ids, cols.versions, cols.types, cols.schemas, cols.data, cols.meta, cols.occurred,
 		base.Version).Scan(&last)
 	if err == nil && last != nil {
@@ -150,6 +154,12 @@ func (s *Store) AppendTo(ctx context.Context, streamID uuid.UUID, base domain.Ru
 	}
 	return AppendResult{}, fmt.Errorf("append to run %s: %w", streamID, err)
 }
+
+// The two forms of the append statement (see appendSQL).
+var (
+	appendExisting = appendSQL(false)
+	appendNew      = appendSQL(true)
+)
 
 // appendSQL is one statement, so one round trip and atomic without an
 // explicit transaction: it moves the snapshot from the expected version

@@ -100,7 +100,8 @@ func run(ctx context.Context, bin, out, only string) error {
 	_ = os.Chmod(dir, 0o755)
 	fmt.Fprintf(os.Stderr, "bench (%s): starting PostgreSQL …\n", mode)
 	b.cluster, err = pglocal.Start(ctx, pglocal.Options{Dir: filepath.Join(dir, "pg"),
-		Settings: map[string]string{"shared_buffers": "512MB", "max_connections": "300"}})
+		Settings: map[string]string{"shared_buffers": "512MB", "max_connections": "300",
+			"shared_preload_libraries": "pg_stat_statements", "pg_stat_statements.track": "all"}})
 	if err != nil {
 		return err
 	}

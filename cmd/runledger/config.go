@@ -21,6 +21,8 @@ type Config struct {
 	AuthSecret           string
 	LogLevel             string
 	NoMigrate            bool
+	// DebugAddr, if set, serves net/http/pprof there (keep it on loopback).
+	DebugAddr string
 }
 
 // bindCommon registers the flags shared by the commands that touch the
@@ -39,6 +41,7 @@ func (c *Config) bindServe(fs *flag.FlagSet) {
 	fs.Func("reap-interval", "how often the reaper looks for silent runs (env RUNLEDGER_REAP_INTERVAL, default 10s)", durationFlag(&c.ReapInterval))
 	fs.Func("heartbeat-min-interval", "least time between stored heartbeats (env RUNLEDGER_HEARTBEAT_MIN_INTERVAL, default 5s)", durationFlag(&c.HeartbeatMinInterval))
 	fs.BoolVar(&c.NoMigrate, "no-migrate", false, "do not apply migrations at start")
+	fs.StringVar(&c.DebugAddr, "debug-addr", os.Getenv("RUNLEDGER_DEBUG_ADDR"), "serve pprof on this address, e.g. 127.0.0.1:6060 (env RUNLEDGER_DEBUG_ADDR; off when empty)")
 	c.StaleAfter = envDuration("RUNLEDGER_STALE_AFTER", 15*time.Minute)
 	c.ReapInterval = envDuration("RUNLEDGER_REAP_INTERVAL", 10*time.Second)
 	c.HeartbeatMinInterval = envDuration("RUNLEDGER_HEARTBEAT_MIN_INTERVAL", 5*time.Second)

@@ -86,10 +86,25 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-// defaultMaxConns is the pool size unless DATABASE_URL sets pool_max_conns.
-const defaultMaxConns = 40
+// defaultMaxConns is the (write) pool size unless DATABASE_URL sets
+// pool_max_conns; readPoolConns is the size of serve's separate query pool.
+const (
+	defaultMaxConns = 40
+	readPoolConns   = 16
+)
 
 func openPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	return openPoolSized(ctx, url, defaultMaxConns)
+}
+
+// openPoolSized opens a pool of size connections unless the URL sets pool_max_conns.
+func openPoolSized(ctx context.Context, url string, size int32) (*pgxpool.Pool, error) {
+	return openPoolWith(ctx, url, size, 0)
+}
+
+// openPoolWith also keeps minConns connections open: a backend forked under
+// load takes tens of milliseconds to start, which a query should not wait for.
+func openPoolWith(ctx context.Context, url string, size, minConns int32) (*pgxpool.Pool, error) {
 	if url == "" {
 		return nil, errors.New("DATABASE_URL is not set (or use `runledger dev` for a local database)")
 	}
@@ -100,8 +115,9 @@ func openPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	if !strings.Contains(url, "pool_max_conns") {
 		// pgxpool's default (max(4, cores)) starves a server that has a
 		// request per worker in flight beside two subscribers and the reaper.
-		cfg.MaxConns = defaultMaxConns
+		cfg.MaxConns = size
 	}
+	cfg.MinConns = min(minConns, cfg.MaxConns)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)

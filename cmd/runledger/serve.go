@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -23,12 +24,16 @@ import (
 	"github.com/runledger/runledger/reaper"
 )
 
-// service is the wired graph of `serve`: pool, command runner, projector,
+// service is the wired graph of `serve`: pools, command runner, projector,
 // reaper and HTTP server. Tests and `dev` reuse it.
 type service struct {
-	cfg       Config
-	logger    *slog.Logger
+	cfg    Config
+	logger *slog.Logger
+	// pool serves the write side (appends, projector, reaper); reads holds
+	// the API's queries apart, so a read never queues behind writers that
+	// hold connections while they wait for their commit's WAL flush.
 	pool      *pgxpool.Pool
+	reads     *pgxpool.Pool
 	api       *api.Server
 	projector *projections.Projector
 	reaper    *reaper.Reaper
@@ -51,9 +56,15 @@ func newService(ctx context.Context, cfg Config, logger *slog.Logger) (*service,
 	if err != nil {
 		return nil, err
 	}
-	s := &service{cfg: cfg, logger: logger, pool: pool}
+	reads, err := openPoolWith(ctx, cfg.DatabaseURL, readPoolConns, readPoolConns)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s := &service{cfg: cfg, logger: logger, pool: pool, reads: reads}
 	if err := s.build(ctx, policy, auth); err != nil {
 		pool.Close()
+		reads.Close()
 		return nil, err
 	}
 	return s, nil
@@ -72,7 +83,7 @@ func (s *service) build(ctx context.Context, policy domain.Policy, auth *api.Aut
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	runner := eventstore.NewRunner(eventstore.New(s.pool), policy)
-	s.api = api.New(api.Config{Runner: runner, Pool: s.pool, Auth: auth, Policy: policy, Logger: s.logger, Registry: reg})
+	s.api = api.New(api.Config{Runner: runner, Pool: s.reads, Auth: auth, Policy: policy, Logger: s.logger, Registry: reg})
 	runner.OnAppended = s.api.Metrics().ObserveResult
 	runner.OnConflict = s.api.Metrics().Conflict
 	var err error
@@ -102,6 +113,7 @@ func (s *service) URL() string { return "http://" + s.listener.Addr().String() }
 // projector, close the pool.
 func (s *service) Run(ctx context.Context) error {
 	defer s.pool.Close()
+	defer s.reads.Close()
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	errs := make(chan error, 3)
@@ -113,6 +125,9 @@ func (s *service) Run(ctx context.Context) error {
 			errs <- wrap("http", err)
 		}
 	}()
+	if s.cfg.DebugAddr != "" {
+		go s.serveDebug()
+	}
 	s.logger.Info("serving", "addr", s.listener.Addr().String(), "stale_after", s.cfg.StaleAfter.String(),
 		"reap_interval", s.cfg.ReapInterval.String(), "heartbeat_min_interval", s.cfg.HeartbeatMinInterval.String())
 
@@ -132,6 +147,19 @@ func (s *service) Run(ctx context.Context) error {
 	wg.Wait()
 	s.logger.Info("stopped")
 	return runErr
+}
+
+// serveDebug serves the profiler on its own address (never on the API's).
+func (s *service) serveDebug() {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: s.cfg.DebugAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	s.logger.Info("debug server", "addr", s.cfg.DebugAddr)
+	if err := srv.ListenAndServe(); err != nil {
+		s.logger.Error("debug server", "err", err)
+	}
 }
 
 func wrap(part string, err error) error {
