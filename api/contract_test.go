@@ -413,7 +413,7 @@ func nextData(t *testing.T, events <-chan sse) sse {
 		select {
 		case ev, ok := <-events:
 			if !ok {
-				t.Fatal(errNoEvent)
+				t.Fatal("stream ended before the next event")
 			}
 			if ev.event != "" {
 				return ev

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -208,5 +207,3 @@ func (e *env) start(business string, total int) string {
 	e.caughtUp()
 	return r.str("run_id")
 }
-
-var errNoEvent = errors.New("stream ended")

@@ -247,12 +247,3 @@ func checkText(v *validation, field, s string, max int, required bool) {
 		v.add(field, "must be at most %d bytes", max)
 	}
 }
-
-// Fold replays events onto the zero run.
-func Fold(events []Event) Run {
-	var r Run
-	for _, e := range events {
-		r = Evolve(r, e)
-	}
-	return r
-}

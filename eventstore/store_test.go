@@ -348,3 +348,45 @@ func TestReplicaCachesNeverAnswerStale(t *testing.T) {
 		t.Fatalf("A's heartbeat after B completed: %v, want ErrRunEnded", err)
 	}
 }
+
+func TestReadAllPagesTheWholeLogInOrder(t *testing.T) {
+	ctx := context.Background()
+	rn, clock := newRunner(t)
+	for i := 0; i < 7; i++ {
+		run := uuid.New()
+		b := fmt.Sprint("b", i)
+		if _, err := rn.Start(ctx, domain.StartRun{RunID: run, BusinessID: b, WorkerID: "w", TotalCalls: 1}, eventstore.Metadata{}); err != nil {
+			t.Fatal(err)
+		}
+		clock.Advance(time.Second)
+		if _, err := rn.Execute(ctx, b, run, domain.CompleteRun{Outcome: domain.OutcomeCompleted, CompletedCalls: 1}, eventstore.Metadata{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var (
+		after int64
+		seen  []eventstore.Recorded
+	)
+	for pages := 0; ; pages++ {
+		batch, err := rn.Store.ReadAll(ctx, after, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(batch) == 0 {
+			if pages != 5 { // 14 events in pages of 3
+				t.Fatalf("read %d pages, want 5", pages)
+			}
+			break
+		}
+		seen = append(seen, batch...)
+		after = batch[len(batch)-1].Position
+	}
+	if len(seen) != 14 {
+		t.Fatalf("read %d events, want 14", len(seen))
+	}
+	for i := 1; i < len(seen); i++ {
+		if seen[i].Position <= seen[i-1].Position || seen[i].Event == nil {
+			t.Fatalf("event %d out of order or undecoded: %+v", i, seen[i])
+		}
+	}
+}
