@@ -1,7 +1,12 @@
 // Command runledger-bench measures runledger against this machine's own
 // limits: each workload beside a baseline measured in the same run on the
 // same PostgreSQL, reported as a ratio. `make bench` runs it; BENCH_QUICK=1
-// runs a smaller version.
+// runs a smaller version; -only B1,B3 runs some workloads.
+//
+// Diagnostic knobs: BENCH_DEBUG_SQL=1 prints pg_stat_statements after B1/B6,
+// BENCH_DEBUG_LAG=1 prints B3's large lags, BENCH_B6_NO_WRITES=1 runs B6's
+// reads alone, SERVE_GOGC and SERVE_DEBUG_ADDR set the served process's
+// GOGC and pprof address.
 package main
 
 import (

@@ -209,9 +209,17 @@ func (b *bench) pgbenchInsert(ctx context.Context, pool *pgxpool.Pool, dbURL str
 func (b *bench) b6(srv *served, runs []*httpRun, writeRate float64) error {
 	d := b.sizes.B6Duration
 	every := time.Duration(float64(len(runs)) / writeRate * float64(time.Second))
+	if os.Getenv("BENCH_B6_NO_WRITES") != "" {
+		writeRate = 0 // for the notes: the reads run alone
+	}
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); b.heartbeatLoad(srv, runs, warmup+d, every) }()
+	go func() {
+		defer wg.Done()
+		if os.Getenv("BENCH_B6_NO_WRITES") == "" { // set it to see the reads alone
+			b.heartbeatLoad(srv, runs, warmup+d, every)
+		}
+	}()
 	for _, r := range runs { // warm the readers' connections and the server's read path
 		_, _ = call("GET", srv.url+"/v1/businesses/"+r.business+"/runs/active", r.user, nil, nil)
 	}
