@@ -200,6 +200,26 @@ func (e *env) readModels() string {
 	return b.String()
 }
 
+// state is the log's size and both read models, for before/after comparisons.
+type state struct {
+	events int
+	models string
+}
+
+func (e *env) state() state {
+	e.t.Helper()
+	e.caughtUp()
+	return state{events: e.eventCount(), models: e.readModels()}
+}
+
+// unchanged fails the test if the log or the read models moved since before.
+func (e *env) unchanged(before state, why string) {
+	e.t.Helper()
+	if e.state() != before {
+		e.t.Fatal(why)
+	}
+}
+
 func (e *env) start(business string, total int) string {
 	e.t.Helper()
 	r := e.must(e.do("POST", "/v1/businesses/"+business+"/runs", e.token(business, api.RoleWorker),

@@ -111,6 +111,17 @@ func newWorkload(pool *pgxpool.Pool, seed int64) *workload {
 	return w
 }
 
+// seeded returns a fresh database holding steps commands of the workload with that seed.
+func seeded(t *testing.T, seed int64, steps int) (*pgxpool.Pool, *workload) {
+	t.Helper()
+	pool := pgtest.NewDB(t)
+	w := newWorkload(pool, seed)
+	for i := 0; i < steps; i++ {
+		w.step(context.Background(), t)
+	}
+	return pool, w
+}
+
 // step advances the clock and applies one command to a random business.
 func (w *workload) step(ctx context.Context, t *testing.T) {
 	w.now.Add(int64(time.Duration(1+w.rng.Intn(20)) * time.Second))
@@ -214,11 +225,7 @@ func TestOutOfOrderCommitsAreNeverSkipped(t *testing.T) {
 
 func TestRedeliveryChangesNothing(t *testing.T) {
 	ctx := context.Background()
-	pool := pgtest.NewDB(t)
-	w := newWorkload(pool, 1)
-	for i := 0; i < 300; i++ {
-		w.step(ctx, t)
-	}
+	pool, _ := seeded(t, 1, 300)
 	stop := startProjector(t, pool, projections.Options{})
 	waitCaughtUp(t, pool)
 	stop()
@@ -241,11 +248,7 @@ func TestRedeliveryChangesNothing(t *testing.T) {
 
 func TestProjectorKilledMidBatchRecovers(t *testing.T) {
 	ctx := context.Background()
-	pool := pgtest.NewDB(t)
-	w := newWorkload(pool, 2)
-	for i := 0; i < 600; i++ {
-		w.step(ctx, t)
-	}
+	pool, _ := seeded(t, 2, 600)
 	// Kill the projector repeatedly while it works through the backlog.
 	for i := 0; i < 5; i++ {
 		p, err := projections.NewProjector(pool, projections.Options{PollInterval: 5 * time.Millisecond, BatchSize: 50})
@@ -282,11 +285,7 @@ func waitApplied(t *testing.T, pool *pgxpool.Pool, n int64) {
 
 func TestRebuildWhileServing(t *testing.T) {
 	ctx := context.Background()
-	pool := pgtest.NewDB(t)
-	w := newWorkload(pool, 3)
-	for i := 0; i < 2000; i++ {
-		w.step(ctx, t)
-	}
+	pool, w := seeded(t, 3, 2000)
 	startProjector(t, pool, projections.Options{})
 	waitCaughtUp(t, pool)
 
@@ -353,11 +352,7 @@ func TestRebuildWhileServing(t *testing.T) {
 
 func TestVerifyReportsDifferences(t *testing.T) {
 	ctx := context.Background()
-	pool := pgtest.NewDB(t)
-	w := newWorkload(pool, 4)
-	for i := 0; i < 100; i++ {
-		w.step(ctx, t)
-	}
+	pool, _ := seeded(t, 4, 100)
 	startProjector(t, pool, projections.Options{})
 	waitCaughtUp(t, pool)
 	assertVerified(t, pool)
