@@ -69,6 +69,8 @@ func (rn *Runner) Execute(ctx context.Context, businessID string, runID uuid.UUI
 			// log: answer from the log (another replica may have cancelled).
 			rn.states.drop(runID)
 			continue
+		case err == nil && len(res.Events) == 0:
+			rn.states.put(runID, state) // fresh from the snapshot: the next write can start from it
 		}
 		return res, err
 	}
