@@ -239,6 +239,22 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 	return os.WriteFile(filepath.Join(c.Dir, "runledger.port"), []byte(strconv.Itoa(c.Port)), 0o644)
 }
 
+// StopWhenGone starts a watchdog that stops the server once process pid has
+// exited, so a throwaway cluster does not outlive a test binary that was
+// killed before its cleanup ran (a fuzz worker, a timeout, a crash). It runs
+// as the cluster's user in its own process group, and looks for /proc/PID
+// (kill -0 on another user's process would fail with EPERM).
+func (c *Cluster) StopWhenGone(pid int) error {
+	script := fmt.Sprintf(`while [ -d /proc/%d ]; do sleep 1; done; exec "$0" -D "$1" -m immediate stop`, pid)
+	cmd := exec.Command("/bin/sh", "-c", script, filepath.Join(c.BinDir, "pg_ctl"), c.Dir)
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: c.cred}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start cluster watchdog: %w", err)
+	}
+	return cmd.Process.Release()
+}
+
 // Running reports whether the cluster's server is up.
 func (c *Cluster) Running(ctx context.Context) bool {
 	return c.command(ctx, "pg_ctl", "-D", c.Dir, "status").Run() == nil

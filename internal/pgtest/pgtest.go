@@ -60,6 +60,10 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer cluster.Stop(context.Background())
+	if err := cluster.StopWhenGone(os.Getpid()); err != nil {
+		fmt.Fprintln(os.Stderr, "pgtest:", err)
+		return 1
+	}
 	serverURL = cluster.URL("postgres")
 	return m.Run()
 }
