@@ -311,18 +311,7 @@ func TestServerSentEvents(t *testing.T) {
 	e := newEnv(t)
 	id := e.start("acme", 10)
 	worker := e.token("acme", api.RoleWorker)
-	req, _ := http.NewRequest("GET", e.url+"/v1/businesses/acme/runs/active/stream", nil)
-	req.Header.Set("Authorization", "Bearer "+e.token("acme", api.RoleUser))
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	if res.StatusCode != 200 || res.Header.Get("Content-Type") != "text/event-stream" {
-		t.Fatalf("stream answered %d %s", res.StatusCode, res.Header.Get("Content-Type"))
-	}
-	events := make(chan sse, 16)
-	go readSSE(res.Body, events)
+	events := e.openStream("acme")
 
 	first := <-events
 	if first.event != "run" || first.run["run_id"] != id || first.id == "" {
@@ -351,21 +340,32 @@ func TestServerSentEvents(t *testing.T) {
 func TestServerSentEventsEndWhenRunGoesSilent(t *testing.T) {
 	e := newEnv(t)
 	e.start("acme", 10)
-	req, _ := http.NewRequest("GET", e.url+"/v1/businesses/acme/runs/active/stream", nil)
-	req.Header.Set("Authorization", "Bearer "+e.token("acme", api.RoleUser))
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	events := make(chan sse, 16)
-	go readSSE(res.Body, events)
+	events := e.openStream("acme")
 	<-events
 	e.clock.Advance(16 * time.Minute)
 	last := nextData(t, events)
 	if last.event != "inactive" || last.run["active"] != false {
 		t.Fatalf("event after silence = %+v", last)
 	}
+}
+
+// openStream opens the business's active-run stream as a user and returns its
+// events; the connection is closed when the test ends.
+func (e *env) openStream(business string) <-chan sse {
+	e.t.Helper()
+	req, _ := http.NewRequest("GET", e.url+"/v1/businesses/"+business+"/runs/active/stream", nil)
+	req.Header.Set("Authorization", "Bearer "+e.token(business, api.RoleUser))
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { res.Body.Close() })
+	if res.StatusCode != 200 || res.Header.Get("Content-Type") != "text/event-stream" {
+		e.t.Fatalf("stream answered %d %s", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+	events := make(chan sse, 16)
+	go readSSE(res.Body, events)
+	return events
 }
 
 type sse struct {
