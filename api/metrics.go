@@ -107,7 +107,7 @@ func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(lagSecondsDesc, prometheus.GaugeValue, l.Seconds, l.Projection)
 		}
 	}
-	if oldest, ok, err := c.s.store.OldestOpenActivity(ctx); err == nil {
+	if oldest, ok, err := c.s.store.OldestOpenHeartbeat(ctx); err == nil {
 		silence := 0.0
 		if ok {
 			silence = now.Sub(oldest).Seconds()

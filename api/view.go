@@ -40,7 +40,7 @@ func viewAt(r domain.Run, now time.Time, ttl time.Duration) RunView {
 		RunID: r.ID.String(), BusinessID: r.BusinessID, Status: string(r.Status), Active: r.Active(now, ttl),
 		CancelRequested: r.CancelRequested, TotalCalls: r.TotalCalls, CompletedCalls: r.CompletedCalls,
 		FailedCalls: r.FailedCalls, PendingCalls: r.PendingCalls(), AbandonedCalls: r.AbandonedCalls,
-		WorkerID: r.WorkerID, StartedAt: utc(r.StartedAt), LastHeartbeatAt: utc(r.LastActivityAt),
+		WorkerID: r.WorkerID, StartedAt: utc(r.StartedAt), LastHeartbeatAt: utc(r.LastHeartbeatAt),
 		Version: r.Version, ServerTime: utc(now),
 	}
 	if r.Ended() {

@@ -211,7 +211,7 @@ func (p Policy) decideFailStale(r Run, c FailStale, now time.Time) ([]Event, err
 	if !r.Silent(now, p.StaleAfter) {
 		return nil, ErrNotStale
 	}
-	return []Event{RunStaleFailed{LastActivityAt: r.LastActivityAt, StaleAfter: Duration(p.StaleAfter),
+	return []Event{RunStaleFailed{LastHeartbeatAt: r.LastHeartbeatAt, StaleAfter: Duration(p.StaleAfter),
 		DetectedAt: now, AbandonedCalls: r.PendingCalls(), CancelRequested: r.CancelRequested,
 		DetectedBy: c.DetectedBy}}, nil
 }

@@ -191,7 +191,7 @@ func TestFailStale(t *testing.T) {
 	h.clock.advance(2 * time.Minute)
 	evs := h.mustDo(domain.FailStale{})
 	sf := evs[0].(domain.RunStaleFailed)
-	if sf.AbandonedCalls != 7 || !sf.LastActivityAt.Equal(t0.Add(time.Minute)) || time.Duration(sf.StaleAfter) != 15*time.Minute {
+	if sf.AbandonedCalls != 7 || !sf.LastHeartbeatAt.Equal(t0.Add(time.Minute)) || time.Duration(sf.StaleAfter) != 15*time.Minute {
 		t.Fatalf("RunStaleFailed = %+v", sf)
 	}
 	if h.run.Status != domain.StatusFailed || h.run.EndReason != domain.EndStale || h.run.AbandonedCalls != 7 {

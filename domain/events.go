@@ -81,7 +81,10 @@ type RunCompleted struct {
 // RunStaleFailed ends a run whose worker went silent past the TTL. If a
 // cancel had been requested the run ends as cancelled, otherwise as failed.
 type RunStaleFailed struct {
-	LastActivityAt  time.Time `json:"last_activity_at"`
+	// LastHeartbeatAt is the run's last sign of life (start or stored
+	// heartbeat). Its stored name, last_activity_at, predates the rename and
+	// stays: payloads in the log never change.
+	LastHeartbeatAt time.Time `json:"last_activity_at"`
 	StaleAfter      Duration  `json:"stale_after"`
 	DetectedAt      time.Time `json:"detected_at"`
 	AbandonedCalls  int       `json:"abandoned_calls"`

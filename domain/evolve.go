@@ -12,12 +12,12 @@ func Evolve(r Run, e Event) Run {
 		r.TotalCalls = e.TotalCalls
 		r.Status = StatusRunning
 		r.StartedAt = e.OccurredAt
-		r.LastActivityAt = e.OccurredAt
+		r.LastHeartbeatAt = e.OccurredAt
 	case Heartbeat:
 		r.CompletedCalls = e.CompletedCalls
 		r.FailedCalls = e.FailedCalls
-		if e.OccurredAt.After(r.LastActivityAt) { // a skewed replica never moves life backwards
-			r.LastActivityAt = e.OccurredAt
+		if e.OccurredAt.After(r.LastHeartbeatAt) { // a skewed replica never moves life backwards
+			r.LastHeartbeatAt = e.OccurredAt
 		}
 		if e.CancelDelivered {
 			r.CancelDelivered = true

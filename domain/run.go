@@ -45,12 +45,12 @@ type Run struct {
 	CompletedCalls    int       `json:"completed_calls"`
 	FailedCalls       int       `json:"failed_calls"`
 	StartedAt         time.Time `json:"started_at"`
-	// LastActivityAt is the server time of the last sign of life: the start
+	// LastHeartbeatAt is the server time of the last sign of life: the start
 	// or the last stored heartbeat. Liveness is judged from it alone.
-	LastActivityAt time.Time `json:"last_activity_at"`
-	EndedAt        time.Time `json:"ended_at,omitzero"`
-	EndReason      EndReason `json:"end_reason,omitempty"`
-	LastError      string    `json:"last_error,omitempty"`
+	LastHeartbeatAt time.Time `json:"last_heartbeat_at"`
+	EndedAt         time.Time `json:"ended_at,omitzero"`
+	EndReason       EndReason `json:"end_reason,omitempty"`
+	LastError       string    `json:"last_error,omitempty"`
 	// AbandonedCalls is the number of calls still pending when the run was
 	// ended by the stale rule.
 	AbandonedCalls int   `json:"abandoned_calls,omitempty"`
@@ -67,10 +67,10 @@ func (r Run) Ended() bool { return r.Exists() && r.Status != StatusRunning }
 func (r Run) PendingCalls() int { return r.TotalCalls - r.CompletedCalls - r.FailedCalls }
 
 // StaleAt is the instant from which the run counts as silent, given the TTL.
-func (r Run) StaleAt(ttl time.Duration) time.Time { return r.LastActivityAt.Add(ttl) }
+func (r Run) StaleAt(ttl time.Duration) time.Time { return r.LastHeartbeatAt.Add(ttl) }
 
 // SilentFor is how long the run has shown no sign of life at now.
-func (r Run) SilentFor(now time.Time) time.Duration { return now.Sub(r.LastActivityAt) }
+func (r Run) SilentFor(now time.Time) time.Duration { return now.Sub(r.LastHeartbeatAt) }
 
 // Silent reports whether a running run's last sign of life is at least ttl old at now.
 func (r Run) Silent(now time.Time, ttl time.Duration) bool {

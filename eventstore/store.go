@@ -129,7 +129,7 @@ func (s *Store) AppendTo(ctx context.Context, streamID uuid.UUID, base domain.Ru
 	if base.Version == 0 {
 		query = appendNew
 	}
-	err = s.pool.QueryRow(ctx, query, streamID, next.Version, next.Ended(), next.LastActivityAt,
+	err = s.pool.QueryRow(ctx, query, streamID, next.Version, next.Ended(), next.LastHeartbeatAt,
 		cols.state, next.BusinessID, cols.ids, cols.versions, cols.types, cols.schemas, cols.data, cols.meta, cols.occurred,
 		base.Version).Scan(&last)
 	if err == nil && last != nil {
@@ -169,10 +169,10 @@ var (
 // and inserts nothing. The partial unique index on open snapshots refuses a
 // second open run of a business.
 func appendSQL(newStream bool) string {
-	snapshot := `UPDATE run_snapshots SET version = $2, ended = $3, last_activity_at = $4, state = $5
+	snapshot := `UPDATE run_snapshots SET version = $2, ended = $3, last_heartbeat_at = $4, state = $5
 		WHERE run_id = $1 AND version = $14 AND NOT ended RETURNING 1`
 	if newStream {
-		snapshot = `INSERT INTO run_snapshots (run_id, business_id, version, ended, last_activity_at, state)
+		snapshot = `INSERT INTO run_snapshots (run_id, business_id, version, ended, last_heartbeat_at, state)
 		SELECT $1, $6, $2, $3, $4, $5 WHERE $14::bigint = 0 ON CONFLICT (run_id) DO NOTHING RETURNING 1`
 	}
 	return `WITH s AS (` + snapshot + `), e AS (
@@ -304,19 +304,19 @@ func (s *Store) OpenRun(ctx context.Context, businessID string) (domain.Run, err
 // of life is at or before cutoff, oldest first. Its cost follows the number
 // of open runs (a partial index), not the size of the log.
 func (s *Store) SilentRuns(ctx context.Context, cutoff time.Time, limit int) ([]domain.Run, error) {
-	rows, err := s.pool.Query(ctx, `SELECT state FROM run_snapshots WHERE NOT ended AND last_activity_at <= $1
-		ORDER BY last_activity_at LIMIT $2`, cutoff, limit)
+	rows, err := s.pool.Query(ctx, `SELECT state FROM run_snapshots WHERE NOT ended AND last_heartbeat_at <= $1
+		ORDER BY last_heartbeat_at LIMIT $2`, cutoff, limit)
 	if err != nil {
 		return nil, fmt.Errorf("silent runs: %w", err)
 	}
 	return collectRuns(rows)
 }
 
-// OldestOpenActivity returns the last activity time of the open run that has
+// OldestOpenHeartbeat returns the last sign of life of the open run that has
 // been silent longest, and false when no run is open.
-func (s *Store) OldestOpenActivity(ctx context.Context) (time.Time, bool, error) {
+func (s *Store) OldestOpenHeartbeat(ctx context.Context) (time.Time, bool, error) {
 	var t *time.Time
-	if err := s.pool.QueryRow(ctx, `SELECT min(last_activity_at) FROM run_snapshots WHERE NOT ended`).Scan(&t); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT min(last_heartbeat_at) FROM run_snapshots WHERE NOT ended`).Scan(&t); err != nil {
 		return time.Time{}, false, fmt.Errorf("oldest open run: %w", err)
 	}
 	if t == nil {

@@ -100,7 +100,7 @@ func summarize(ev domain.Event, total int) string {
 		}
 		return s
 	case domain.RunStaleFailed:
-		silent := e.DetectedAt.Sub(e.LastActivityAt).Round(time.Second)
+		silent := e.DetectedAt.Sub(e.LastHeartbeatAt).Round(time.Second)
 		end := "failed (stale)"
 		if e.CancelRequested {
 			end = "cancelled (stopped after the cancel request)"
@@ -190,7 +190,7 @@ func WriteReplay(w io.Writer, r ReplayResult) error {
 	if r.Run != nil {
 		fmt.Fprintf(&b, "run %s: status %s, cancel requested %v, %s, last sign of life %s, version %d (%d events folded)\n",
 			r.Run.ID, r.Run.Status, r.Run.CancelRequested, progress(r.Run.CompletedCalls, r.Run.FailedCalls, r.Run.TotalCalls),
-			r.Run.LastActivityAt.UTC().Format(time.RFC3339), r.Run.Version, r.Events)
+			r.Run.LastHeartbeatAt.UTC().Format(time.RFC3339), r.Run.Version, r.Events)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -40,7 +40,7 @@ const runColumnList = `run_id, business_id, worker_id, status, cancel_requested,
 func (r RunRow) values() []any {
 	return []any{r.ID, r.BusinessID, r.WorkerID, string(r.Status), r.CancelRequested, r.CancelForced,
 		nullString(r.CancelReason), r.TotalCalls, r.CompletedCalls, r.FailedCalls, r.AbandonedCalls, r.StartedAt,
-		r.LastActivityAt, nullTime(r.EndedAt), nullString(string(r.EndReason)), nullString(r.LastError),
+		r.LastHeartbeatAt, nullTime(r.EndedAt), nullString(string(r.EndReason)), nullString(r.LastError),
 		r.Version, r.LastPosition}
 }
 
@@ -53,14 +53,14 @@ func scanRunRow(row pgx.Row) (RunRow, error) {
 	)
 	err := row.Scan(&r.ID, &r.BusinessID, &r.WorkerID, &status, &r.CancelRequested, &r.CancelForced,
 		&cancelReason, &r.TotalCalls, &r.CompletedCalls, &r.FailedCalls, &r.AbandonedCalls, &r.StartedAt,
-		&r.LastActivityAt, &endedAt, &endReason, &lastErr, &r.Version, &r.LastPosition)
+		&r.LastHeartbeatAt, &endedAt, &endReason, &lastErr, &r.Version, &r.LastPosition)
 	if err != nil {
 		return RunRow{}, err
 	}
 	r.Status = domain.Status(status)
 	r.CancelReason, r.LastError = deref(cancelReason), deref(lastErr)
 	r.EndReason = domain.EndReason(deref(endReason))
-	r.StartedAt, r.LastActivityAt = r.StartedAt.UTC(), r.LastActivityAt.UTC()
+	r.StartedAt, r.LastHeartbeatAt = r.StartedAt.UTC(), r.LastHeartbeatAt.UTC()
 	if endedAt != nil {
 		r.EndedAt = endedAt.UTC()
 	}

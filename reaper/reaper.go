@@ -196,7 +196,7 @@ func (r *Reaper) end(ctx context.Context, run domain.Run) outcome {
 	switch {
 	case err == nil:
 		r.cfg.Logger.Info("run ended as stale", "run_id", run.ID, "business_id", run.BusinessID,
-			"silent_for", r.cfg.Now().Sub(run.LastActivityAt).Round(time.Millisecond), "status", res.Run.Status,
+			"silent_for", r.cfg.Now().Sub(run.LastHeartbeatAt).Round(time.Millisecond), "status", res.Run.Status,
 			"abandoned_calls", res.Run.AbandonedCalls)
 		if m := r.cfg.Metrics; m != nil {
 			m.Reaped.Inc()
@@ -240,7 +240,7 @@ const minWake = 20 * time.Millisecond
 
 func (r *Reaper) nextWake(ctx context.Context) time.Duration {
 	wait := r.cfg.Interval
-	oldest, ok, err := r.cfg.Runner.Store.OldestOpenActivity(ctx)
+	oldest, ok, err := r.cfg.Runner.Store.OldestOpenHeartbeat(ctx)
 	if err != nil || !ok {
 		return wait
 	}
