@@ -33,6 +33,9 @@ type BusinessQuery struct {
 	RunID uuid.UUID
 	// Since and Until bound occurred_at: Since <= t < Until; zero means unbounded.
 	Since, Until time.Time
+	// Through, if set, keeps events that occurred at or before it (t <= Through):
+	// what happened up to and including an instant, for replay.
+	Through time.Time
 	// After resumes a page: only events ordered after (occurred_at, position) of this cursor.
 	After *Cursor
 	// Limit caps the result; 0 means no limit.
@@ -61,6 +64,10 @@ func (s *Store) ReadBusiness(ctx context.Context, q BusinessQuery) ([]Recorded, 
 	if !q.Until.IsZero() {
 		args = append(args, q.Until)
 		sql += fmt.Sprintf(` AND occurred_at < $%d`, len(args))
+	}
+	if !q.Through.IsZero() {
+		args = append(args, q.Through)
+		sql += fmt.Sprintf(` AND occurred_at <= $%d`, len(args))
 	}
 	if q.After != nil {
 		args = append(args, q.After.OccurredAt, q.After.Position)

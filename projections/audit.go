@@ -147,6 +147,9 @@ type ReplayResult struct {
 // at, up to at, and judges it with the TTL as the API does. Only that run
 // can have been active at at: a start ends or refuses any open run first.
 func Replay(ctx context.Context, store *eventstore.Store, businessID string, at time.Time, ttl time.Duration) (ReplayResult, error) {
+	// The log keeps microseconds: judge the instant at the log's precision, so
+	// the run lookup and the fold below agree on which events happened by then.
+	at = at.UTC().Truncate(time.Microsecond)
 	res := ReplayResult{BusinessID: businessID, At: at.UTC(), StaleAfter: ttl.String(), Status: 404}
 	runID, ok, err := store.LastStartedRun(ctx, businessID, at)
 	if err != nil {
@@ -156,7 +159,7 @@ func Replay(ctx context.Context, store *eventstore.Store, businessID string, at 
 		res.Reason = "no run had started by then: 404 no_active_run"
 		return res, nil
 	}
-	events, err := store.ReadBusiness(ctx, eventstore.BusinessQuery{BusinessID: businessID, RunID: runID, Until: at.Add(time.Nanosecond)})
+	events, err := store.ReadBusiness(ctx, eventstore.BusinessQuery{BusinessID: businessID, RunID: runID, Through: at})
 	if err != nil {
 		return res, err
 	}

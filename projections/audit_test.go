@@ -150,3 +150,44 @@ func lineDiff(want, got string) string {
 	}
 	return b.String()
 }
+
+// A support person pastes an instant from the timeline: replay at exactly an
+// event's occurred_at must include that event.
+func TestReplayAtAnEventsExactInstant(t *testing.T) {
+	ctx := context.Background()
+	store := eventstore.New(pgtest.NewDB(t))
+	scriptedHistory(t, store)
+	entries, err := projections.Timeline(ctx, store, eventstore.BusinessQuery{BusinessID: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		res, err := projections.Replay(ctx, store, "acme", e.OccurredAt, 15*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Run == nil || res.Run.ID != e.RunID || res.Run.Version < versionOf(t, entries, e) {
+			t.Fatalf("replay at %s (%s of run %s) folded %+v", e.OccurredAt.Format(time.RFC3339Nano), e.Type, e.RunID, res.Run)
+		}
+		wantActive := e.Type == domain.TypeRunStarted || e.Type == domain.TypeHeartbeat || e.Type == domain.TypeCancelRequested
+		if res.Active != wantActive {
+			t.Fatalf("replay at the instant of %s: active=%v (%s), want %v", e.Type, res.Active, res.Reason, wantActive)
+		}
+	}
+}
+
+// versionOf is the stream version e has in its run (its rank among the run's entries).
+func versionOf(t *testing.T, entries []projections.TimelineEntry, e projections.TimelineEntry) int64 {
+	t.Helper()
+	var v int64
+	for _, x := range entries {
+		if x.RunID == e.RunID {
+			v++
+			if x.Position == e.Position {
+				return v
+			}
+		}
+	}
+	t.Fatalf("entry %d not found", e.Position)
+	return 0
+}
