@@ -406,3 +406,44 @@ func dump(t *testing.T, pool *pgxpool.Pool) []string {
 	}
 	return out
 }
+
+// Two rebuilds at once would drop each other's shadow tables: the second one
+// is refused with ErrRebuildInProgress, the first completes, and the read
+// models stay right.
+func TestConcurrentRebuildsAreSerialised(t *testing.T) {
+	ctx := context.Background()
+	pool, _ := seeded(t, 6, 400)
+	startProjector(t, pool, projections.Options{})
+	waitCaughtUp(t, pool)
+	const n = 4
+	errs := make(chan error, n)
+	var ready sync.WaitGroup
+	ready.Add(n)
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		go func() {
+			ready.Done()
+			<-start
+			_, err := projections.Rebuild(ctx, pool, projections.RebuildOptions{})
+			errs <- err
+		}()
+	}
+	ready.Wait()
+	close(start)
+	var ok, refused int
+	for i := 0; i < n; i++ {
+		switch err := <-errs; {
+		case err == nil:
+			ok++
+		case errors.Is(err, projections.ErrRebuildInProgress):
+			refused++
+		default:
+			t.Errorf("rebuild: %v", err)
+		}
+	}
+	if ok == 0 || ok+refused != n {
+		t.Fatalf("%d rebuilds succeeded, %d refused, want at least one success and the rest refused", ok, refused)
+	}
+	waitCaughtUp(t, pool)
+	assertVerified(t, pool)
+}

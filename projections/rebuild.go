@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -51,9 +52,14 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, opts RebuildOptions) ([]Re
 			return nil, err
 		}
 	}
+	unlock, err := lockRebuild(ctx, pool)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	start := time.Now()
 	var f *folded
-	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+	err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var err error
 		f, err = foldLog(ctx, tx, nil, newProgress(opts.Progress, "rebuild: fold"))
 		return err
@@ -253,4 +259,36 @@ func applyAfter(ctx context.Context, tx pgx.Tx, proj projection, table string, l
 		*last = offset{TxID: uint64(it.tx), Position: it.rec.Position}
 	}
 	return int64(len(items)), nil
+}
+
+// ErrRebuildInProgress refuses a rebuild while another one runs: both would
+// write the same shadow tables.
+var ErrRebuildInProgress = errors.New("another rebuild is in progress")
+
+// rebuildLockKey is the advisory lock a rebuild holds from start to end.
+const rebuildLockKey = 0x72656275696c64 // "rebuild"
+
+// lockRebuild takes the rebuild lock on a connection of its own, or returns
+// ErrRebuildInProgress (naming the holder's backend) if another rebuild has it.
+func lockRebuild(ctx context.Context, pool *pgxpool.Pool) (unlock func(), err error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("rebuild: %w", err)
+	}
+	var got bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, int64(rebuildLockKey)).Scan(&got); err != nil {
+		conn.Release()
+		return nil, fmt.Errorf("rebuild: lock: %w", err)
+	}
+	if !got {
+		var holder int
+		_ = conn.QueryRow(ctx, `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+			AND ((classid::bigint << 32) | objid::bigint) = $1 LIMIT 1`, int64(rebuildLockKey)).Scan(&holder)
+		conn.Release()
+		return nil, fmt.Errorf("rebuild: %w (PostgreSQL backend %d holds the rebuild lock); run it again when that one ends", ErrRebuildInProgress, holder)
+	}
+	return func() {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, int64(rebuildLockKey))
+		conn.Release()
+	}, nil
 }
