@@ -1,47 +1,40 @@
 package eventstore
 
 import (
-	"sync"
-
 	"github.com/google/uuid"
 
 	"github.com/runledger/runledger/domain"
+	"github.com/runledger/runledger/internal/bounded"
 )
 
 // maxCachedStates bounds the Runner's state cache; past it, it starts over.
 const maxCachedStates = 100_000
 
 // stateCache holds the state each run had after this process's last append
-// to it. It is a guess, never the truth: appends made from it are
-// conditional on the version, and refusals or no-ops are re-decided from the
-// snapshot. Ended runs are not kept (nothing more will be appended).
+// to it (or its last read of the snapshot). It is a guess, never the truth:
+// an append made from it is conditional on the version, and a command that
+// would write nothing from a cached state (a coalesced heartbeat, a repeated
+// cancel) is re-decided from the snapshot before it is answered, since
+// another replica may have moved the run. A refusal decided from it stands:
+// a run only moves forward, so counts that go backwards or past the total
+// against an older state do so against the current one too, and an ended run
+// is never kept (nothing more will be appended to it).
 type stateCache struct {
-	mu   sync.Mutex
-	runs map[uuid.UUID]domain.Run
+	m *bounded.Map[uuid.UUID, domain.Run]
 }
 
-func (c *stateCache) get(id uuid.UUID) (domain.Run, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	r, ok := c.runs[id]
-	return r, ok
+func newStateCache() stateCache {
+	return stateCache{m: bounded.New[uuid.UUID, domain.Run](maxCachedStates)}
 }
 
-func (c *stateCache) put(id uuid.UUID, r domain.Run) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (c stateCache) get(id uuid.UUID) (domain.Run, bool) { return c.m.Get(id) }
+
+func (c stateCache) put(id uuid.UUID, r domain.Run) {
 	if r.Ended() {
-		delete(c.runs, id)
+		c.m.Delete(id)
 		return
 	}
-	if c.runs == nil || len(c.runs) >= maxCachedStates {
-		c.runs = make(map[uuid.UUID]domain.Run)
-	}
-	c.runs[id] = r
+	c.m.Put(id, r)
 }
 
-func (c *stateCache) drop(id uuid.UUID) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.runs, id)
-}
+func (c stateCache) drop(id uuid.UUID) { c.m.Delete(id) }

@@ -32,7 +32,7 @@ type Runner struct {
 
 // NewRunner returns a Runner with the system clock.
 func NewRunner(store *Store, policy domain.Policy) *Runner {
-	return &Runner{Store: store, Policy: policy, Now: time.Now}
+	return &Runner{Store: store, Policy: policy, Now: time.Now, states: newStateCache()}
 }
 
 // Result is the outcome of a command.

@@ -2,22 +2,20 @@ package projections
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/runledger/runledger/internal/ratelog"
 )
 
-// Options configure a Projector.
+// Options configure a Projector. Zero values take the defaults.
 type Options struct {
 	// Projections to run; all when empty.
 	Projections []string
@@ -25,10 +23,48 @@ type Options struct {
 	PollInterval time.Duration
 	// BatchSize is the number of events per subscriber transaction (default 100).
 	BatchSize int
-	// MaxRetries before an event is recorded as poison and skipped (default 3).
+	// MaxRetries is how many times an event is tried before it is recorded as
+	// poison and skipped (default 3).
 	MaxRetries int
-	Logger     *slog.Logger
-	Metrics    *Metrics
+	// LockTimeout bounds the wait for the group's offset row (another
+	// replica's batch holds it) and for read-model rows (default 500ms); the
+	// batch then retries, so a stalled holder cannot stop the group.
+	LockTimeout time.Duration
+	// StatementTimeout bounds each statement of a batch (default 3s).
+	StatementTimeout time.Duration
+	// IdleInTransactionTimeout makes PostgreSQL end a batch whose process
+	// stops talking mid-transaction (a frozen replica), releasing its locks
+	// and its hold on the log's visibility horizon (default 2s).
+	IdleInTransactionTimeout time.Duration
+	Logger                   *slog.Logger
+	Metrics                  *Metrics
+
+	logs *ratelog.Limiter
+}
+
+func (o *Options) setDefaults() {
+	if o.PollInterval <= 0 {
+		o.PollInterval = 50 * time.Millisecond
+	}
+	if o.MaxRetries <= 0 {
+		o.MaxRetries = 3
+	}
+	if o.LockTimeout <= 0 {
+		o.LockTimeout = 500 * time.Millisecond
+	}
+	if o.StatementTimeout <= 0 {
+		o.StatementTimeout = 3 * time.Second
+	}
+	if o.IdleInTransactionTimeout <= 0 {
+		o.IdleInTransactionTimeout = 2 * time.Second
+	}
+	if len(o.Projections) == 0 {
+		o.Projections = Names
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	o.logs = ratelog.New(o.Logger, time.Second)
 }
 
 // Metrics are the projector's Prometheus collectors.
@@ -51,57 +87,40 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 
 // Projector runs the projections as watermill consumer groups on the events topic.
 type Projector struct {
-	pool    *pgxpool.Pool
-	router  *message.Router
-	logger  *slog.Logger
-	metrics *Metrics
+	router *message.Router
 }
 
-// NewProjector wires a watermill router with one subscriber (consumer group) per projection.
+// NewProjector wires a watermill router with one subscriber (consumer group)
+// per projection; each subscriber's transactions are the group's batches.
 func NewProjector(pool *pgxpool.Pool, opts Options) (*Projector, error) {
-	if opts.PollInterval <= 0 {
-		opts.PollInterval = 50 * time.Millisecond
-	}
-	if opts.MaxRetries <= 0 {
-		opts.MaxRetries = 3
-	}
-	if len(opts.Projections) == 0 {
-		opts.Projections = Names
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
+	opts.setDefaults()
 	wlog := watermill.NewSlogLoggerWithLevelMapping(opts.Logger, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, wlog)
 	if err != nil {
 		return nil, err
 	}
-	p := &Projector{pool: pool, router: router, logger: opts.Logger, metrics: opts.Metrics}
+	ackDeadline := 10 * time.Second
 	for _, name := range opts.Projections {
 		proj, err := byName(name)
 		if err != nil {
 			return nil, err
 		}
-		cache := newRowCache()
-		sub, err := wsql.NewSubscriber(serialBeginner{Beginner: wsql.BeginnerFromPgx(pool), table: name, cache: cache}, wsql.SubscriberConfig{
+		g := newGroup(proj, wsql.BeginnerFromPgx(pool), opts)
+		sub, err := wsql.NewSubscriber(g, wsql.SubscriberConfig{
 			ConsumerGroup:  name,
 			PollInterval:   opts.PollInterval,
 			ResendInterval: 50 * time.Millisecond,
+			AckDeadline:    &ackDeadline,
+			BackoffManager: g,
 			SchemaAdapter:  EventsSchema{BatchSize: opts.BatchSize},
 			OffsetsAdapter: OffsetsAdapter(),
 		}, wlog)
 		if err != nil {
 			return nil, fmt.Errorf("projection %s: subscriber: %w", name, err)
 		}
-		h := router.AddConsumerHandler(name, Topic, sub, p.handler(proj))
-		h.AddMiddleware(
-			p.poison(name), // outermost: after the retries give up, record and skip
-			middleware.Retry{MaxRetries: opts.MaxRetries, InitialInterval: 20 * time.Millisecond,
-				MaxInterval: time.Second, Multiplier: 2, Logger: wlog}.Middleware,
-			middleware.Recoverer,
-		)
+		router.AddConsumerHandler(name, Topic, sub, g.handle)
 	}
-	return p, nil
+	return &Projector{router: router}, nil
 }
 
 // Run runs the projections until ctx is cancelled.
@@ -112,51 +131,3 @@ func (p *Projector) Running() chan struct{} { return p.router.Running() }
 
 // Close stops the projections, waiting for in-flight batches.
 func (p *Projector) Close() error { return p.router.Close() }
-
-func (p *Projector) handler(proj projection) message.NoPublishHandlerFunc {
-	return func(msg *message.Message) error {
-		rec, err := RecordedFromMessage(msg)
-		if err != nil {
-			return err
-		}
-		// No savepoint: an apply reads, decides in Go and writes one
-		// statement, so a refusal (a gap, an undecodable event) leaves the
-		// transaction clean for the poison record, and a failed write aborts
-		// the whole batch, which is then redelivered. (Savepoints that write
-		// would each take a subtransaction id; 100 per batch overflow
-		// PostgreSQL's 64-entry subxid cache and slow every snapshot.)
-		err = withTx(msg, func(tx pgx.Tx, live *pendingWrites) error { return proj.apply(msg.Context(), tx, proj.name, rec, live) })
-		if err == nil && p.metrics != nil {
-			p.metrics.Applied.WithLabelValues(proj.name).Inc()
-		}
-		return err
-	}
-}
-
-// poison records a message that failed every retry in projection_poison, in
-// the subscriber's transaction, and acknowledges it so the group moves on.
-func (p *Projector) poison(group string) message.HandlerMiddleware {
-	return func(h message.HandlerFunc) message.HandlerFunc {
-		return func(msg *message.Message) ([]*message.Message, error) {
-			out, err := h(msg)
-			if err == nil || msg.Context().Err() != nil || errors.Is(err, errTxFinished) {
-				return out, err
-			}
-			pos, _ := strconv.ParseInt(msg.Metadata.Get(metaPosition), 10, 64)
-			insErr := withTx(msg, func(tx pgx.Tx, _ *pendingWrites) error {
-				_, err := tx.Exec(msg.Context(), `INSERT INTO projection_poison (consumer_group, position, event_id, error)
-					VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`, group, pos, msg.UUID, err.Error())
-				return err
-			})
-			if insErr != nil {
-				return nil, errors.Join(err, insErr) // nacked: redelivered later
-			}
-			p.logger.Error("projection skipped a poison event", "projection", group, "position", pos,
-				"event_id", msg.UUID, "err", err)
-			if p.metrics != nil {
-				p.metrics.Poisoned.WithLabelValues(group).Inc()
-			}
-			return nil, nil
-		}
-	}
-}

@@ -129,7 +129,11 @@ func createShadow(ctx context.Context, pool *pgxpool.Pool, live, shadow string, 
 				return err
 			}
 		}
-		_, err := tx.CopyFrom(ctx, pgx.Identifier{shadow}, runColumns, pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
+		names := make([]string, len(runColumns))
+		for i, c := range runColumns {
+			names[i] = c.name
+		}
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{shadow}, names, pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
 			return rows[i].values(), nil
 		}))
 		return err
@@ -252,11 +256,17 @@ func applyAfter(ctx context.Context, tx pgx.Tx, proj projection, table string, l
 	if err != nil {
 		return 0, err
 	}
+	set := newRowSet(proj, table, nil)
 	for _, it := range items {
-		if err := proj.apply(ctx, tx, table, it.rec, nil); err != nil {
+		if _, err := set.apply(ctx, tx, it.rec); err != nil {
 			return 0, fmt.Errorf("catch up: %w", err)
 		}
-		*last = offset{TxID: uint64(it.tx), Position: it.rec.Position}
+	}
+	if _, err := set.flush(ctx, tx); err != nil {
+		return 0, fmt.Errorf("catch up: %w", err)
+	}
+	if n := len(items); n > 0 {
+		*last = offset{TxID: uint64(items[n-1].tx), Position: items[n-1].rec.Position}
 	}
 	return int64(len(items)), nil
 }

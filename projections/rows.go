@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -27,49 +29,131 @@ type RunRow struct {
 	LastPosition int64
 }
 
-// columns of runs and active_runs, in table order.
-var runColumns = []string{"run_id", "business_id", "worker_id", "status", "cancel_requested", "cancel_forced",
-	"cancel_reason", "total_calls", "completed_calls", "failed_calls", "abandoned_calls", "started_at",
-	"last_heartbeat_at", "ended_at", "end_reason", "last_error", "version", "last_position"}
-
-const runColumnList = `run_id, business_id, worker_id, status, cancel_requested, cancel_forced,
-	cancel_reason, total_calls, completed_calls, failed_calls, abandoned_calls, started_at,
-	last_heartbeat_at, ended_at, end_reason, last_error, version, last_position`
-
-// values returns the row's column values in runColumns order (NULL for empty optionals).
-func (r RunRow) values() []any {
-	return []any{r.ID, r.BusinessID, r.WorkerID, string(r.Status), r.CancelRequested, r.CancelForced,
-		nullString(r.CancelReason), r.TotalCalls, r.CompletedCalls, r.FailedCalls, r.AbandonedCalls, r.StartedAt,
-		r.LastHeartbeatAt, nullTime(r.EndedAt), nullString(string(r.EndReason)), nullString(r.LastError),
-		r.Version, r.LastPosition}
+// storedRow is a RunRow as the runs and active_runs tables store it: one
+// field per column, in table order, with its SQL type. It is the only place
+// the read models' columns are listed; runColumns, runColumnList, the scans
+// and the batched writes are all derived from it.
+type storedRow struct {
+	RunID           uuid.UUID  `db:"run_id" sql:"uuid"`
+	BusinessID      string     `db:"business_id" sql:"text"`
+	WorkerID        string     `db:"worker_id" sql:"text"`
+	Status          string     `db:"status" sql:"text"`
+	CancelRequested bool       `db:"cancel_requested" sql:"bool"`
+	CancelForced    bool       `db:"cancel_forced" sql:"bool"`
+	CancelReason    *string    `db:"cancel_reason" sql:"text"`
+	TotalCalls      int        `db:"total_calls" sql:"int"`
+	CompletedCalls  int        `db:"completed_calls" sql:"int"`
+	FailedCalls     int        `db:"failed_calls" sql:"int"`
+	AbandonedCalls  int        `db:"abandoned_calls" sql:"int"`
+	StartedAt       time.Time  `db:"started_at" sql:"timestamptz"`
+	LastHeartbeatAt time.Time  `db:"last_heartbeat_at" sql:"timestamptz"`
+	EndedAt         *time.Time `db:"ended_at" sql:"timestamptz"`
+	EndReason       *string    `db:"end_reason" sql:"text"`
+	LastError       *string    `db:"last_error" sql:"text"`
+	Version         int64      `db:"version" sql:"bigint"`
+	LastPosition    int64      `db:"last_position" sql:"bigint"`
 }
 
-func scanRunRow(row pgx.Row) (RunRow, error) {
-	var (
-		r                                RunRow
-		status                           string
-		cancelReason, endReason, lastErr *string
-		endedAt                          *time.Time
-	)
-	err := row.Scan(&r.ID, &r.BusinessID, &r.WorkerID, &status, &r.CancelRequested, &r.CancelForced,
-		&cancelReason, &r.TotalCalls, &r.CompletedCalls, &r.FailedCalls, &r.AbandonedCalls, &r.StartedAt,
-		&r.LastHeartbeatAt, &endedAt, &endReason, &lastErr, &r.Version, &r.LastPosition)
+func (r RunRow) stored() storedRow {
+	return storedRow{RunID: r.ID, BusinessID: r.BusinessID, WorkerID: r.WorkerID, Status: string(r.Status),
+		CancelRequested: r.CancelRequested, CancelForced: r.CancelForced, CancelReason: optional(r.CancelReason),
+		TotalCalls: r.TotalCalls, CompletedCalls: r.CompletedCalls, FailedCalls: r.FailedCalls,
+		AbandonedCalls: r.AbandonedCalls, StartedAt: r.StartedAt, LastHeartbeatAt: r.LastHeartbeatAt,
+		EndedAt: optionalTime(r.EndedAt), EndReason: optional(string(r.EndReason)), LastError: optional(r.LastError),
+		Version: r.Version, LastPosition: r.LastPosition}
+}
+
+func (s storedRow) runRow() RunRow {
+	r := RunRow{LastPosition: s.LastPosition}
+	r.ID, r.BusinessID, r.WorkerID, r.Status = s.RunID, s.BusinessID, s.WorkerID, domain.Status(s.Status)
+	r.CancelRequested, r.CancelForced, r.CancelReason = s.CancelRequested, s.CancelForced, deref(s.CancelReason)
+	r.TotalCalls, r.CompletedCalls, r.FailedCalls, r.AbandonedCalls = s.TotalCalls, s.CompletedCalls, s.FailedCalls, s.AbandonedCalls
+	r.StartedAt, r.LastHeartbeatAt = s.StartedAt.UTC(), s.LastHeartbeatAt.UTC()
+	if s.EndedAt != nil {
+		r.EndedAt = s.EndedAt.UTC()
+	}
+	r.EndReason, r.LastError, r.Version = domain.EndReason(deref(s.EndReason)), deref(s.LastError), s.Version
+	return r
+}
+
+// column is one column of the read models: its name and SQL type.
+type column struct{ name, sqlType string }
+
+// runColumns are the read models' columns in table order; runColumnList is
+// the same as a select list.
+var (
+	runColumns    = columnsOf(reflect.TypeFor[storedRow]())
+	runColumnList = columnList(runColumns)
+)
+
+func columnsOf(t reflect.Type) []column {
+	cols := make([]column, t.NumField())
+	for i := range cols {
+		f := t.Field(i)
+		cols[i] = column{name: f.Tag.Get("db"), sqlType: f.Tag.Get("sql")}
+	}
+	return cols
+}
+
+func columnList(cols []column) string {
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = c.name
+	}
+	return strings.Join(names, ", ")
+}
+
+// values returns the row's column values in runColumns order (nil for NULL).
+func (r RunRow) values() []any {
+	v := reflect.ValueOf(r.stored())
+	out := make([]any, v.NumField())
+	for i := range out {
+		f := v.Field(i)
+		if f.Kind() == reflect.Pointer && f.IsNil() {
+			continue
+		}
+		out[i] = reflect.Indirect(f).Interface()
+	}
+	return out
+}
+
+// columnArrays turns rows into one array per column (of the column's Go
+// type, pointers for nullable ones), for statements over unnest(...).
+func columnArrays(rows []RunRow) []any {
+	t := reflect.TypeFor[storedRow]()
+	arrays := make([]reflect.Value, t.NumField())
+	for i := range arrays {
+		arrays[i] = reflect.MakeSlice(reflect.SliceOf(t.Field(i).Type), 0, len(rows))
+	}
+	for _, r := range rows {
+		v := reflect.ValueOf(r.stored())
+		for i := range arrays {
+			arrays[i] = reflect.Append(arrays[i], v.Field(i))
+		}
+	}
+	out := make([]any, len(arrays))
+	for i, a := range arrays {
+		out[i] = a.Interface()
+	}
+	return out
+}
+
+// scanRunRow reads one row selected with runColumnList.
+func scanRunRow(row pgx.CollectableRow) (RunRow, error) {
+	s, err := pgx.RowToStructByPos[storedRow](row)
 	if err != nil {
 		return RunRow{}, err
 	}
-	r.Status = domain.Status(status)
-	r.CancelReason, r.LastError = deref(cancelReason), deref(lastErr)
-	r.EndReason = domain.EndReason(deref(endReason))
-	r.StartedAt, r.LastHeartbeatAt = r.StartedAt.UTC(), r.LastHeartbeatAt.UTC()
-	if endedAt != nil {
-		r.EndedAt = endedAt.UTC()
-	}
-	return r, nil
+	return s.runRow(), nil
 }
 
 // queryRunRow returns the single row of sql, or ok=false when there is none.
 func queryRunRow(ctx context.Context, q Querier, sql string, args ...any) (RunRow, bool, error) {
-	r, err := scanRunRow(q.QueryRow(ctx, sql, args...))
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return RunRow{}, false, err
+	}
+	r, err := pgx.CollectExactlyOneRow(rows, scanRunRow)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return RunRow{}, false, nil
 	}
@@ -119,7 +203,7 @@ func ListRuns(ctx context.Context, q Querier, businessID string, limit int, afte
 	if err != nil {
 		return nil, nil, fmt.Errorf("list runs of %s: %w", businessID, err)
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (RunRow, error) { return scanRunRow(row) })
+	out, err := pgx.CollectRows(rows, scanRunRow)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list runs of %s: %w", businessID, err)
 	}
@@ -131,18 +215,18 @@ func ListRuns(ctx context.Context, q Querier, businessID string, limit int, afte
 	return out, &ListCursor{StartedAt: last.StartedAt, RunID: last.ID}, nil
 }
 
-func nullString(s string) any {
+func optional(s string) *string {
 	if s == "" {
 		return nil
 	}
-	return s
+	return &s
 }
 
-func nullTime(t time.Time) any {
+func optionalTime(t time.Time) *time.Time {
 	if t.IsZero() {
 		return nil
 	}
-	return t
+	return &t
 }
 
 func deref(s *string) string {

@@ -1,0 +1,239 @@
+package projections
+
+import (
+	"context"
+	stdsql "database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/runledger/runledger/eventstore"
+)
+
+// batch is one subscriber transaction of a consumer group, start to end:
+// watermill-sql begins it (group.BeginTx), reads a page of events in it and
+// hands each to the group's handler, which applies it to the batch's row set
+// (deferred writes); when watermill writes the group's offset, the batch
+// first flushes its writes, so the read model and the offset commit together;
+// then it commits or rolls back as one.
+//
+// An event that fails is handled here too. A failure that leaves the
+// transaction usable (a gap, an undecodable event) is retried and then
+// recorded as poison in the same transaction. A failed statement aborts the
+// transaction: the batch fails, its ack is refused so watermill rolls it
+// back, and, unless the failure was the database's availability, the group
+// remembers its events as suspects, which the next delivery applies one at a
+// time, each in its own savepoint, so the one that fails every time is found,
+// recorded as poison, and skipped.
+//
+// watermill-sql finishes its transaction when its context ends, without
+// waiting for a handler still writing through it; the mutex makes the finish
+// wait for the handler's statement, and a handler that comes too late finds
+// the batch done.
+type batch struct {
+	g     *group
+	mu    sync.Mutex
+	inner wsql.Tx
+	tx    pgx.Tx
+	rows  *rowSet
+	done  bool  // committed or rolled back
+	err   error // set when the batch must roll back
+	// delivered are the positions of the events handed to this batch.
+	delivered []int64
+	// written are the rows flushed, for the cache and the change feed.
+	written []committedRow
+}
+
+var _ wsql.Tx = (*batch)(nil)
+
+// errBatchDone is returned to a handler whose batch was already committed or
+// rolled back (the subscriber stopped waiting for it).
+var errBatchDone = errors.New("subscriber transaction already finished")
+
+// QueryContext runs the subscriber's SELECT of the next events (which also
+// locks the group's offset row).
+func (b *batch) QueryContext(ctx context.Context, query string, args ...any) (wsql.Rows, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.inner.QueryContext(ctx, query, args...)
+}
+
+// ExecContext runs the subscriber's offset write, after flushing the
+// deferred read-model writes; it refuses if the batch failed, so watermill
+// rolls the batch back instead of moving the offset past its events.
+func (b *batch) ExecContext(ctx context.Context, query string, args ...any) (wsql.Result, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.flushLocked(ctx); err != nil {
+		return nil, err
+	}
+	return b.inner.ExecContext(ctx, query, args...)
+}
+
+func (b *batch) flushLocked(ctx context.Context) error {
+	if b.err != nil {
+		return b.err
+	}
+	written, err := b.rows.flush(ctx, b.tx)
+	if err != nil {
+		b.err = err
+		return err
+	}
+	b.written = append(b.written, written...)
+	return nil
+}
+
+// Commit flushes what is left and commits; a failed batch is rolled back
+// instead and its error returned.
+func (b *batch) Commit() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done {
+		return stdsql.ErrTxDone
+	}
+	b.done = true
+	if err := b.flushLocked(context.Background()); err != nil {
+		_ = b.inner.Rollback()
+		b.g.failed(b, err)
+		return err
+	}
+	if err := b.inner.Commit(); err != nil {
+		b.g.failed(b, err)
+		return err
+	}
+	b.g.committed(b)
+	return nil
+}
+
+// Rollback abandons the batch.
+func (b *batch) Rollback() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done {
+		return stdsql.ErrTxDone
+	}
+	b.done = true
+	err := b.inner.Rollback()
+	b.g.failed(b, b.err)
+	return err
+}
+
+// apply handles one delivered event. It never fails the message: a problem
+// either fails the whole batch (rolled back at its ack) or ends with the
+// event applied or recorded as poison.
+func (b *batch) apply(ctx context.Context, rec eventstore.Recorded) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done {
+		return errBatchDone
+	}
+	b.delivered = append(b.delivered, rec.Position)
+	if b.err != nil {
+		return nil // the batch rolls back at its ack; nothing here can commit
+	}
+	if b.g.isSuspect(rec.Position) {
+		b.applyGuarded(ctx, rec)
+		return nil
+	}
+	err := b.applyOne(ctx, rec)
+	if err == nil {
+		return nil
+	}
+	if b.aborted() {
+		b.err = err
+		return nil
+	}
+	b.retryThenPoison(ctx, rec, err, b.applyOne)
+	return nil
+}
+
+// applyOne applies rec to the row set (a deferred write); a panic is an error.
+func (b *batch) applyOne(ctx context.Context, rec eventstore.Recorded) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic applying event %d: %v", rec.Position, p)
+		}
+	}()
+	_, err = b.rows.apply(ctx, b.tx, rec)
+	return err
+}
+
+// aborted reports whether a failed statement has aborted the transaction.
+func (b *batch) aborted() bool {
+	return b.tx.Conn().PgConn().TxStatus() != 'T'
+}
+
+// applyGuarded applies a suspect event alone, in a savepoint, writing at
+// once; the savepoint undoes a failure, so the event can be retried and, if
+// it always fails, recorded as poison in the same transaction.
+func (b *batch) applyGuarded(ctx context.Context, rec eventstore.Recorded) {
+	if err := b.flushLocked(ctx); err != nil {
+		return
+	}
+	err := b.guarded(ctx, rec)
+	if err == nil {
+		return
+	}
+	if _, transient := classify(err); transient || b.aborted() {
+		b.err = err
+		return
+	}
+	b.retryThenPoison(ctx, rec, err, b.guarded)
+}
+
+func (b *batch) guarded(ctx context.Context, rec eventstore.Recorded) error {
+	if _, err := b.tx.Exec(ctx, `SAVEPOINT suspect`); err != nil {
+		return err
+	}
+	written, err := b.applyAndFlush(ctx, rec)
+	if err != nil {
+		b.rows.discard()
+		if _, rbErr := b.tx.Exec(ctx, `ROLLBACK TO SAVEPOINT suspect`); rbErr != nil {
+			return errors.Join(err, rbErr)
+		}
+		return err
+	}
+	if _, err := b.tx.Exec(ctx, `RELEASE SAVEPOINT suspect`); err != nil {
+		return err
+	}
+	b.written = append(b.written, written...)
+	return nil
+}
+
+func (b *batch) applyAndFlush(ctx context.Context, rec eventstore.Recorded) ([]committedRow, error) {
+	if err := b.applyOne(ctx, rec); err != nil {
+		return nil, err
+	}
+	return b.rows.flush(ctx, b.tx)
+}
+
+// retryThenPoison tries attempt again, with a growing pause, up to the
+// group's retries, then records rec as poison and moves on. A failure that
+// aborts the transaction or that is the database's availability fails the
+// batch instead.
+func (b *batch) retryThenPoison(ctx context.Context, rec eventstore.Recorded, err error, attempt func(context.Context, eventstore.Recorded) error) {
+	pause := 10 * time.Millisecond
+	for try := 1; try < b.g.opts.MaxRetries; try++ {
+		select {
+		case <-ctx.Done():
+			b.err = ctx.Err()
+			return
+		case <-time.After(pause):
+		}
+		pause *= 2
+		if err = attempt(ctx, rec); err == nil {
+			return
+		}
+		if _, transient := classify(err); transient || b.aborted() {
+			b.err = err
+			return
+		}
+	}
+	if perr := b.g.recordPoison(ctx, b.tx, rec, err); perr != nil {
+		b.err = perr
+	}
+}

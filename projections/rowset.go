@@ -1,0 +1,238 @@
+package projections
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/internal/bounded"
+)
+
+// maxCachedRows bounds a live projection's row cache.
+const maxCachedRows = 50_000
+
+// rowCache holds the rows a live projection last committed, by key. It is a
+// guess about the table, used only for an event that directly follows the
+// cached row, and every write made from it is conditional on the row being
+// unchanged.
+type rowCache = bounded.Map[string, RunRow]
+
+func newRowCache() *rowCache { return bounded.New[string, RunRow](maxCachedRows) }
+
+// rowSet is one transaction's view of a read model's table. An event's row
+// is the one this transaction already changed, else the cached row when the
+// event directly follows it, else the table's. Changes are deferred and
+// written by flush in at most three statements (insert, update, delete),
+// each conditional on the table still holding what this view read, so a
+// batch of 100 heartbeats on 30 runs costs one UPDATE instead of 100.
+type rowSet struct {
+	proj    projection
+	table   string
+	cache   *rowCache // nil: no cache (the rebuild's catch-up)
+	pending map[string]*pendingRow
+	order   []string
+}
+
+// pendingRow is a deferred change: the row the table held when it was read
+// (found=false: none) and what it must become.
+type pendingRow struct {
+	key      string
+	found    bool
+	expected RunRow
+	change   change
+}
+
+// current is the row as this transaction sees it after its deferred change.
+func (p *pendingRow) current() (RunRow, bool) {
+	switch p.change.op {
+	case put:
+		return p.change.row, true
+	case del:
+		return RunRow{}, false
+	}
+	return p.expected, p.found
+}
+
+// committedRow is a row a flush wrote: its key and final state.
+type committedRow struct {
+	key    string
+	change change
+}
+
+func newRowSet(proj projection, table string, cache *rowCache) *rowSet {
+	return &rowSet{proj: proj, table: table, cache: cache, pending: map[string]*pendingRow{}}
+}
+
+// apply decides what rec does to its row and defers the change. It returns
+// the change (op keep when there is none) and a *GapError or a query error.
+func (s *rowSet) apply(ctx context.Context, tx pgx.Tx, rec eventstore.Recorded) (change, error) {
+	key := s.proj.key(rec)
+	pr, ok := s.pending[key]
+	if !ok {
+		cur, found, err := s.read(ctx, tx, key, rec)
+		if err != nil {
+			return change{}, err
+		}
+		pr = &pendingRow{key: key, found: found, expected: cur}
+	}
+	cur, found := pr.current()
+	ch, err := s.proj.next(cur, found, rec)
+	if err != nil || ch.op == keep {
+		return ch, err
+	}
+	pr.change = ch
+	if !ok {
+		s.pending[key] = pr
+		s.order = append(s.order, key)
+	}
+	return ch, nil
+}
+
+// read returns the row of key: the cached one if rec directly follows it,
+// else the table's.
+func (s *rowSet) read(ctx context.Context, tx pgx.Tx, key string, rec eventstore.Recorded) (RunRow, bool, error) {
+	if s.cache != nil {
+		if r, ok := s.cache.Get(key); ok && r.ID == rec.StreamID && r.Version+1 == rec.Version {
+			return r, true, nil
+		}
+	}
+	r, found, err := queryRunRow(ctx, tx, `SELECT `+runColumnList+` FROM `+s.table+` WHERE `+s.proj.keyColumn+` = $1`, key)
+	if err != nil {
+		return RunRow{}, false, fmt.Errorf("%s: read %s: %w", s.table, key, err)
+	}
+	return r, found, nil
+}
+
+// staleViewError means a deferred write did not find the row its view read:
+// another writer changed the table (the cache was stale). The transaction
+// must roll back; its events are then applied again from the table.
+type staleViewError struct {
+	table       string
+	wrote, want int64
+}
+
+func (e *staleViewError) Error() string {
+	return fmt.Sprintf("%s: %d of %d deferred writes found the row they read: stale cache", e.table, e.wrote, e.want)
+}
+
+// flush writes the deferred changes and returns them. It returns a
+// *staleViewError if the table did not hold a row a change expected.
+func (s *rowSet) flush(ctx context.Context, tx pgx.Tx) ([]committedRow, error) {
+	if len(s.order) == 0 {
+		return nil, nil
+	}
+	var inserts, updates, deletes []*pendingRow
+	out := make([]committedRow, 0, len(s.order))
+	for _, k := range s.order {
+		pr := s.pending[k]
+		switch {
+		case pr.change.op == put && !pr.found:
+			inserts = append(inserts, pr)
+		case pr.change.op == put:
+			updates = append(updates, pr)
+		case pr.change.op == del && pr.found:
+			deletes = append(deletes, pr)
+		}
+		out = append(out, committedRow{key: k, change: pr.change})
+	}
+	s.discard()
+	want := int64(len(inserts) + len(updates) + len(deletes))
+	var wrote int64
+	for _, step := range []func() (int64, error){
+		func() (int64, error) { return s.insert(ctx, tx, inserts) },
+		func() (int64, error) { return s.update(ctx, tx, updates) },
+		func() (int64, error) { return s.delete(ctx, tx, deletes) },
+	} {
+		n, err := step()
+		if err != nil {
+			return nil, fmt.Errorf("%s: flush: %w", s.table, err)
+		}
+		wrote += n
+	}
+	if wrote != want {
+		return nil, &staleViewError{table: s.table, wrote: wrote, want: want}
+	}
+	return out, nil
+}
+
+// discard forgets the deferred changes.
+func (s *rowSet) discard() {
+	clear(s.pending)
+	s.order = s.order[:0]
+}
+
+func nextRows(prs []*pendingRow) []RunRow {
+	rows := make([]RunRow, len(prs))
+	for i, pr := range prs {
+		rows[i] = pr.change.row
+	}
+	return rows
+}
+
+func (s *rowSet) insert(ctx context.Context, tx pgx.Tx, prs []*pendingRow) (int64, error) {
+	if len(prs) == 0 {
+		return 0, nil
+	}
+	tag, err := tx.Exec(ctx, `INSERT INTO `+s.table+` (`+runColumnList+`) SELECT * FROM unnest(`+unnestParams(0)+`)
+		ON CONFLICT DO NOTHING`, columnArrays(nextRows(prs))...)
+	return tag.RowsAffected(), err
+}
+
+// update replaces every listed row whose run_id and version are still the expected ones.
+func (s *rowSet) update(ctx context.Context, tx pgx.Tx, prs []*pendingRow) (int64, error) {
+	if len(prs) == 0 {
+		return 0, nil
+	}
+	args, expIDs, expVersions := columnArrays(nextRows(prs)), make([]uuid.UUID, len(prs)), make([]int64, len(prs))
+	for i, pr := range prs {
+		expIDs[i], expVersions[i] = pr.expected.ID, pr.expected.Version
+	}
+	n := len(runColumns)
+	var set strings.Builder
+	for _, c := range runColumns {
+		if c.name == s.proj.keyColumn {
+			continue
+		}
+		if set.Len() > 0 {
+			set.WriteString(", ")
+		}
+		fmt.Fprintf(&set, "%s = v.%s", c.name, c.name)
+	}
+	sql := fmt.Sprintf(`UPDATE %[1]s AS t SET %[2]s
+		FROM unnest(%[3]s, $%[4]d::uuid[], $%[5]d::bigint[]) AS v(%[6]s, exp_run_id, exp_version)
+		WHERE t.%[7]s = v.%[7]s AND t.run_id = v.exp_run_id AND t.version = v.exp_version`,
+		s.table, set.String(), unnestParams(0), n+1, n+2, runColumnList, s.proj.keyColumn)
+	tag, err := tx.Exec(ctx, sql, append(args, expIDs, expVersions)...)
+	return tag.RowsAffected(), err
+}
+
+// delete removes every listed row whose run_id and version are still the expected ones.
+func (s *rowSet) delete(ctx context.Context, tx pgx.Tx, prs []*pendingRow) (int64, error) {
+	if len(prs) == 0 {
+		return 0, nil
+	}
+	keys, ids, versions := make([]string, len(prs)), make([]uuid.UUID, len(prs)), make([]int64, len(prs))
+	for i, pr := range prs {
+		keys[i], ids[i], versions[i] = pr.key, pr.expected.ID, pr.expected.Version
+	}
+	keyType := "text"
+	if s.proj.keyColumn == "run_id" {
+		keyType = "uuid"
+	}
+	tag, err := tx.Exec(ctx, `DELETE FROM `+s.table+` AS t USING unnest($1::`+keyType+`[], $2::uuid[], $3::bigint[]) AS v(k, r, ver)
+		WHERE t.`+s.proj.keyColumn+` = v.k AND t.run_id = v.r AND t.version = v.ver`, keys, ids, versions)
+	return tag.RowsAffected(), err
+}
+
+// unnestParams is "$1::uuid[], $2::text[], …" for the columns, numbered after offset.
+func unnestParams(offset int) string {
+	parts := make([]string, len(runColumns))
+	for i, c := range runColumns {
+		parts[i] = fmt.Sprintf("$%d::%s[]", offset+i+1, c.sqlType)
+	}
+	return strings.Join(parts, ", ")
+}
