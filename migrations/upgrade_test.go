@@ -43,7 +43,7 @@ func TestUpgradeFromHandWrittenRunner(t *testing.T) {
 			legacyApply(t, pool, tt.upTo)
 
 			var union []string
-			for _, applied := range applyConcurrently(t, url, tt.replicas) {
+			for _, applied := range applyConcurrently(t, url, tt.replicas, migrations.Apply) {
 				union = append(union, applied...)
 			}
 			slices.Sort(union)
