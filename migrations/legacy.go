@@ -19,9 +19,10 @@ import (
 // adopt exactly once.
 //
 // schema_migrations is left in place and no longer written: its rows keep
-// the original applied_at times, and a previous binary rolled back onto a
-// database that gained no migration it lacks still finds itself up to date.
-// It can be dropped by hand once no older binary will run again.
+// the original applied_at times, and a previous binary rolled back onto the
+// database still finds recorded every migration it had applied itself (so it
+// starts, when the newer migrations are compatible with its code, instead of
+// re-running 0001). It can be dropped by hand once no older binary will run.
 func adoptLegacy(ctx context.Context, db *sql.DB, locker lock.SessionLocker) (retErr error) {
 	// Cheap check first, so that every later start takes no extra lock.
 	if needed, err := needsAdoption(ctx, db); err != nil || !needed {
