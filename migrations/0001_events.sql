@@ -1,5 +1,6 @@
+-- +goose Up
 -- The log: one append-only table. It is also the watermill topic that the
--- projections subscribe to (see projections/schema_adapter.go).
+-- projections subscribe to (see projections/schema.go).
 CREATE TABLE events (
     position        bigserial   PRIMARY KEY,
     event_id        uuid        NOT NULL UNIQUE,
@@ -25,10 +26,12 @@ CREATE INDEX events_transaction_position ON events (transaction_id, position);
 CREATE INDEX events_business_occurred ON events (business_id, occurred_at, position);
 
 -- The log is append-only: refuse UPDATE, DELETE and TRUNCATE.
+-- +goose StatementBegin
 CREATE FUNCTION events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION 'events is append-only (% refused)', TG_OP USING ERRCODE = 'insufficient_privilege';
 END $$;
+-- +goose StatementEnd
 CREATE TRIGGER events_no_update_delete BEFORE UPDATE OR DELETE ON events
     FOR EACH ROW EXECUTE FUNCTION events_append_only();
 CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events

@@ -1,3 +1,4 @@
+-- +goose Up
 -- Read models built by the projections from the log.
 
 -- Every run with its current or final state: run lookups and lists.

@@ -1,3 +1,4 @@
+-- +goose Up
 -- One name for a run's last sign of life (start or stored heartbeat): the
 -- contract's last_heartbeat_at, in the read models, the JSON and now the
 -- write-side snapshots too (column and the state's JSON key).

@@ -1,109 +1,82 @@
 // Package migrations owns the database schema: numbered SQL files embedded
-// in the binary and one function that applies them, used by `runledger
-// migrate`, `serve`, `dev` and the tests alike.
+// in the binary, applied by pressly/goose through one function that
+// `runledger migrate`, `serve`, `dev` and the tests all use.
+//
+// Each file starts with `-- +goose Up` and runs in its own transaction
+// unless it says `-- +goose NO TRANSACTION` (for statements PostgreSQL
+// refuses inside a transaction, such as CREATE INDEX CONCURRENTLY).
+// Applied versions are recorded in goose's table, goose_db_version.
 package migrations
 
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
-	"sort"
-	"strconv"
-	"strings"
+	"path"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 )
 
 //go:embed *.sql
 var files embed.FS
 
-// lockKey serialises migrators (several replicas may start at once).
-const lockKey = 0x72756e6c // "runl"
+// lockID is the session advisory lock that serialises migrators when several
+// replicas start at once. It is the key today's hand-written runner took
+// ("runl"), so an old and a new binary starting together also wait for each
+// other.
+const lockID = 0x72756e6c
 
-// Migration is one numbered SQL file.
-type Migration struct {
-	Version int
-	Name    string
-	SQL     string
-}
+// lockProbes is how many times, a second apart, a migrator tries the lock
+// before giving up (an hour: long enough for a CREATE INDEX CONCURRENTLY on a
+// large table; the caller's context can end the wait sooner).
+const lockProbes = 3600
 
-// All returns the embedded migrations in version order.
-func All() ([]Migration, error) {
-	entries, err := fs.Glob(files, "*.sql")
-	if err != nil {
-		return nil, err
-	}
-	var ms []Migration
-	for _, name := range entries {
-		num, _, ok := strings.Cut(name, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil {
-			return nil, fmt.Errorf("migration %s: name must start with a number and '_'", name)
-		}
-		body, err := files.ReadFile(name)
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, Migration{Version: v, Name: name, SQL: string(body)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].Version < ms[j].Version })
-	return ms, nil
-}
-
-// Apply brings the database up to date, one transaction per migration, and
-// returns the names of the migrations it applied.
+// Apply brings the database up to date and returns the names of the
+// migrations it applied (none when it was up to date). A database last
+// migrated by the hand-written runner (table schema_migrations) is adopted
+// first. On failure it returns the names applied before the failing
+// migration and an error naming it.
 func Apply(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
-	ms, err := All()
-	if err != nil {
-		return nil, err
-	}
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("migrate: %w", err)
-	}
-	defer conn.Release()
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, lockKey); err != nil {
-		return nil, fmt.Errorf("migrate: lock: %w", err)
-	}
-	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, lockKey)
-
-	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-		return nil, fmt.Errorf("migrate: %w", err)
-	}
-	var applied []string
-	for _, m := range ms {
-		done, err := applyOne(ctx, conn.Conn(), m)
-		if err != nil {
-			return applied, fmt.Errorf("migrate %s: %w", m.Name, err)
-		}
-		if done {
-			applied = append(applied, m.Name)
-		}
-	}
-	return applied, nil
+	return applyFS(ctx, pool, files)
 }
 
-func applyOne(ctx context.Context, conn *pgx.Conn, m Migration) (bool, error) {
-	tx, err := conn.Begin(ctx)
+// applyFS applies the migrations of fsys; Apply passes the embedded files,
+// tests pass their own.
+func applyFS(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS) ([]string, error) {
+	db := stdlib.OpenDBFromPool(pool) // closing db leaves the pool open
+	defer db.Close()
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(lockID), lock.WithLockTimeout(1, lockProbes))
 	if err != nil {
-		return false, err
+		return nil, fmt.Errorf("migrate: %w", err)
 	}
-	defer tx.Rollback(ctx)
-	var exists bool
-	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)`, m.Version).Scan(&exists); err != nil {
-		return false, err
+	if err := adoptLegacy(ctx, db, locker); err != nil {
+		return nil, fmt.Errorf("migrate: adopt schema_migrations: %w", err)
 	}
-	if exists {
-		return false, nil
+	provider, err := goose.NewProvider(goose.DialectPostgres, db, fsys,
+		goose.WithSessionLocker(locker),
+		goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
 	}
-	if _, err := tx.Exec(ctx, m.SQL); err != nil {
-		return false, err
+	results, err := provider.Up(ctx)
+	if partial, ok := errors.AsType[*goose.PartialError](err); ok {
+		return names(partial.Applied), fmt.Errorf("migrate %s: %w", path.Base(partial.Failed.Source.Path), partial.Err)
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name); err != nil {
-		return false, err
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
 	}
-	return true, tx.Commit(ctx)
+	return names(results), nil
+}
+
+func names(results []*goose.MigrationResult) []string {
+	var out []string
+	for _, r := range results {
+		out = append(out, path.Base(r.Source.Path))
+	}
+	return out
 }

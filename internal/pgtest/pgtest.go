@@ -4,7 +4,8 @@
 // server is used; otherwise a private throwaway cluster is started from the
 // machine's PostgreSQL binaries for the test binary's lifetime. Each call to
 // NewDB creates a fresh database, cloned from a migrated template, and drops
-// it when the test ends.
+// it when the test ends; EmptyURL gives an unmigrated one, for the migrations'
+// own tests.
 package pgtest
 
 import (
@@ -78,10 +79,28 @@ func URL(t testing.TB) string {
 	if prepErr != nil {
 		t.Fatalf("pgtest: template: %v", prepErr)
 	}
+	return createDB(t, "TEMPLATE "+template)
+}
+
+// EmptyURL returns the connection string of a fresh database with no schema
+// at all (not even the migrations' tables), dropped when t ends: for tests of
+// the migrations themselves.
+func EmptyURL(t testing.TB) string {
+	t.Helper()
+	if serverURL == "" {
+		t.Fatal("pgtest: call pgtest.Main(m) from TestMain")
+	}
+	return createDB(t, "TEMPLATE template0")
+}
+
+// createDB creates a database with the given CREATE DATABASE options and
+// drops it when t ends.
+func createDB(t testing.TB, options string) string {
+	t.Helper()
 	name := fmt.Sprintf("rl_test_%d_%d", os.Getpid(), counter.Add(1))
 	admin := connect(t, serverURL)
 	defer admin.Close(context.Background())
-	if _, err := admin.Exec(context.Background(), fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`, name, template)); err != nil {
+	if _, err := admin.Exec(context.Background(), fmt.Sprintf(`CREATE DATABASE %s %s`, name, options)); err != nil {
 		t.Fatalf("pgtest: create database: %v", err)
 	}
 	t.Cleanup(func() {
