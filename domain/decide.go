@@ -3,6 +3,7 @@ package domain
 import (
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -237,12 +238,16 @@ func checkProgress(r Run, completed, failed int) error {
 	return v.err()
 }
 
+// checkText refuses empty required text, invalid UTF-8, text longer than max
+// bytes, and NUL characters, which PostgreSQL's jsonb cannot store.
 func checkText(v *validation, field, s string, max int, required bool) {
 	switch {
 	case required && s == "":
 		v.add(field, "is required")
 	case !utf8.ValidString(s):
 		v.add(field, "must be valid UTF-8")
+	case strings.IndexByte(s, 0) >= 0:
+		v.add(field, "must not contain NUL characters")
 	case len(s) > max:
 		v.add(field, "must be at most %d bytes", max)
 	}

@@ -356,3 +356,36 @@ func equal(a, b []string) bool {
 	}
 	return true
 }
+
+// PostgreSQL's jsonb refuses U+0000, so text carrying it must be refused as
+// invalid input before it reaches the log (issue 9, bug 2).
+func TestTextRefusesNUL(t *testing.T) {
+	cases := []struct {
+		name  string
+		cmd   domain.Command
+		fresh bool // decided on a run that does not exist yet
+		field string
+	}{
+		{"start worker_id", domain.StartRun{RunID: uuid.New(), BusinessID: "b", WorkerID: "w\x00", TotalCalls: 1}, true, "worker_id"},
+		{"start worker_id only NUL", domain.StartRun{RunID: uuid.New(), BusinessID: "b", WorkerID: "\x00", TotalCalls: 1}, true, "worker_id"},
+		{"cancel reason", domain.RequestCancel{Reason: "stop\x00now"}, false, "reason"},
+		{"complete error", domain.CompleteRun{Outcome: domain.OutcomeFailed, Error: "\x00boom"}, false, "error"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, 10)
+			state := h.run
+			if tc.fresh {
+				state = domain.Run{}
+			}
+			evs, err := h.policy.Decide(state, tc.cmd, h.clock.now)
+			var ve *domain.ValidationError
+			if !errors.As(err, &ve) || ve.Fields[0].Field != tc.field {
+				t.Fatalf("got %v, %v; want a validation error on %s", types(evs), err, tc.field)
+			}
+			if want := "must not contain NUL characters"; ve.Fields[0].Reason != want {
+				t.Fatalf("reason = %q, want %q", ve.Fields[0].Reason, want)
+			}
+		})
+	}
+}
