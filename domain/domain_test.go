@@ -27,8 +27,24 @@ type harness struct {
 
 func newHarness(t *testing.T, total int) *harness {
 	t.Helper()
-	h := &harness{t: t, policy: domain.DefaultPolicy(), clock: &clock{now: t0}}
-	h.mustDo(domain.StartRun{RunID: uuid.New(), BusinessID: "biz-1", WorkerID: "w1", TotalCalls: total})
+	return startHarness(t, domain.DefaultPolicy(), domain.StartRun{TotalCalls: total})
+}
+
+// startHarness starts a run at t0 under the service policy p; start's empty
+// RunID, BusinessID and WorkerID are filled in.
+func startHarness(t *testing.T, p domain.Policy, start domain.StartRun) *harness {
+	t.Helper()
+	if start.RunID == uuid.Nil {
+		start.RunID = uuid.New()
+	}
+	if start.BusinessID == "" {
+		start.BusinessID = "biz-1"
+	}
+	if start.WorkerID == "" {
+		start.WorkerID = "w1"
+	}
+	h := &harness{t: t, policy: p, clock: &clock{now: t0}}
+	h.mustDo(start)
 	return h
 }
 
@@ -205,12 +221,18 @@ func TestCommandsOnEndedRunReturnFinalState(t *testing.T) {
 		"failed":    func(h *harness) { h.mustDo(domain.CompleteRun{Outcome: domain.OutcomeFailed, Error: "boom"}) },
 		"stale":     func(h *harness) { h.clock.advance(time.Hour); h.mustDo(domain.FailStale{}) },
 		"forced":    func(h *harness) { h.clock.advance(time.Hour); h.mustDo(domain.RequestCancel{}) },
+		"paused": func(h *harness) {
+			h.mustDo(domain.PauseRun{})
+			h.mustDo(domain.CompleteRun{Outcome: domain.OutcomeCompleted, CompletedCalls: 10})
+		},
 	}
 	commands := map[string]domain.Command{
 		"heartbeat": domain.RecordHeartbeat{CompletedCalls: 10},
 		"cancel":    domain.RequestCancel{},
 		"complete":  domain.CompleteRun{Outcome: domain.OutcomeCompleted, CompletedCalls: 10},
 		"failstale": domain.FailStale{},
+		"pause":     domain.PauseRun{Reason: "lunch"},
+		"resume":    domain.ResumeRun{},
 	}
 	for ending, end := range endings {
 		for name, cmd := range commands {
@@ -355,4 +377,38 @@ func equal(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// PostgreSQL's jsonb refuses U+0000, so text carrying it must be refused as
+// invalid input before it reaches the log (issue 9, bug 2).
+func TestTextRefusesNUL(t *testing.T) {
+	cases := []struct {
+		name  string
+		cmd   domain.Command
+		fresh bool // decided on a run that does not exist yet
+		field string
+	}{
+		{"start worker_id", domain.StartRun{RunID: uuid.New(), BusinessID: "b", WorkerID: "w\x00", TotalCalls: 1}, true, "worker_id"},
+		{"start worker_id only NUL", domain.StartRun{RunID: uuid.New(), BusinessID: "b", WorkerID: "\x00", TotalCalls: 1}, true, "worker_id"},
+		{"cancel reason", domain.RequestCancel{Reason: "stop\x00now"}, false, "reason"},
+		{"complete error", domain.CompleteRun{Outcome: domain.OutcomeFailed, Error: "\x00boom"}, false, "error"},
+		{"pause reason", domain.PauseRun{Reason: "lunch\x00"}, false, "reason"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, 10)
+			state := h.run
+			if tc.fresh {
+				state = domain.Run{}
+			}
+			evs, err := h.policy.Decide(state, tc.cmd, h.clock.now)
+			var ve *domain.ValidationError
+			if !errors.As(err, &ve) || ve.Fields[0].Field != tc.field {
+				t.Fatalf("got %v, %v; want a validation error on %s", types(evs), err, tc.field)
+			}
+			if want := "must not contain NUL characters"; ve.Fields[0].Reason != want {
+				t.Fatalf("reason = %q, want %q", ve.Fields[0].Reason, want)
+			}
+		})
+	}
 }

@@ -1,8 +1,6 @@
 package domain
 
 import (
-	"encoding/json"
-	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -17,24 +15,29 @@ type Event interface {
 	When() time.Time
 }
 
-// The stored event type names (the client's names; never rename them).
+// The stored event type names (the first five are the client's names; never
+// rename any of them).
 const (
 	TypeRunStarted      = "RunStarted"
 	TypeHeartbeat       = "Heartbeat"
 	TypeCancelRequested = "CancelRequested"
 	TypeRunCompleted    = "RunCompleted"
 	TypeRunStaleFailed  = "RunStaleFailed"
+	TypePauseRequested  = "PauseRequested"
+	TypeRunResumed      = "RunResumed"
 )
 
-// SchemaVersion is the payload version every event is written with today.
-const SchemaVersion = 1
-
-// RunStarted opens a run's stream.
+// RunStarted opens a run's stream. Since schema version 2 it records the
+// run's policy in force (StaleAfter, StallAfter); a version 1 payload has
+// neither, they decode as zero, and zero means "the service's configured
+// values" wherever the run is judged.
 type RunStarted struct {
 	RunID      uuid.UUID `json:"run_id"`
 	BusinessID string    `json:"business_id"`
 	WorkerID   string    `json:"worker_id"`
 	TotalCalls int       `json:"total_calls"`
+	StaleAfter Duration  `json:"stale_after"`
+	StallAfter Duration  `json:"stall_after"`
 	OccurredAt time.Time `json:"occurred_at"`
 }
 
@@ -58,6 +61,21 @@ type CancelRequested struct {
 	OccurredAt  time.Time `json:"occurred_at"`
 }
 
+// PauseRequested records a user's request that the worker stop dialing and
+// keep heartbeating. It is not a sign of life.
+type PauseRequested struct {
+	Reason      string    `json:"reason,omitempty"`
+	RequestedBy string    `json:"requested_by,omitempty"`
+	OccurredAt  time.Time `json:"occurred_at"`
+}
+
+// RunResumed ends a pause. It restarts the stall clock (a pause is not a
+// stall) and is not a sign of life.
+type RunResumed struct {
+	RequestedBy string    `json:"requested_by,omitempty"`
+	OccurredAt  time.Time `json:"occurred_at"`
+}
+
 // Outcome is how a worker (or a forced cancel) says a run ended.
 type Outcome string
 
@@ -78,8 +96,9 @@ type RunCompleted struct {
 	OccurredAt     time.Time `json:"occurred_at"`
 }
 
-// RunStaleFailed ends a run whose worker went silent past the TTL. If a
-// cancel had been requested the run ends as cancelled, otherwise as failed.
+// RunStaleFailed ends a run whose worker went silent past its TTL, which
+// StaleAfter records. If a cancel had been requested the run ends as
+// cancelled, otherwise as failed.
 type RunStaleFailed struct {
 	// LastHeartbeatAt is the run's last sign of life (start or stored
 	// heartbeat). Its stored name, last_activity_at, predates the rename and
@@ -102,6 +121,12 @@ func (Heartbeat) EventType() string { return TypeHeartbeat }
 func (CancelRequested) EventType() string { return TypeCancelRequested }
 
 // EventType implements Event.
+func (PauseRequested) EventType() string { return TypePauseRequested }
+
+// EventType implements Event.
+func (RunResumed) EventType() string { return TypeRunResumed }
+
+// EventType implements Event.
 func (RunCompleted) EventType() string { return TypeRunCompleted }
 
 // EventType implements Event.
@@ -117,6 +142,12 @@ func (e Heartbeat) When() time.Time { return e.OccurredAt }
 func (e CancelRequested) When() time.Time { return e.OccurredAt }
 
 // When implements Event.
+func (e PauseRequested) When() time.Time { return e.OccurredAt }
+
+// When implements Event.
+func (e RunResumed) When() time.Time { return e.OccurredAt }
+
+// When implements Event.
 func (e RunCompleted) When() time.Time { return e.OccurredAt }
 
 // When implements Event.
@@ -130,73 +161,3 @@ func Terminal(e Event) bool {
 	}
 	return false
 }
-
-// MarshalEvent returns the stored form of e: its type, schema version and payload.
-func MarshalEvent(e Event) (typ string, version int, data []byte, err error) {
-	data, err = json.Marshal(e)
-	if err != nil {
-		return "", 0, nil, fmt.Errorf("marshal %s: %w", e.EventType(), err)
-	}
-	return e.EventType(), SchemaVersion, data, nil
-}
-
-// UnmarshalEvent decodes a stored event. It returns an error for an unknown
-// type or a schema version newer than this code understands.
-func UnmarshalEvent(typ string, version int, data []byte) (Event, error) {
-	if version < 1 || version > SchemaVersion {
-		return nil, fmt.Errorf("event %s: unsupported schema version %d", typ, version)
-	}
-	var (
-		e   Event
-		err error
-	)
-	switch typ {
-	case TypeRunStarted:
-		e, err = decode[RunStarted](data)
-	case TypeHeartbeat:
-		e, err = decode[Heartbeat](data)
-	case TypeCancelRequested:
-		e, err = decode[CancelRequested](data)
-	case TypeRunCompleted:
-		e, err = decode[RunCompleted](data)
-	case TypeRunStaleFailed:
-		e, err = decode[RunStaleFailed](data)
-	default:
-		return nil, fmt.Errorf("unknown event type %q", typ)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("event %s v%d: %w", typ, version, err)
-	}
-	return e, nil
-}
-
-func decode[T Event](data []byte) (Event, error) {
-	var v T
-	if err := json.Unmarshal(data, &v); err != nil {
-		return nil, err
-	}
-	return v, nil
-}
-
-// Duration is a time.Duration that is stored as a Go duration string ("15m0s").
-type Duration time.Duration
-
-// MarshalJSON encodes d as a duration string.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
-
-// UnmarshalJSON decodes a duration string.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return err
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// String formats d like time.Duration.
-func (d Duration) String() string { return time.Duration(d).String() }

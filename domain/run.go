@@ -53,8 +53,26 @@ type Run struct {
 	LastError       string    `json:"last_error,omitempty"`
 	// AbandonedCalls is the number of calls still pending when the run was
 	// ended by the stale rule.
-	AbandonedCalls int   `json:"abandoned_calls,omitempty"`
-	Version        int64 `json:"version"`
+	AbandonedCalls int `json:"abandoned_calls,omitempty"`
+	// StaleAfter and StallAfter are the run's own TTL and stall threshold,
+	// recorded by RunStarted. Zero (a run started before runs recorded their
+	// policy) means the service's configured value: use TTL and StallThreshold.
+	StaleAfter Duration `json:"stale_after,omitzero"`
+	StallAfter Duration `json:"stall_after,omitzero"`
+	// Paused is true between a PauseRequested and the next RunResumed; the
+	// Pause fields describe the pause in force and are cleared on resume. An
+	// ended run keeps the values it had when it ended.
+	Paused      bool      `json:"paused,omitempty"`
+	PausedAt    time.Time `json:"paused_at,omitzero"`
+	PauseReason string    `json:"pause_reason,omitempty"`
+	PausedBy    string    `json:"paused_by,omitempty"`
+	// LastProgressAt is the server time of the last progress: the start, a
+	// stored heartbeat or completion whose completed+failed grew, or a resume
+	// (a pause is not a stall). Stall detection is judged from it. It is zero
+	// in a state decoded from a snapshot written before it existed, and then
+	// StartedAt stands in for it.
+	LastProgressAt time.Time `json:"last_progress_at,omitzero"`
+	Version        int64     `json:"version"`
 }
 
 // Exists reports whether the run has been started.
@@ -66,20 +84,62 @@ func (r Run) Ended() bool { return r.Exists() && r.Status != StatusRunning }
 // PendingCalls is the number of calls neither completed nor failed.
 func (r Run) PendingCalls() int { return r.TotalCalls - r.CompletedCalls - r.FailedCalls }
 
-// StaleAt is the instant from which the run counts as silent, given the TTL.
-func (r Run) StaleAt(ttl time.Duration) time.Time { return r.LastHeartbeatAt.Add(ttl) }
+// TTL is the run's own stale_after, or def for a run that recorded none.
+func (r Run) TTL(def time.Duration) time.Duration {
+	if r.StaleAfter > 0 {
+		return time.Duration(r.StaleAfter)
+	}
+	return def
+}
+
+// StallThreshold is the run's own stall_after, or def for a run that recorded
+// none (DefaultStallAfter if def is zero too).
+func (r Run) StallThreshold(def time.Duration) time.Duration {
+	switch {
+	case r.StallAfter > 0:
+		return time.Duration(r.StallAfter)
+	case def > 0:
+		return def
+	}
+	return DefaultStallAfter
+}
+
+// StaleAt is the instant from which the run counts as silent: its last sign
+// of life plus its TTL (defaultTTL if it recorded none).
+func (r Run) StaleAt(defaultTTL time.Duration) time.Time {
+	return r.LastHeartbeatAt.Add(r.TTL(defaultTTL))
+}
 
 // SilentFor is how long the run has shown no sign of life at now.
 func (r Run) SilentFor(now time.Time) time.Duration { return now.Sub(r.LastHeartbeatAt) }
 
-// Silent reports whether a running run's last sign of life is at least ttl old at now.
-func (r Run) Silent(now time.Time, ttl time.Duration) bool {
-	return r.Exists() && !r.Ended() && !now.Before(r.StaleAt(ttl))
+// Silent reports whether a running run's last sign of life is at least its
+// TTL (defaultTTL if it recorded none) old at now.
+func (r Run) Silent(now time.Time, defaultTTL time.Duration) bool {
+	return r.Exists() && !r.Ended() && !now.Before(r.StaleAt(defaultTTL))
 }
 
 // Active reports whether the run is active at now: started, not ended, and
-// its last sign of life younger than ttl by the server's clock. This is the
-// iron rule; nothing else may call a run active.
-func (r Run) Active(now time.Time, ttl time.Duration) bool {
-	return r.Exists() && !r.Ended() && now.Before(r.StaleAt(ttl))
+// its last sign of life younger than its TTL (defaultTTL if it recorded none)
+// by the server's clock. This is the iron rule; nothing else may call a run
+// active. A paused run is judged the same way.
+func (r Run) Active(now time.Time, defaultTTL time.Duration) bool {
+	return r.Exists() && !r.Ended() && now.Before(r.StaleAt(defaultTTL))
+}
+
+// ProgressAt is the instant stall detection counts from: LastProgressAt, or
+// StartedAt for a state that predates LastProgressAt.
+func (r Run) ProgressAt() time.Time {
+	if r.LastProgressAt.IsZero() {
+		return r.StartedAt
+	}
+	return r.LastProgressAt
+}
+
+// StalledSince is the instant from which the run counts as stalled if it
+// stays active, unpaused and without progress: ProgressAt plus its stall
+// threshold (defaultStallAfter if it recorded none). Policy.Stalled says
+// whether it is stalled at a given instant.
+func (r Run) StalledSince(defaultStallAfter time.Duration) time.Time {
+	return r.ProgressAt().Add(r.StallThreshold(defaultStallAfter))
 }
