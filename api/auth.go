@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"regexp"
 	"fmt"
 	"strings"
 	"time"
@@ -52,20 +53,39 @@ func NewAuthenticator(secret string, now func() time.Time) (*Authenticator, erro
 	return &Authenticator{secret: []byte(secret), now: now}, nil
 }
 
-// Mint returns a signed token for business (or AnyBusiness for an operator)
-// and role, valid for ttl. It returns a validation error for an unknown role,
-// a malformed business id or a non-positive ttl.
-func (a *Authenticator) Mint(business string, role Role, ttl time.Duration) (string, error) {
-	if err := checkClaims(business, role); err != nil {
+// TokenSpec describes a token to mint.
+type TokenSpec struct {
+	// Business is the business id, or AnyBusiness for an operator of every business.
+	Business string
+	Role     Role
+	// Subject names the holder ("alice", "dialer-7"); events the holder
+	// causes record it as their actor ("user:alice"). Optional.
+	Subject string
+	TTL     time.Duration
+}
+
+// subjectPattern is what a token subject may be: it appears in event
+// metadata and audit lines as "role:subject".
+var subjectPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$`)
+
+// MintToken returns a signed token for spec. It returns a validation error
+// for an unknown role, a malformed business id or subject, or a non-positive TTL.
+func (a *Authenticator) MintToken(spec TokenSpec) (string, error) {
+	if err := checkClaims(spec.Business, spec.Role, spec.Subject); err != nil {
 		return "", err
 	}
-	if ttl <= 0 {
+	if spec.TTL <= 0 {
 		return "", domain.Invalid("ttl", "must be positive")
 	}
 	now := a.now()
-	claims := Claims{BusinessID: business, Role: role, RegisteredClaims: jwt.RegisteredClaims{
-		IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(ttl)), Issuer: "runledger"}}
+	claims := Claims{BusinessID: spec.Business, Role: spec.Role, RegisteredClaims: jwt.RegisteredClaims{
+		Subject: spec.Subject, IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(spec.TTL)), Issuer: "runledger"}}
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(a.secret)
+}
+
+// Mint is MintToken without a subject.
+func (a *Authenticator) Mint(business string, role Role, ttl time.Duration) (string, error) {
+	return a.MintToken(TokenSpec{Business: business, Role: role, TTL: ttl})
 }
 
 // Parse verifies a bearer token (signature in constant time, HS256 only,
@@ -77,13 +97,16 @@ func (a *Authenticator) Parse(token string) (Claims, error) {
 	if err != nil {
 		return Claims{}, err
 	}
-	if err := checkClaims(c.BusinessID, c.Role); err != nil {
+	if err := checkClaims(c.BusinessID, c.Role, c.Subject); err != nil {
 		return Claims{}, err
 	}
 	return c, nil
 }
 
-func checkClaims(business string, role Role) error {
+func checkClaims(business string, role Role, subject string) error {
+	if subject != "" && !subjectPattern.MatchString(subject) {
+		return domain.Invalid("subject", "must be 1-128 characters of letters, digits, '_', '.', '@', '-'")
+	}
 	switch role {
 	case RoleWorker, RoleUser, RoleOperator:
 	default:

@@ -70,7 +70,14 @@ func newEnv(t testing.TB) *env {
 
 func (e *env) token(business string, role api.Role) string {
 	e.t.Helper()
-	tok, err := e.auth.Mint(business, role, time.Hour)
+	return e.tokenFor(api.TokenSpec{Business: business, Role: role})
+}
+
+// tokenFor mints a token valid for an hour of the env's clock.
+func (e *env) tokenFor(spec api.TokenSpec) string {
+	e.t.Helper()
+	spec.TTL = time.Hour
+	tok, err := e.auth.MintToken(spec)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -120,7 +120,9 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request, c call) error 
 		runID = id
 	}
 	meta := s.meta(r, c)
-	meta.Actor = "worker:" + *req.WorkerID
+	if c.claims.Subject == "" { // a fleet's shared token: the body names the worker
+		meta.Actor = "worker:" + *req.WorkerID
+	}
 	res, err := s.runner.Start(r.Context(), domain.StartRun{RunID: runID, BusinessID: c.business,
 		WorkerID: *req.WorkerID, TotalCalls: *req.TotalCalls}, meta)
 	if err != nil {

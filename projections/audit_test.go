@@ -1,12 +1,7 @@
 package projections_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"flag"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,8 +13,6 @@ import (
 	"github.com/runledger/runledger/internal/pgtest"
 	"github.com/runledger/runledger/projections"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 var (
 	auditT0 = time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
@@ -65,45 +58,13 @@ func scriptedHistory(t *testing.T, store *eventstore.Store) {
 	do(time.Minute, run3, domain.CompleteRun{Outcome: domain.OutcomeCompleted, CompletedCalls: 2, FailedCalls: 1}, eventstore.Metadata{Actor: "worker:dialer-2"})
 }
 
-func TestAuditGolden(t *testing.T) {
+// A run filter and a range cut the timeline, and a ranged timeline still
+// knows each run's total. (The whole audit output is golden-tested over HTTP
+// in api/audit_golden_test.go.)
+func TestTimelineFilters(t *testing.T) {
 	ctx := context.Background()
 	store := eventstore.New(pgtest.NewDB(t))
 	scriptedHistory(t, store)
-	var out bytes.Buffer
-	entries, err := projections.Timeline(ctx, store, eventstore.BusinessQuery{BusinessID: "acme"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out.WriteString("== timeline\n")
-	if err := projections.WriteTimeline(&out, entries); err != nil {
-		t.Fatal(err)
-	}
-	for _, at := range []struct{ label, at string }{
-		{"before the gap", "2026-11-28T09:00:15Z"},
-		{"in the gap, within the TTL", "2026-11-28T09:10:20Z"},
-		{"in the gap, past the TTL, before the reaper", "2026-11-28T09:15:21Z"},
-		{"after the stale failure", "2026-11-28T09:15:30Z"},
-		{"during the cancelled run", "2026-11-28T09:16:50Z"},
-		{"after completion", "2026-11-28T09:20:00Z"},
-	} {
-		ts, _ := time.Parse(time.RFC3339, at.at)
-		res, err := projections.Replay(ctx, store, "acme", ts, 15*time.Minute)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out.WriteString("\n== --at " + at.at + " (" + at.label + ")\n")
-		if err := projections.WriteReplay(&out, res); err != nil {
-			t.Fatal(err)
-		}
-	}
-	golden(t, "audit.golden", out.Bytes())
-
-	// The JSON form carries the same facts for machines.
-	raw, err := json.Marshal(entries)
-	if err != nil || !strings.Contains(string(raw), `"type":"RunStaleFailed"`) || !strings.Contains(string(raw), `"actor":"reaper:replica-a"`) {
-		t.Fatalf("timeline JSON: %s %v", raw, err)
-	}
-	// A run filter and a range cut the timeline.
 	only, err := projections.Timeline(ctx, store, eventstore.BusinessQuery{BusinessID: "acme", RunID: run2,
 		Since: auditT0.Add(16*time.Minute + 30*time.Second)})
 	if err != nil || len(only) != 4 || only[0].Type != domain.TypeHeartbeat {
@@ -112,43 +73,6 @@ func TestAuditGolden(t *testing.T) {
 	if !strings.Contains(only[0].Summary, "5/50 done") {
 		t.Fatalf("a ranged timeline lost the run's total: %q", only[0].Summary)
 	}
-}
-
-// golden compares got with testdata/name, or rewrites it with -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("%s differs (run with -update to accept):\n%s", path, lineDiff(string(want), string(got)))
-	}
-}
-
-func lineDiff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var b strings.Builder
-	for i := 0; i < max(len(w), len(g)); i++ {
-		var wl, gl string
-		if i < len(w) {
-			wl = w[i]
-		}
-		if i < len(g) {
-			gl = g[i]
-		}
-		if wl != gl {
-			b.WriteString("- " + wl + "\n+ " + gl + "\n")
-		}
-	}
-	return b.String()
 }
 
 // A support person pastes an instant from the timeline: replay at exactly an

@@ -58,8 +58,10 @@ func runDev(ctx context.Context, args []string) error {
 		}
 		cfg.DatabaseURL = cluster.URL("runledger")
 	}
+	secretPath := "RUNLEDGER_AUTH_SECRET"
 	if cfg.AuthSecret == "" {
-		if cfg.AuthSecret, err = devSecret(filepath.Join(dir, "auth-secret")); err != nil {
+		secretPath = filepath.Join(dir, "auth-secret")
+		if cfg.AuthSecret, err = devSecret(secretPath); err != nil {
 			return err
 		}
 	}
@@ -68,7 +70,7 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	auth, _ := api.NewAuthenticator(cfg.AuthSecret, nil)
-	if err := printDevBanner(os.Stdout, auth, svc.URL(), cfg.DatabaseURL); err != nil {
+	if err := printDevBanner(os.Stdout, auth, svc.URL(), cfg.DatabaseURL, secretPath); err != nil {
 		return err
 	}
 	return svc.Run(ctx)
@@ -106,9 +108,11 @@ func devSecret(path string) (string, error) {
 	return secret, os.WriteFile(path, []byte(secret+"\n"), 0o600)
 }
 
-func printDevBanner(w io.Writer, auth *api.Authenticator, url, dbURL string) error {
-	tok := func(b string, r api.Role) string {
-		t, err := auth.Mint(b, r, 24*time.Hour)
+// printDevBanner prints tokens and curl lines that work when pasted; secret
+// says where the signing secret comes from (a file, or the environment).
+func printDevBanner(w io.Writer, auth *api.Authenticator, url, dbURL, secret string) error {
+	tok := func(b string, r api.Role, subject string) string {
+		t, err := auth.MintToken(api.TokenSpec{Business: b, Role: r, Subject: subject, TTL: 24 * time.Hour})
 		if err != nil {
 			panic(err) // the dev business and roles are valid constants
 		}
@@ -117,7 +121,7 @@ func printDevBanner(w io.Writer, auth *api.Authenticator, url, dbURL string) err
 	run := uuid.Must(uuid.NewV7()).String()
 	_, err := fmt.Fprintf(w, `
 runledger dev is up: %[1]s   (database %[2]s)
-Paste these into a shell (tokens valid for 24h, secret in .data/auth-secret):
+Paste these into a shell (tokens valid for 24h, secret in %[8]s):
 
 export RL=%[1]s RUN=%[3]s
 export WORKER_TOKEN=%[4]s
@@ -138,7 +142,7 @@ curl -s "$RL/v1/businesses/%[7]s/timeline" -H "Authorization: Bearer $OPERATOR_T
 
 Health %[1]s/healthz, readiness %[1]s/readyz, metrics %[1]s/metrics, API %[1]s/v1/openapi.json
 Stop with Ctrl-C (the local PostgreSQL stops too).
-`, url, redact(dbURL), run, tok(devBusiness, api.RoleWorker), tok(devBusiness, api.RoleUser), tok(api.AnyBusiness, api.RoleOperator), devBusiness)
+`, url, redact(dbURL), run, tok(devBusiness, api.RoleWorker, "dialer-1"), tok(devBusiness, api.RoleUser, "dev-user"), tok(api.AnyBusiness, api.RoleOperator, "dev-operator"), devBusiness, secret)
 	return err
 }
 

@@ -23,6 +23,7 @@ func runToken(_ context.Context, args []string) error {
 	cfg.bindCommon(fs)
 	business := fs.String("business", "", "business id, or * (operators only)")
 	role := fs.String("role", "", "worker, user or operator")
+	subject := fs.String("subject", "", "who holds it (e.g. alice, dialer-7); events they cause name them as role:subject")
 	ttl := fs.Duration("ttl", 24*time.Hour, "how long the token is valid")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -31,7 +32,7 @@ func runToken(_ context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	tok, err := auth.Mint(*business, api.Role(*role), *ttl)
+	tok, err := auth.MintToken(api.TokenSpec{Business: *business, Role: api.Role(*role), Subject: *subject, TTL: *ttl})
 	if err != nil {
 		return err
 	}

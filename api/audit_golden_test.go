@@ -1,0 +1,150 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/runledger/runledger/api"
+	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/projections"
+	"github.com/runledger/runledger/reaper"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+const (
+	run1 = "11111111-1111-4111-8111-111111111111"
+	run2 = "22222222-2222-4222-8222-222222222222"
+	run3 = "33333333-3333-4333-8333-333333333333"
+)
+
+// playHistory plays a business's day over HTTP, with tokens that name their
+// holders: a run whose worker dies and is reaped, a run the user alice
+// cancels gracefully, a run that completes.
+func playHistory(t *testing.T, e *env) {
+	t.Helper()
+	b := "/v1/businesses/acme"
+	dialer1 := e.tokenFor(api.TokenSpec{Business: "acme", Role: api.RoleWorker, Subject: "dialer-1"})
+	dialer2 := e.tokenFor(api.TokenSpec{Business: "acme", Role: api.RoleWorker, Subject: "dialer-2"})
+	alice := e.tokenFor(api.TokenSpec{Business: "acme", Role: api.RoleUser, Subject: "alice"})
+	step := func(advance time.Duration, method, path, token string, body any, status int) {
+		t.Helper()
+		e.clock.Advance(advance)
+		e.must(e.do(method, b+path, token, body), status, "")
+	}
+	hb := func(completed, failed int) map[string]any {
+		return map[string]any{"completed_calls": completed, "failed_calls": failed}
+	}
+	step(0, "POST", "/runs", dialer1, map[string]any{"run_id": run1, "worker_id": "dialer-1", "total_calls": 100}, 201)
+	step(10*time.Second, "POST", "/runs/"+run1+"/heartbeat", dialer1, hb(10, 1), 200)
+	step(10*time.Second, "POST", "/runs/"+run1+"/heartbeat", dialer1, hb(20, 2), 200)
+	// The worker dies at 09:00:20; the reaper of replica-a finds it 15m3s later.
+	e.clock.Advance(15*time.Minute + 3*time.Second)
+	r, err := reaper.New(reaper.Config{Runner: e.runner, Interval: time.Second, Instance: "replica-a", NoLock: true,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := r.Sweep(context.Background()); err != nil || res.Reaped != 1 {
+		t.Fatalf("sweep = %+v, %v", res, err)
+	}
+	step(time.Minute, "POST", "/runs", dialer2, map[string]any{"run_id": run2, "worker_id": "dialer-2", "total_calls": 50}, 201)
+	step(30*time.Second, "POST", "/runs/"+run2+"/heartbeat", dialer2, hb(5, 0), 200)
+	step(30*time.Second, "POST", "/runs/"+run2+"/cancel", alice, map[string]any{"reason": "wrong list"}, 202)
+	step(2*time.Second, "POST", "/runs/"+run2+"/heartbeat", dialer2, hb(6, 0), 200)
+	step(time.Second, "POST", "/runs/"+run2+"/complete", dialer2, map[string]any{"outcome": "cancelled", "completed_calls": 6, "failed_calls": 0}, 200)
+	step(time.Minute, "POST", "/runs", dialer2, map[string]any{"run_id": run3, "worker_id": "dialer-2", "total_calls": 3}, 201)
+	step(time.Minute, "POST", "/runs/"+run3+"/complete", dialer2, map[string]any{"outcome": "completed", "completed_calls": 2, "failed_calls": 1}, 200)
+}
+
+// The audit a support person reads (`runledger audit`: the timeline, then
+// replays at instants), for a history made through the API.
+func TestAuditGolden(t *testing.T) {
+	e := newEnv(t)
+	playHistory(t, e)
+	ctx := context.Background()
+	store := eventstore.New(e.pool)
+	var out bytes.Buffer
+	entries, err := projections.Timeline(ctx, store, eventstore.BusinessQuery{BusinessID: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.WriteString("== timeline\n")
+	if err := projections.WriteTimeline(&out, entries); err != nil {
+		t.Fatal(err)
+	}
+	for _, at := range []struct{ label, at string }{
+		{"before the gap", "2026-11-28T09:00:15Z"},
+		{"in the gap, within the TTL", "2026-11-28T09:10:20Z"},
+		{"in the gap, past the TTL, before the reaper", "2026-11-28T09:15:21Z"},
+		{"after the stale failure", "2026-11-28T09:15:30Z"},
+		{"during the cancelled run", "2026-11-28T09:16:50Z"},
+		{"after completion", "2026-11-28T09:20:00Z"},
+	} {
+		ts, _ := time.Parse(time.RFC3339, at.at)
+		res, err := projections.Replay(ctx, store, "acme", ts, 15*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out.WriteString("\n== --at " + at.at + " (" + at.label + ")\n")
+		if err := projections.WriteReplay(&out, res); err != nil {
+			t.Fatal(err)
+		}
+	}
+	golden(t, "audit.golden", out.Bytes())
+
+	// The API's timeline carries the same actors for machines.
+	tl := e.must(e.do("GET", "/v1/businesses/acme/timeline", e.token("*", api.RoleOperator), nil), 200, "")
+	raw, _ := json.Marshal(tl.body["events"])
+	for _, actor := range []string{`"actor":"worker:dialer-1"`, `"actor":"reaper:replica-a"`, `"actor":"user:alice"`, `"actor":"worker:dialer-2"`} {
+		if !strings.Contains(string(raw), actor) {
+			t.Errorf("timeline JSON lacks %s", actor)
+		}
+	}
+}
+
+// golden compares got with testdata/name, or rewrites it with -update.
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s differs (run with -update to accept):\n%s", path, lineDiff(string(want), string(got)))
+	}
+}
+
+func lineDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	var b strings.Builder
+	for i := 0; i < max(len(w), len(g)); i++ {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl {
+			b.WriteString("- " + wl + "\n+ " + gl + "\n")
+		}
+	}
+	return b.String()
+}
