@@ -2,8 +2,8 @@ package api
 
 import (
 	"errors"
-	"regexp"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
