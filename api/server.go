@@ -8,6 +8,7 @@ import (
 	_ "embed"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,6 +41,9 @@ type Config struct {
 	StreamPoll time.Duration
 	// StreamKeepAlive is the interval of SSE comment lines (default 15s).
 	StreamKeepAlive time.Duration
+	// RequestTimeout is the deadline of every request but the streams
+	// (default 5s); the HTTP server's write timeout must outlast it.
+	RequestTimeout time.Duration
 }
 
 // Server is the HTTP API.
@@ -80,6 +84,9 @@ func New(cfg Config) *Server {
 	if cfg.StreamKeepAlive <= 0 {
 		cfg.StreamKeepAlive = 15 * time.Second
 	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 5 * time.Second
+	}
 	s := &Server{runner: cfg.Runner, store: cfg.Runner.Store, pool: cfg.Pool, auth: cfg.Auth, policy: cfg.Policy,
 		now: cfg.Now, logger: cfg.Logger, cfg: cfg, mux: http.NewServeMux(), closing: make(chan struct{})}
 	s.metrics = newMetrics(cfg.Registry, s)
@@ -116,8 +123,14 @@ type ctxKey int
 const requestIDKey ctxKey = iota
 
 func (s *Server) instrument(pattern string, h http.HandlerFunc) http.Handler {
+	streaming := strings.HasSuffix(pattern, "/stream")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		if !streaming {
+			ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
 		id := r.Header.Get("X-Request-ID")
 		if id == "" || len(id) > 128 {
 			id = uuid.NewString()

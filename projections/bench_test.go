@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runledger/runledger/internal/pgtest"
 	"github.com/runledger/runledger/projections"
 )
 
@@ -14,12 +13,7 @@ import (
 // projections running.
 func BenchmarkProjectorCatchUp(b *testing.B) {
 	ctx := context.Background()
-	pool := pgtest.NewDB(b)
-	w := newWorkload(pool, 9)
-	t := &testing.T{}
-	for i := 0; i < b.N; i++ {
-		w.step(ctx, t)
-	}
+	pool, _ := seeded(b, 9, b.N)
 	var events int
 	_ = pool.QueryRow(ctx, `SELECT count(*) FROM events`).Scan(&events)
 	b.ResetTimer()
@@ -31,16 +25,7 @@ func BenchmarkProjectorCatchUp(b *testing.B) {
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- p.Run(runCtx) }()
-	for {
-		lags, err := projections.Lags(ctx, pool, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if lags[0].Events == 0 && lags[1].Events == 0 {
-			break
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	waitCaughtUp(b, pool)
 	b.StopTimer()
 	b.ReportMetric(float64(events)/time.Since(start).Seconds(), "events/s")
 	cancel()

@@ -20,6 +20,20 @@ import (
 	"github.com/runledger/runledger/internal/dberr"
 )
 
+func (g *group) countQuery(noMsg bool, err error) {
+	if g.opts.Metrics == nil {
+		return
+	}
+	result := "events"
+	switch {
+	case err != nil:
+		result = "error"
+	case noMsg:
+		result = "empty"
+	}
+	g.opts.Metrics.Queries.WithLabelValues(g.proj.name, result).Inc()
+}
+
 // positionOf reads the log position a message carries.
 func positionOf(msg *message.Message) (int64, error) {
 	return strconv.ParseInt(msg.Metadata.Get(metaPosition), 10, 64)
@@ -186,6 +200,7 @@ func (g *group) recordPoison(ctx context.Context, tx pgx.Tx, rec eventstore.Reco
 // logged at most once a second; a batch that failed on an event is retried
 // at once, its events now suspects.
 func (g *group) HandleError(_ watermill.LoggerAdapter, noMsg bool, err error) time.Duration {
+	g.countQuery(noMsg, err)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if err == nil {

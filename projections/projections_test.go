@@ -14,10 +14,13 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
 	"github.com/runledger/runledger/internal/pgtest"
+	"github.com/runledger/runledger/internal/servetest"
 	"github.com/runledger/runledger/projections"
 )
 
@@ -61,7 +64,7 @@ func startProjector(t *testing.T, pool *pgxpool.Pool, opts projections.Options) 
 
 // waitCaughtUp polls until the projections (all when none are named) have
 // applied every committed event.
-func waitCaughtUp(t *testing.T, pool *pgxpool.Pool, names ...string) {
+func waitCaughtUp(t testing.TB, pool *pgxpool.Pool, names ...string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -112,18 +115,20 @@ func newWorkload(pool *pgxpool.Pool, seed int64) *workload {
 }
 
 // seeded returns a fresh database holding steps commands of the workload with that seed.
-func seeded(t *testing.T, seed int64, steps int) (*pgxpool.Pool, *workload) {
+func seeded(t testing.TB, seed int64, steps int) (*pgxpool.Pool, *workload) {
 	t.Helper()
 	pool := pgtest.NewDB(t)
 	w := newWorkload(pool, seed)
 	for i := 0; i < steps; i++ {
-		w.step(context.Background(), t)
+		w.mustStep(context.Background(), t)
 	}
 	return pool, w
 }
 
-// step advances the clock and applies one command to a random business.
-func (w *workload) step(ctx context.Context, t *testing.T) {
+// step advances the clock and applies one command to a random business. It
+// returns an error for anything but the refusals a random workload meets
+// (an ended run, a business that already has an active run).
+func (w *workload) step(ctx context.Context) error {
 	w.now.Add(int64(time.Duration(1+w.rng.Intn(20)) * time.Second))
 	b := fmt.Sprintf("biz-%d", w.rng.Intn(5))
 	run, ok := w.runs[b]
@@ -149,7 +154,16 @@ func (w *workload) step(ctx context.Context, t *testing.T) {
 	}
 	var active *domain.ActiveRunExistsError
 	if err != nil && !errors.Is(err, domain.ErrRunEnded) && !errors.As(err, &active) {
-		t.Fatalf("workload: %v", err)
+		return fmt.Errorf("workload: %w", err)
+	}
+	return nil
+}
+
+// mustStep is step for the test's own goroutine.
+func (w *workload) mustStep(ctx context.Context, t testing.TB) {
+	t.Helper()
+	if err := w.step(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -183,9 +197,19 @@ func TestOutOfOrderCommitsAreNeverSkipped(t *testing.T) {
 		t.Fatalf("B's position %d is not after A's %d", res.LastPosition, posA)
 	}
 
-	startProjector(t, pool, projections.Options{})
-	// While A is open, watch the offsets: they must never pass A's event.
-	for i := 0; i < 30; i++ {
+	metrics := projections.NewMetrics(prometheus.NewRegistry())
+	startProjector(t, pool, projections.Options{Metrics: metrics})
+	// While A is open, every group must ask for events (and find nothing it
+	// may apply) several times, and its offset must never pass A's event.
+	emptyPolls := func() float64 {
+		return testutil.ToFloat64(metrics.Queries.WithLabelValues(projections.Runs, "empty")) +
+			testutil.ToFloat64(metrics.Queries.WithLabelValues(projections.ActiveRuns, "empty"))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for emptyPolls() < 10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the projector asked %v times in 10s, want 10", emptyPolls())
+		}
 		rows, err := pool.Query(ctx, `SELECT consumer_group, last_processed_transaction_id::text::bigint, offset_acked FROM projection_offsets`)
 		if err != nil {
 			t.Fatal(err)
@@ -201,7 +225,7 @@ func TestOutOfOrderCommitsAreNeverSkipped(t *testing.T) {
 			}
 		}
 		rows.Close()
-		time.Sleep(10 * time.Millisecond) // an observation window, not a deadline
+		time.Sleep(5 * time.Millisecond)
 	}
 	if _, ok, _ := projections.GetRun(ctx, pool, "b", runB); ok {
 		t.Fatalf("B's event was applied before A's earlier transaction finished")
@@ -246,41 +270,92 @@ func TestRedeliveryChangesNothing(t *testing.T) {
 	assertVerified(t, pool)
 }
 
+// The projector process (serve) is killed with SIGKILL in the middle of a
+// batch, five times, while it works through a backlog: each time a batch
+// transaction is open in PostgreSQL when the process dies. What the next
+// process builds equals a rebuild from the log.
 func TestProjectorKilledMidBatchRecovers(t *testing.T) {
 	ctx := context.Background()
-	pool, _ := seeded(t, 2, 600)
-	// Kill the projector repeatedly while it works through the backlog.
-	for i := 0; i < 5; i++ {
-		p, err := projections.NewProjector(pool, projections.Options{PollInterval: 5 * time.Millisecond, BatchSize: 50})
-		if err != nil {
-			t.Fatal(err)
-		}
-		runCtx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- p.Run(runCtx) }()
-		<-p.Running()
-		waitApplied(t, pool, int64(50*(i+1)))
-		cancel()
-		<-done
+	dbURL := pgtest.URL(t)
+	pool := pgtest.Pool(t, dbURL)
+	w := newWorkload(pool, 2)
+	for i := 0; i < 1500; i++ {
+		w.mustStep(ctx, t)
 	}
-	startProjector(t, pool, projections.Options{})
+	// Every read-model write takes a moment, so a batch lasts long enough
+	// to be caught open.
+	if _, err := pool.Exec(ctx, `
+		CREATE FUNCTION slow_write() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN PERFORM pg_sleep(0.003); RETURN NEW; END $$;
+		CREATE TRIGGER slow_runs BEFORE INSERT OR UPDATE ON runs FOR EACH ROW EXECUTE FUNCTION slow_write();
+		CREATE TRIGGER slow_active BEFORE INSERT OR UPDATE ON active_runs FOR EACH ROW EXECUTE FUNCTION slow_write();`); err != nil {
+		t.Fatal(err)
+	}
+	opts := servetest.Options{DatabaseURL: dbURL, Secret: "projections-test-secret-0123456789abcdef",
+		Args: []string{"--stale-after", "10000h", "--no-migrate"}}
+	srv := servetest.Start(t, opts)
+	var offsets []int64
+	last := int64(0)
+	for i := 0; i < 5; i++ {
+		if i > 0 {
+			srv.Restart()
+		}
+		waitOffsetPast(t, pool, last)     // this process committed a batch …
+		waitBatchOpen(t, pool, srv.Pid()) // … and is inside the next one
+		srv.Kill()
+		last = appliedOffset(t, pool)
+		offsets = append(offsets, last)
+	}
+	if _, err := pool.Exec(ctx, `DROP TRIGGER slow_runs ON runs; DROP TRIGGER slow_active ON active_runs`); err != nil {
+		t.Fatal(err)
+	}
+	srv.Restart()
 	waitCaughtUp(t, pool)
 	assertVerified(t, pool)
+	t.Logf("runs offset after each kill: %v", offsets)
 }
 
-// waitApplied waits until the runs group has moved past at least n events.
-func waitApplied(t *testing.T, pool *pgxpool.Pool, n int64) {
+// waitBatchOpen waits until a projector connection of the process is inside
+// a transaction that has written read-model rows (so a kill lands mid-batch).
+func waitBatchOpen(t *testing.T, pool *pgxpool.Pool, pid int) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		var off int64
-		_ = pool.QueryRow(context.Background(), `SELECT coalesce(max(offset_acked), 0) FROM projection_offsets`).Scan(&off)
-		if off >= n {
+		var open bool
+		err := pool.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE application_name = 'runledger-projector' AND backend_xid IS NOT NULL
+			AND state IN ('active', 'idle in transaction') AND query ~ '(runs|active_runs)')`).Scan(&open)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if open {
 			return
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(2 * time.Millisecond)
 	}
-	t.Fatalf("projector did not reach %d events", n)
+	t.Fatalf("no projector batch of process %d was seen open within 20s", pid)
+}
+
+// waitOffsetPast waits until the runs group has committed past offset.
+func waitOffsetPast(t *testing.T, pool *pgxpool.Pool, offset int64) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for appliedOffset(t, pool) <= offset {
+		if time.Now().After(deadline) {
+			t.Fatalf("the runs group did not commit past %d within 20s", offset)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// appliedOffset is the runs group's committed offset (0 before any commit).
+func appliedOffset(t *testing.T, pool *pgxpool.Pool) int64 {
+	t.Helper()
+	var off int64
+	if err := pool.QueryRow(context.Background(), `SELECT coalesce(max(offset_acked), 0) FROM projection_offsets WHERE consumer_group = 'runs'`).Scan(&off); err != nil {
+		t.Fatal(err)
+	}
+	return off
 }
 
 func TestRebuildWhileServing(t *testing.T) {
@@ -301,7 +376,10 @@ func TestRebuildWhileServing(t *testing.T) {
 				return
 			default:
 			}
-			w.step(ctx, t)
+			if err := w.step(ctx); err != nil {
+				t.Error(err) // not Fatal: this is not the test's goroutine
+				return
+			}
 			writes.Add(1)
 		}
 	}()
@@ -376,7 +454,7 @@ func TestPoisonEventIsRecordedAndSkipped(t *testing.T) {
 	}
 	w := newWorkload(pool, 5)
 	for i := 0; i < 20; i++ {
-		w.step(ctx, t)
+		w.mustStep(ctx, t)
 	}
 	startProjector(t, pool, projections.Options{Projections: []string{projections.Runs}, MaxRetries: 1})
 	waitCaughtUp(t, pool, projections.Runs) // not blocked by the poison event

@@ -71,6 +71,9 @@ func (o *Options) setDefaults() {
 type Metrics struct {
 	Applied  *prometheus.CounterVec
 	Poisoned *prometheus.CounterVec
+	// Queries counts the consumer groups' reads of the log by result:
+	// events (something to apply), empty (caught up) or error.
+	Queries *prometheus.CounterVec
 }
 
 // NewMetrics creates the projector's collectors and registers them with reg.
@@ -80,8 +83,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Events handled by each projection."}, []string{"projection"}),
 		Poisoned: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "runledger_projection_events_poisoned_total",
 			Help: "Events a projection could not apply after retries, recorded in projection_poison and skipped."}, []string{"projection"}),
+		Queries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "runledger_projection_queries_total",
+			Help: "Reads of the log by each projection, by result: events, empty (caught up) or error."}, []string{"projection", "result"}),
 	}
-	reg.MustRegister(m.Applied, m.Poisoned)
+	reg.MustRegister(m.Applied, m.Poisoned, m.Queries)
 	return m
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -23,6 +24,11 @@ type Config struct {
 	NoMigrate            bool
 	// DebugAddr, if set, serves net/http/pprof there (keep it on loopback).
 	DebugAddr string
+	// RequestTimeout is every request's deadline (streams excepted).
+	RequestTimeout time.Duration
+
+	// envErrs are malformed environment values, reported by validate.
+	envErrs []error
 }
 
 // bindCommon registers the flags shared by the commands that touch the
@@ -42,19 +48,27 @@ func (c *Config) bindServe(fs *flag.FlagSet) {
 	fs.Func("heartbeat-min-interval", "least time between stored heartbeats (env RUNLEDGER_HEARTBEAT_MIN_INTERVAL, default 5s)", durationFlag(&c.HeartbeatMinInterval))
 	fs.BoolVar(&c.NoMigrate, "no-migrate", false, "do not apply migrations at start")
 	fs.StringVar(&c.DebugAddr, "debug-addr", os.Getenv("RUNLEDGER_DEBUG_ADDR"), "serve pprof on this address, e.g. 127.0.0.1:6060 (env RUNLEDGER_DEBUG_ADDR; off when empty)")
-	c.StaleAfter = envDuration("RUNLEDGER_STALE_AFTER", 15*time.Minute)
-	c.ReapInterval = envDuration("RUNLEDGER_REAP_INTERVAL", 10*time.Second)
-	c.HeartbeatMinInterval = envDuration("RUNLEDGER_HEARTBEAT_MIN_INTERVAL", 5*time.Second)
+	fs.Func("request-timeout", "deadline of every request, streams excepted (env RUNLEDGER_REQUEST_TIMEOUT, default 5s)", durationFlag(&c.RequestTimeout))
+	c.StaleAfter = c.envDuration("RUNLEDGER_STALE_AFTER", 15*time.Minute)
+	c.ReapInterval = c.envDuration("RUNLEDGER_REAP_INTERVAL", 10*time.Second)
+	c.HeartbeatMinInterval = c.envDuration("RUNLEDGER_HEARTBEAT_MIN_INTERVAL", 5*time.Second)
+	c.RequestTimeout = c.envDuration("RUNLEDGER_REQUEST_TIMEOUT", 5*time.Second)
 }
 
 // Policy returns the domain policy, or an error naming the bad setting.
 func (c *Config) Policy() (domain.Policy, error) {
 	p := domain.Policy{StaleAfter: c.StaleAfter, HeartbeatMinInterval: c.HeartbeatMinInterval}
+	if err := errors.Join(c.envErrs...); err != nil {
+		return p, fmt.Errorf("configuration: %w", err)
+	}
 	if err := p.Validate(); err != nil {
 		return p, fmt.Errorf("configuration: %w", err)
 	}
 	if c.ReapInterval <= 0 {
 		return p, fmt.Errorf("configuration: --reap-interval must be positive")
+	}
+	if c.RequestTimeout <= 0 {
+		return p, fmt.Errorf("configuration: --request-timeout must be positive")
 	}
 	return p, nil
 }
@@ -66,16 +80,18 @@ func envOr(key, def string) string {
 	return def
 }
 
-// envDuration reads a duration from the environment; a malformed value is a
-// startup error reported by exitf, not silently replaced.
-func envDuration(key string, def time.Duration) time.Duration {
+// envDuration reads a duration from the environment; a malformed value is
+// kept as an error that Policy reports (a startup error naming the variable),
+// never silently replaced by the default.
+func (c *Config) envDuration(key string, def time.Duration) time.Duration {
 	v := os.Getenv(key)
 	if v == "" {
 		return def
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil {
-		exitf(2, "%s=%q: %v", key, v, err)
+		c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q: %w", key, v, err))
+		return def
 	}
 	return d
 }
@@ -99,7 +115,4 @@ func newLogger(level string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
 }
 
-func exitf(code int, format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "runledger: "+format+"\n", args...)
-	os.Exit(code)
-}
+

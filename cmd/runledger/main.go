@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -86,55 +85,12 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-// defaultMaxConns is the (write) pool size unless DATABASE_URL sets
-// pool_max_conns; readPoolConns is the size of serve's separate query pool.
-const (
-	defaultMaxConns = 40
-	readPoolConns   = 16
-)
-
-func openPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
-	return openPoolSized(ctx, url, defaultMaxConns)
-}
-
-// openPoolSized opens a pool of size connections unless the URL sets pool_max_conns.
-func openPoolSized(ctx context.Context, url string, size int32) (*pgxpool.Pool, error) {
-	return openPoolWith(ctx, url, size, 0)
-}
-
-// openPoolWith also keeps minConns connections open: a backend forked under
-// load takes tens of milliseconds to start, which a query should not wait for.
-func openPoolWith(ctx context.Context, url string, size, minConns int32) (*pgxpool.Pool, error) {
-	if url == "" {
-		return nil, errors.New("DATABASE_URL is not set (or use `runledger dev` for a local database)")
-	}
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		return nil, fmt.Errorf("DATABASE_URL: %w", err)
-	}
-	if !strings.Contains(url, "pool_max_conns") {
-		// pgxpool's default (max(4, cores)) starves a server that has a
-		// request per worker in flight beside two subscribers and the reaper.
-		cfg.MaxConns = size
-	}
-	cfg.MinConns = min(minConns, cfg.MaxConns)
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("connect: %w", err)
-	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("connect to %s: %w", cfg.ConnConfig.Host, err)
-	}
-	return pool, nil
-}
-
 // parseAndOpen parses a database command's flags and opens its pool.
 func parseAndOpen(ctx context.Context, fs *flag.FlagSet, args []string, cfg *Config) (*pgxpool.Pool, error) {
 	if err := parse(fs, args); err != nil {
 		return nil, err
 	}
-	return openPool(ctx, cfg.DatabaseURL)
+	return openPool(ctx, cfg.DatabaseURL, opsPool(fs.Name()))
 }
 
 func runMigrate(ctx context.Context, args []string) error {

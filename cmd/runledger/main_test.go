@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"io"
 	"log/slog"
 	"net/http"
@@ -20,7 +21,7 @@ const testSecret = "cmd-test-secret-cmd-test-secret-0123"
 
 func testConfig(t *testing.T) Config {
 	return Config{DatabaseURL: pgtest.URL(t), Addr: "127.0.0.1:0", StaleAfter: 15 * time.Minute,
-		ReapInterval: time.Second, HeartbeatMinInterval: 5 * time.Second, AuthSecret: testSecret}
+		ReapInterval: time.Second, HeartbeatMinInterval: 5 * time.Second, AuthSecret: testSecret, RequestTimeout: 5 * time.Second}
 }
 
 // serve end to end: migrate, serve, answer, and shut down on cancel with an
@@ -91,7 +92,7 @@ func TestServeRunsAndShutsDownGracefully(t *testing.T) {
 }
 
 func TestConfigRefusesCoalescingBeyondTenthOfTTL(t *testing.T) {
-	cfg := Config{StaleAfter: time.Minute, HeartbeatMinInterval: 10 * time.Second, ReapInterval: time.Second}
+	cfg := Config{StaleAfter: time.Minute, HeartbeatMinInterval: 10 * time.Second, ReapInterval: time.Second, RequestTimeout: time.Second}
 	if _, err := cfg.Policy(); err == nil || !strings.Contains(err.Error(), "heartbeat_min_interval") {
 		t.Fatalf("Policy() = %v", err)
 	}
@@ -99,5 +100,20 @@ func TestConfigRefusesCoalescingBeyondTenthOfTTL(t *testing.T) {
 	cfg.HeartbeatMinInterval = time.Second
 	if _, err := newService(context.Background(), cfg, slog.Default()); err == nil || !strings.Contains(err.Error(), "RUNLEDGER_AUTH_SECRET") {
 		t.Fatalf("short secret accepted: %v", err)
+	}
+}
+
+// A malformed environment value is a startup error naming the variable,
+// reported like a bad flag (not an exit from inside flag binding).
+func TestMalformedEnvironmentIsAConfigurationError(t *testing.T) {
+	t.Setenv("RUNLEDGER_STALE_AFTER", "fifteen minutes")
+	var cfg Config
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfg.bindServe(fs)
+	if err := parse(fs, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cfg.Policy(); err == nil || !strings.Contains(err.Error(), "RUNLEDGER_STALE_AFTER") {
+		t.Fatalf("Policy() = %v, want an error naming RUNLEDGER_STALE_AFTER", err)
 	}
 }

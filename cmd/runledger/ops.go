@@ -104,7 +104,7 @@ func runAudit(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	pool, err := openPool(ctx, cfg.DatabaseURL)
+	pool, err := openPool(ctx, cfg.DatabaseURL, opsPool("audit"))
 	if err != nil {
 		return err
 	}

@@ -29,11 +29,13 @@ import (
 type service struct {
 	cfg    Config
 	logger *slog.Logger
-	// pool serves the write side (appends, projector, reaper); reads holds
-	// the API's queries apart, so a read never queues behind writers that
-	// hold connections while they wait for their commit's WAL flush.
+	// Each role has its own pool (see poolSpec): commands (appends and the
+	// idempotency keys), reads (the API's queries), the projector and the
+	// reaper, so that none can starve another.
 	pool      *pgxpool.Pool
 	reads     *pgxpool.Pool
+	projPool  *pgxpool.Pool
+	reapPool  *pgxpool.Pool
 	api       *api.Server
 	projector *projections.Projector
 	reaper    *reaper.Reaper
@@ -52,22 +54,44 @@ func newService(ctx context.Context, cfg Config, logger *slog.Logger) (*service,
 	if err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
-	pool, err := openPool(ctx, cfg.DatabaseURL)
-	if err != nil {
+	s := &service{cfg: cfg, logger: logger}
+	if err := s.openPools(ctx); err != nil {
 		return nil, err
 	}
-	reads, err := openPoolWith(ctx, cfg.DatabaseURL, readPoolConns, readPoolConns)
-	if err != nil {
-		pool.Close()
-		return nil, err
-	}
-	s := &service{cfg: cfg, logger: logger, pool: pool, reads: reads}
 	if err := s.build(ctx, policy, auth); err != nil {
-		pool.Close()
-		reads.Close()
+		s.closePools()
 		return nil, err
 	}
 	return s, nil
+}
+
+func (s *service) openPools(ctx context.Context) error {
+	specs := []struct {
+		dst  **pgxpool.Pool
+		spec poolSpec
+	}{
+		{&s.pool, commandsPool(s.cfg.RequestTimeout)},
+		{&s.reads, readsPool(s.cfg.RequestTimeout)},
+		{&s.projPool, projectorPool()},
+		{&s.reapPool, reaperPool(s.cfg.RequestTimeout)},
+	}
+	for _, p := range specs {
+		pool, err := openPool(ctx, s.cfg.DatabaseURL, p.spec)
+		if err != nil {
+			s.closePools()
+			return err
+		}
+		*p.dst = pool
+	}
+	return nil
+}
+
+func (s *service) closePools() {
+	for _, p := range []*pgxpool.Pool{s.pool, s.reads, s.projPool, s.reapPool} {
+		if p != nil {
+			p.Close()
+		}
+	}
 }
 
 func (s *service) build(ctx context.Context, policy domain.Policy, auth *api.Authenticator) error {
@@ -83,15 +107,21 @@ func (s *service) build(ctx context.Context, policy domain.Policy, auth *api.Aut
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	runner := eventstore.NewRunner(eventstore.New(s.pool), policy)
-	s.api = api.New(api.Config{Runner: runner, Pool: s.reads, Auth: auth, Policy: policy, Logger: s.logger, Registry: reg})
+	s.api = api.New(api.Config{Runner: runner, Pool: s.reads, Auth: auth, Policy: policy, Logger: s.logger, Registry: reg,
+		RequestTimeout: s.cfg.RequestTimeout})
 	runner.OnAppended = s.api.Metrics().ObserveResult
 	runner.OnConflict = s.api.Metrics().Conflict
 	var err error
-	s.projector, err = projections.NewProjector(s.pool, projections.Options{Logger: s.logger, Metrics: projections.NewMetrics(reg)})
+	s.projector, err = projections.NewProjector(s.projPool, projections.Options{Logger: s.logger, Metrics: projections.NewMetrics(reg)})
 	if err != nil {
 		return err
 	}
-	s.reaper, err = reaper.New(reaper.Config{Runner: runner, Interval: s.cfg.ReapInterval, Logger: s.logger, Metrics: reaper.NewMetrics(reg)})
+	// The reaper appends through a Runner of its own pool: a flood of
+	// commands waiting on a lock cannot hold back the end of silent runs.
+	reapRunner := eventstore.NewRunner(eventstore.New(s.reapPool), policy)
+	reapRunner.OnAppended = s.api.Metrics().ObserveResult
+	reapRunner.OnConflict = s.api.Metrics().Conflict
+	s.reaper, err = reaper.New(reaper.Config{Runner: reapRunner, Interval: s.cfg.ReapInterval, Logger: s.logger, Metrics: reaper.NewMetrics(reg)})
 	if err != nil {
 		return err
 	}
@@ -99,8 +129,10 @@ func (s *service) build(ctx context.Context, policy domain.Policy, auth *api.Aut
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
 	}
+	// The write timeout outlasts every handler's deadline, so an answer
+	// computed (and a command committed) in time is never cut off unsent.
 	s.http = &http.Server{Handler: s.api.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+		WriteTimeout: s.cfg.RequestTimeout + 10*time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn)}
 	return nil
 }
@@ -112,8 +144,7 @@ func (s *service) URL() string { return "http://" + s.listener.Addr().String() }
 // end SSE streams, finish in-flight requests, stop the reaper and the
 // projector, close the pool.
 func (s *service) Run(ctx context.Context) error {
-	defer s.pool.Close()
-	defer s.reads.Close()
+	defer s.closePools()
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	errs := make(chan error, 3)
@@ -125,8 +156,9 @@ func (s *service) Run(ctx context.Context) error {
 			errs <- wrap("http", err)
 		}
 	}()
+	var debug *http.Server
 	if s.cfg.DebugAddr != "" {
-		go s.serveDebug()
+		debug = s.serveDebug()
 	}
 	s.logger.Info("serving", "addr", s.listener.Addr().String(), "stale_after", s.cfg.StaleAfter.String(),
 		"reap_interval", s.cfg.ReapInterval.String(), "heartbeat_min_interval", s.cfg.HeartbeatMinInterval.String())
@@ -143,23 +175,30 @@ func (s *service) Run(ctx context.Context) error {
 	if err := s.http.Shutdown(shutdownCtx); err != nil {
 		s.logger.Error("http shutdown", "err", err)
 	}
+	if debug != nil {
+		_ = debug.Shutdown(shutdownCtx)
+	}
 	stopBG()
 	wg.Wait()
 	s.logger.Info("stopped")
 	return runErr
 }
 
-// serveDebug serves the profiler on its own address (never on the API's).
-func (s *service) serveDebug() {
+// serveDebug serves the profiler on its own address (never on the API's)
+// until the returned server is shut down.
+func (s *service) serveDebug() *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	srv := &http.Server{Addr: s.cfg.DebugAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	s.logger.Info("debug server", "addr", s.cfg.DebugAddr)
-	if err := srv.ListenAndServe(); err != nil {
-		s.logger.Error("debug server", "err", err)
-	}
+	go func() {
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.logger.Error("debug server", "err", err)
+		}
+	}()
+	return srv
 }
 
 func wrap(part string, err error) error {
