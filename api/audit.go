@@ -1,10 +1,8 @@
 package api
 
 import (
-	"encoding/base64"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/runledger/runledger/eventstore"
@@ -40,11 +38,12 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request, c call) error 
 		bq.Limit = n
 	}
 	if v := q.Get("cursor"); v != "" {
-		cur, err := decodeTimelineCursor(v)
-		if err != nil {
+		at, tie, err := decodeCursor(v)
+		pos, posErr := strconv.ParseInt(tie, 10, 64)
+		if err != nil || posErr != nil {
 			return fieldProblem("cursor", "is not a cursor this API returned")
 		}
-		bq.After = &cur
+		bq.After = &eventstore.Cursor{OccurredAt: at, Position: pos}
 	}
 	entries, err := projections.Timeline(r.Context(), s.store, bq)
 	if err != nil {
@@ -53,28 +52,11 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request, c call) error 
 	out := Timeline{Events: entries}
 	if len(entries) == bq.Limit {
 		last := entries[len(entries)-1]
-		cur := base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(last.OccurredAt.UnixNano(), 10) + "." + strconv.FormatInt(last.Position, 10)))
+		cur := encodeCursor(last.OccurredAt, strconv.FormatInt(last.Position, 10))
 		out.NextCursor = &cur
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
-}
-
-func decodeTimelineCursor(s string) (eventstore.Cursor, error) {
-	raw, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return eventstore.Cursor{}, err
-	}
-	ts, pos, _ := strings.Cut(string(raw), ".")
-	nanos, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
-		return eventstore.Cursor{}, err
-	}
-	p, err := strconv.ParseInt(pos, 10, 64)
-	if err != nil {
-		return eventstore.Cursor{}, err
-	}
-	return eventstore.Cursor{OccurredAt: time.Unix(0, nanos).UTC(), Position: p}, nil
 }
 
 func (s *Server) replay(w http.ResponseWriter, r *http.Request, c call) error {

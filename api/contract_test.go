@@ -470,3 +470,16 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		t.Fatalf("documented:\n%s\nregistered:\n%s", strings.Join(documented, "\n"), strings.Join(registered, "\n"))
 	}
 }
+
+// Unknown paths and wrong methods answer problem+json like every error.
+func TestUnknownRoutesAnswerProblems(t *testing.T) {
+	e := newEnv(t)
+	user := e.token("acme", api.RoleUser)
+	e.must(e.do("GET", "/v1/nope", user, nil), 404, "not_found")
+	e.must(e.do("GET", "/v1/businesses/acme/runs/active/extra", user, nil), 404, "not_found")
+	r := e.must(e.do("DELETE", "/v1/businesses/acme/runs/active", user, nil), 405, "method_not_allowed")
+	if allow := r.header.Get("Allow"); !strings.Contains(allow, "GET") {
+		t.Fatalf("405 without Allow: %q", allow)
+	}
+	e.must(e.do("PUT", "/v1/businesses/acme/runs", user, "{}"), 405, "method_not_allowed")
+}

@@ -86,6 +86,9 @@ func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- poolWaitDesc
 }
 
+// Collect reads the gauges at scrape time. A gauge whose query fails is
+// reported as an invalid metric (the scrape logs it and serves the rest), so
+// a failure is never a silently missing number.
 func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -96,18 +99,28 @@ func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(poolWaitsDesc, prometheus.CounterValue, float64(st.EmptyAcquireCount()))
 	ch <- prometheus.MustNewConstMetric(poolWaitDesc, prometheus.CounterValue, st.EmptyAcquireWaitTime().Seconds())
 	now := c.s.now()
-	var active int64
-	if err := c.s.pool.QueryRow(ctx, `SELECT count(*) FROM active_runs WHERE last_heartbeat_at > $1`,
-		now.Add(-c.s.policy.StaleAfter)).Scan(&active); err == nil {
+	if open, err := projections.AllOpenRuns(ctx, c.s.pool); err != nil {
+		ch <- prometheus.NewInvalidMetric(activeRunsDesc, err)
+	} else {
+		active := 0
+		for _, r := range open {
+			if r.Active(now, c.s.policy.StaleAfter) { // the domain's rule, not a copy of it in SQL
+				active++
+			}
+		}
 		ch <- prometheus.MustNewConstMetric(activeRunsDesc, prometheus.GaugeValue, float64(active))
 	}
-	if lags, err := projections.Lags(ctx, c.s.pool, nil); err == nil {
+	if lags, err := projections.Lags(ctx, c.s.pool, nil); err != nil {
+		ch <- prometheus.NewInvalidMetric(lagEventsDesc, err)
+	} else {
 		for _, l := range lags {
 			ch <- prometheus.MustNewConstMetric(lagEventsDesc, prometheus.GaugeValue, float64(l.Events), l.Projection)
 			ch <- prometheus.MustNewConstMetric(lagSecondsDesc, prometheus.GaugeValue, l.Seconds, l.Projection)
 		}
 	}
-	if oldest, ok, err := c.s.store.OldestOpenHeartbeat(ctx); err == nil {
+	if oldest, ok, err := c.s.store.OldestOpenHeartbeat(ctx); err != nil {
+		ch <- prometheus.NewInvalidMetric(oldestOpenDesc, err)
+	} else {
 		silence := 0.0
 		if ok {
 			silence = now.Sub(oldest).Seconds()

@@ -40,7 +40,6 @@ const (
 	CodeBodyTooLarge      = "body_too_large"
 	CodeUnsupportedMedia  = "unsupported_media_type"
 	CodeInternal          = "internal"
-	CodeNotReady          = "not_ready"
 	CodeMethodNotAllowed  = "method_not_allowed"
 	problemTypeBase       = "https://runledger.dev/problems/"
 	problemJSONMediaType  = "application/problem+json"
@@ -64,7 +63,6 @@ var statusOf = map[string]int{
 	CodeBodyTooLarge:     http.StatusRequestEntityTooLarge,
 	CodeUnsupportedMedia: http.StatusUnsupportedMediaType,
 	CodeInternal:         http.StatusInternalServerError,
-	CodeNotReady:         http.StatusServiceUnavailable,
 	CodeMethodNotAllowed: http.StatusMethodNotAllowed,
 }
 

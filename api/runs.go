@@ -1,11 +1,9 @@
 package api
 
 import (
-	"encoding/base64"
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -30,8 +28,10 @@ func (c call) actor() string {
 }
 
 // route registers an endpoint of business {b} for the given roles. Checks run
-// in an order that leaks nothing: token (401), path ids (400), business (404:
-// another business's runs do not exist for you), role (403).
+// in an order that leaks nothing: token (401), the business id in the path
+// (400), business (404: another business's runs do not exist for you), role
+// (403); only then does the handler check the rest of its input, so a
+// malformed run id in the path from a caller of the wrong role is a 403.
 func (s *Server) route(pattern string, roles []Role, h func(http.ResponseWriter, *http.Request, call) error) {
 	s.handle(pattern, func(w http.ResponseWriter, r *http.Request) {
 		c, err := s.authorize(r, roles)
@@ -283,11 +283,12 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, c call) error 
 	}
 	var after *projections.ListCursor
 	if v := q.Get("cursor"); v != "" {
-		cur, err := decodeCursor(v)
-		if err != nil {
+		at, tie, err := decodeCursor(v)
+		id, idErr := uuid.Parse(tie)
+		if err != nil || idErr != nil {
 			return fieldProblem("cursor", "is not a cursor this API returned")
 		}
-		after = &cur
+		after = &projections.ListCursor{StartedAt: at, RunID: id}
 	}
 	rows, next, err := projections.ListRuns(r.Context(), s.pool, c.business, limit, after)
 	if err != nil {
@@ -298,35 +299,11 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, c call) error 
 		out.Runs[i] = s.view(row.Run)
 	}
 	if next != nil {
-		cur := encodeCursor(*next)
+		cur := encodeCursor(next.StartedAt, next.RunID.String())
 		out.NextCursor = &cur
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
-}
-
-func encodeCursor(c projections.ListCursor) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.StartedAt.UnixMicro(), 10) + "." + c.RunID.String()))
-}
-
-func decodeCursor(s string) (projections.ListCursor, error) {
-	raw, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return projections.ListCursor{}, err
-	}
-	ts, id, ok := strings.Cut(string(raw), ".")
-	if !ok {
-		return projections.ListCursor{}, fmt.Errorf("bad cursor")
-	}
-	micros, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
-		return projections.ListCursor{}, err
-	}
-	runID, err := uuid.Parse(id)
-	if err != nil {
-		return projections.ListCursor{}, err
-	}
-	return projections.ListCursor{StartedAt: time.UnixMicro(micros).UTC(), RunID: runID}, nil
 }
 
 // EventList is a run's events in order.

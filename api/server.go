@@ -6,6 +6,7 @@ package api
 import (
 	"context"
 	_ "embed"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -93,7 +94,9 @@ func New(cfg Config) *Server {
 	s.routesV1()
 	s.handle("GET /healthz", s.healthz)
 	s.handle("GET /readyz", s.readyz)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
+	// A gauge that cannot be read is logged and left out; the rest is served.
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{
+		ErrorHandling: promhttp.ContinueOnError, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}))
 	s.routes = append(s.routes, "GET /metrics")
 	s.handle("GET /v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", jsonMediaType)
@@ -107,7 +110,36 @@ func New(cfg Config) *Server {
 func (s *Server) CloseStreams() { s.once.Do(func() { close(s.closing) }) }
 
 // Handler returns the server's HTTP handler.
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
+
+// serveHTTP routes a request; a path nothing serves, or a method the path
+// does not take, answers problem+json (404 not_found; 405 with Allow) like
+// every other error.
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := s.mux.Handler(r); pattern != "" {
+		s.mux.ServeHTTP(w, r)
+		return
+	}
+	probe := &headerProbe{header: http.Header{}}
+	s.mux.ServeHTTP(probe, r) // the mux's own 404 or 405, for its status and Allow
+	if probe.status == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", probe.header.Get("Allow"))
+		s.writeError(w, r, newProblem(CodeMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s (allowed: %s)",
+			r.Method, r.URL.Path, probe.header.Get("Allow"))))
+		return
+	}
+	s.writeError(w, r, newProblem(CodeNotFound, "no such resource: "+r.URL.Path))
+}
+
+// headerProbe records what a handler answers without sending it.
+type headerProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *headerProbe) Header() http.Header         { return p.header }
+func (p *headerProbe) Write(b []byte) (int, error) { return len(b), nil }
+func (p *headerProbe) WriteHeader(status int)      { p.status = status }
 
 // Routes lists the registered "METHOD /pattern" routes.
 func (s *Server) Routes() []string { return append([]string(nil), s.routes...) }

@@ -291,6 +291,16 @@ func (s *Store) Load(ctx context.Context, runID uuid.UUID) (domain.Run, error) {
 	return r, nil
 }
 
+// LoadRuns returns the current state of the given runs from their snapshots
+// (runs that do not exist are left out), in one query.
+func (s *Store) LoadRuns(ctx context.Context, ids []uuid.UUID) ([]domain.Run, error) {
+	rows, err := s.pool.Query(ctx, `SELECT state FROM run_snapshots WHERE run_id = ANY($1)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("load %d runs: %w", len(ids), err)
+	}
+	return collectRuns(rows)
+}
+
 // OpenRun returns the business's run that has not ended, or the zero Run.
 func (s *Store) OpenRun(ctx context.Context, businessID string) (domain.Run, error) {
 	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT state FROM run_snapshots WHERE business_id = $1 AND NOT ended`, businessID))

@@ -38,19 +38,13 @@ func Timeline(ctx context.Context, store *eventstore.Store, q eventstore.Busines
 	if err != nil {
 		return nil, err
 	}
-	totals := map[uuid.UUID]int{}
+	totals, err := runTotals(ctx, store, events)
+	if err != nil {
+		return nil, err
+	}
 	lastSeen := map[uuid.UUID]time.Time{}
 	out := make([]TimelineEntry, 0, len(events))
 	for _, e := range events {
-		if start, ok := e.Event.(domain.RunStarted); ok {
-			totals[e.StreamID] = start.TotalCalls
-		} else if _, ok := totals[e.StreamID]; !ok {
-			run, err := store.Load(ctx, e.StreamID)
-			if err != nil {
-				return nil, err
-			}
-			totals[e.StreamID] = run.TotalCalls
-		}
 		summary := summarize(e.Event, totals[e.StreamID])
 		_, stale := e.Event.(domain.RunStaleFailed) // says how long it was silent itself
 		if prev, ok := lastSeen[e.StreamID]; ok && !stale && e.OccurredAt.Sub(prev) >= silenceWorthNoting {
@@ -61,6 +55,37 @@ func Timeline(ctx context.Context, store *eventstore.Store, q eventstore.Busines
 			RunID: e.StreamID, Type: e.Type, Actor: actorOf(e), Summary: summary, Data: e.Data})
 	}
 	return out, nil
+}
+
+// runTotals returns each run's total calls: from its RunStarted when the
+// events hold it, else (a run started before the range) from the write-side
+// snapshots, in one query for all such runs.
+func runTotals(ctx context.Context, store *eventstore.Store, events []eventstore.Recorded) (map[uuid.UUID]int, error) {
+	totals := map[uuid.UUID]int{}
+	var missing []uuid.UUID
+	for _, e := range events {
+		if start, ok := e.Event.(domain.RunStarted); ok {
+			totals[e.StreamID] = start.TotalCalls
+		}
+	}
+	seen := map[uuid.UUID]bool{}
+	for _, e := range events {
+		if _, ok := totals[e.StreamID]; !ok && !seen[e.StreamID] {
+			seen[e.StreamID] = true
+			missing = append(missing, e.StreamID)
+		}
+	}
+	if len(missing) == 0 {
+		return totals, nil
+	}
+	runs, err := store.LoadRuns(ctx, missing)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range runs {
+		totals[r.ID] = r.TotalCalls
+	}
+	return totals, nil
 }
 
 func actorOf(e eventstore.Recorded) string {

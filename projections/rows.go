@@ -183,6 +183,21 @@ func GetOpenRun(ctx context.Context, q Querier, businessID string) (RunRow, bool
 	return r, ok, nil
 }
 
+// AllOpenRuns returns every row of active_runs: each business's run that has
+// not ended, for gauges that judge them with the domain's rules. Its cost
+// follows the number of open runs.
+func AllOpenRuns(ctx context.Context, q Querier) ([]RunRow, error) {
+	rows, err := q.Query(ctx, `SELECT `+runColumnList+` FROM active_runs`)
+	if err != nil {
+		return nil, fmt.Errorf("open runs: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, scanRunRow)
+	if err != nil {
+		return nil, fmt.Errorf("open runs: %w", err)
+	}
+	return out, nil
+}
+
 // ListCursor is where a newest-first page of runs resumes.
 type ListCursor struct {
 	StartedAt time.Time

@@ -37,7 +37,7 @@ type Options struct {
 	Fast bool
 	// Settings are extra `-c name=value` server settings.
 	Settings map[string]string
-	// LogFile receives the server's log; default Dir/../<base>.log.
+	// LogFile receives the server's log; default Dir/server.log.
 	LogFile string
 }
 
