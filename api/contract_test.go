@@ -371,8 +371,14 @@ func streamEnds(t *testing.T, events <-chan sse) {
 // events; the connection is closed when the test ends.
 func (e *env) openStream(business string) <-chan sse {
 	e.t.Helper()
+	return e.openStreamAs(business, e.token(business, api.RoleUser))
+}
+
+// openStreamAs opens the business's active-run stream with token.
+func (e *env) openStreamAs(business, token string) <-chan sse {
+	e.t.Helper()
 	req, _ := http.NewRequest("GET", e.url+"/v1/businesses/"+business+"/runs/active/stream", nil)
-	req.Header.Set("Authorization", "Bearer "+e.token(business, api.RoleUser))
+	req.Header.Set("Authorization", "Bearer "+token)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		e.t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,9 +38,14 @@ type env struct {
 	server *api.Server
 	runner *eventstore.Runner
 	url    string
+	// stopProjector stops the projections (tests of a read model that falls behind).
+	stopProjector func()
 }
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB) *env { return newEnvWith(t, nil) }
+
+// newEnvWith is newEnv with the server's configuration adjusted by configure.
+func newEnvWith(t testing.TB, configure func(*api.Config)) *env {
 	t.Helper()
 	pool := pgtest.NewDB(t)
 	clock := fakeclock.New(t0)
@@ -50,8 +56,12 @@ func newEnv(t testing.TB) *env {
 	runner := eventstore.NewRunner(eventstore.New(pool), domain.DefaultPolicy())
 	runner.Now = clock.Now
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := api.New(api.Config{Runner: runner, Pool: pool, Auth: auth, Policy: domain.DefaultPolicy(), Now: clock.Now,
-		Logger: logger, StreamPoll: 10 * time.Millisecond, StreamKeepAlive: 50 * time.Millisecond})
+	cfg := api.Config{Runner: runner, Pool: pool, Auth: auth, Policy: domain.DefaultPolicy(), Now: clock.Now,
+		Logger: logger, StreamPoll: 10 * time.Millisecond, StreamKeepAlive: 50 * time.Millisecond}
+	if configure != nil {
+		configure(&cfg)
+	}
+	srv := api.New(cfg)
 	runner.OnAppended = srv.Metrics().ObserveResult
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
@@ -64,8 +74,10 @@ func newEnv(t testing.TB) *env {
 	done := make(chan error, 1)
 	go func() { done <- proj.Run(ctx) }()
 	<-proj.Running()
-	t.Cleanup(func() { cancel(); <-done })
-	return &env{t: t, pool: pool, clock: clock, auth: auth, server: srv, runner: runner, url: hs.URL}
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return &env{t: t, pool: pool, clock: clock, auth: auth, server: srv, runner: runner, url: hs.URL, stopProjector: stop}
 }
 
 func (e *env) token(business string, role api.Role) string {

@@ -1,13 +1,17 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/internal/dberr"
 )
 
 // Problem is an RFC 9457 problem document with a stable machine code.
@@ -41,6 +45,9 @@ const (
 	CodeUnsupportedMedia  = "unsupported_media_type"
 	CodeInternal          = "internal"
 	CodeMethodNotAllowed  = "method_not_allowed"
+	CodeUnavailable       = "unavailable"
+	CodeReadModelBehind   = "read_model_behind"
+	CodeTooManyStreams    = "too_many_streams"
 	problemTypeBase       = "https://runledger.dev/problems/"
 	problemJSONMediaType  = "application/problem+json"
 	jsonMediaType         = "application/json"
@@ -64,10 +71,24 @@ var statusOf = map[string]int{
 	CodeUnsupportedMedia: http.StatusUnsupportedMediaType,
 	CodeInternal:         http.StatusInternalServerError,
 	CodeMethodNotAllowed: http.StatusMethodNotAllowed,
+	CodeUnavailable:      http.StatusServiceUnavailable,
+	CodeReadModelBehind:  http.StatusServiceUnavailable,
+	CodeTooManyStreams:   http.StatusTooManyRequests,
 }
 
 // apiError is an error that already knows its problem.
-type apiError struct{ p Problem }
+type apiError struct {
+	p Problem
+	// retryAfter, when set, is sent as Retry-After (whole seconds).
+	retryAfter time.Duration
+}
+
+// retryable returns a problem that tells the client when to try again.
+func retryable(code, detail string, after time.Duration) *apiError {
+	e := newProblem(code, detail)
+	e.retryAfter = after
+	return e
+}
 
 func (e *apiError) Error() string { return e.p.Code + ": " + e.p.Detail }
 
@@ -77,8 +98,10 @@ func newProblem(code, detail string) *apiError {
 }
 
 // problemFor maps any error to its problem: API errors as they are, domain
-// and store errors by type, anything else to 500 with the cause logged.
-func (s *Server) problemFor(r *http.Request, err error) Problem {
+// and store errors by type, the database's unavailability to 503 (the
+// cause logged at most once a second per kind), anything else to 500 with
+// the cause logged.
+func (s *Server) problemFor(r *http.Request, err error) *apiError {
 	var (
 		ae       *apiError
 		ve       *domain.ValidationError
@@ -88,38 +111,49 @@ func (s *Server) problemFor(r *http.Request, err error) Problem {
 	)
 	switch {
 	case errors.As(err, &ae):
-		return ae.p
+		return ae
 	case errors.As(err, &ve):
-		p := newProblem(CodeValidationFailed, ve.Error()).p
-		p.Errors = ve.Fields
-		return p
+		e := newProblem(CodeValidationFailed, ve.Error())
+		e.p.Errors = ve.Fields
+		return e
 	case errors.As(err, &ended):
-		p := newProblem(CodeRunEnded, "the run has ended; its final state is attached").p
+		e := newProblem(CodeRunEnded, "the run has ended; its final state is attached")
 		v := s.view(ended.Final)
-		p.Run = &v
-		return p
+		e.p.Run = &v
+		return e
 	case errors.As(err, &active):
-		p := newProblem(CodeActiveRunExists, "the business already has an active run").p
-		p.RunID = active.RunID.String()
-		return p
+		e := newProblem(CodeActiveRunExists, "the business already has an active run")
+		e.p.RunID = active.RunID.String()
+		return e
 	case errors.Is(err, domain.ErrRunNotFound):
-		return newProblem(CodeNotFound, "run not found").p
+		return newProblem(CodeNotFound, "run not found")
 	case errors.Is(err, domain.ErrRunExists):
-		return newProblem(CodeRunExists, "a run with this id already exists with other parameters").p
+		return newProblem(CodeRunExists, "a run with this id already exists with other parameters")
 	case errors.Is(err, eventstore.ErrVersionConflict):
-		return newProblem(CodeConflict, "the run changed concurrently too many times; retry").p
+		return newProblem(CodeConflict, "the run changed concurrently too many times; retry")
 	case errors.As(err, &tooLarge):
-		return newProblem(CodeBodyTooLarge, "request body exceeds 64 KiB").p
+		return newProblem(CodeBodyTooLarge, "request body exceeds 64 KiB")
 	}
-	s.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	return newProblem(CodeInternal, internalErrorResponse).p
+	if errors.Is(r.Context().Err(), context.Canceled) { // the client went away; nobody reads this answer
+		return retryable(CodeUnavailable, "the request was cancelled", time.Second)
+	}
+	if kind, ok := dberr.Transient(err); ok {
+		s.failures.Log(r.Context(), slog.LevelWarn, "unavailable:"+string(kind), "request failed: database unavailable",
+			"method", r.Method, "route", r.Pattern, "err", err)
+		return retryable(CodeUnavailable, "the service cannot reach its database right now; retry shortly", time.Second)
+	}
+	s.failures.Log(r.Context(), slog.LevelError, "internal:"+r.Pattern, "request failed", "method", r.Method, "route", r.Pattern, "err", err)
+	return newProblem(CodeInternal, internalErrorResponse)
 }
 
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	p := s.problemFor(r, err)
+	e := s.problemFor(r, err)
+	if e.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(max(time.Second, e.retryAfter)/time.Second)))
+	}
 	w.Header().Set("Content-Type", problemJSONMediaType)
-	w.WriteHeader(p.Status)
-	_ = json.NewEncoder(w).Encode(p)
+	w.WriteHeader(e.p.Status)
+	_ = json.NewEncoder(w).Encode(e.p)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

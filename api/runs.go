@@ -17,6 +17,8 @@ import (
 type call struct {
 	business string
 	claims   Claims
+	// token is the bearer token itself (never logged), to count its streams.
+	token string
 }
 
 // actor names the caller in event metadata.
@@ -63,7 +65,7 @@ func (s *Server) authorize(r *http.Request, roles []Role) (call, error) {
 	if !allows(claims.Role, roles) {
 		return call{}, newProblem(CodeForbidden, fmt.Sprintf("role %q may not do this", claims.Role))
 	}
-	return call{business: business, claims: claims}, nil
+	return call{business: business, claims: claims, token: token}, nil
 }
 
 var (
@@ -233,6 +235,9 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request, c call) error {
 }
 
 func (s *Server) getActive(w http.ResponseWriter, r *http.Request, c call) error {
+	if err := s.readModelFresh(projections.ActiveRuns); err != nil {
+		return err
+	}
 	row, ok, err := projections.GetOpenRun(r.Context(), s.pool, c.business)
 	if err != nil {
 		return err

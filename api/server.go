@@ -20,6 +20,8 @@ import (
 
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/internal/ratelog"
+	"github.com/runledger/runledger/projections"
 )
 
 //go:embed openapi.json
@@ -45,6 +47,15 @@ type Config struct {
 	// RequestTimeout is the deadline of every request but the streams
 	// (default 5s); the HTTP server's write timeout must outlast it.
 	RequestTimeout time.Duration
+	// Lag, if set, tells how far the read models are behind the log; GET
+	// active and the stream refuse to judge from a read model more than
+	// MaxReadLag behind (503 read_model_behind).
+	Lag *projections.LagMonitor
+	// MaxReadLag is that bound (default 5s); keep it well under the TTL.
+	MaxReadLag time.Duration
+	// MaxStreams caps this replica's open SSE streams, MaxStreamsPerToken
+	// the streams of one token (defaults 5000 and 10); beyond, 429.
+	MaxStreams, MaxStreamsPerToken int
 }
 
 // Server is the HTTP API.
@@ -58,8 +69,12 @@ type Server struct {
 	logger  *slog.Logger
 	metrics *Metrics
 	cfg     Config
-	mux     *http.ServeMux
-	routes  []string
+	// failures rate-limits the logging of failed requests: an outage fails
+	// thousands the same way each second.
+	failures *ratelog.Limiter
+	streams  *streamLimiter
+	mux      *http.ServeMux
+	routes   []string
 	// closing ends open SSE streams when the server shuts down.
 	closing chan struct{}
 	once    sync.Once
@@ -88,8 +103,18 @@ func New(cfg Config) *Server {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 5 * time.Second
 	}
+	if cfg.MaxReadLag <= 0 {
+		cfg.MaxReadLag = 5 * time.Second
+	}
+	if cfg.MaxStreams <= 0 {
+		cfg.MaxStreams = 5000
+	}
+	if cfg.MaxStreamsPerToken <= 0 {
+		cfg.MaxStreamsPerToken = 10
+	}
 	s := &Server{runner: cfg.Runner, store: cfg.Runner.Store, pool: cfg.Pool, auth: cfg.Auth, policy: cfg.Policy,
-		now: cfg.Now, logger: cfg.Logger, cfg: cfg, mux: http.NewServeMux(), closing: make(chan struct{})}
+		now: cfg.Now, logger: cfg.Logger, cfg: cfg, mux: http.NewServeMux(), closing: make(chan struct{}),
+		failures: ratelog.New(cfg.Logger, time.Second), streams: newStreamLimiter(cfg.MaxStreams, cfg.MaxStreamsPerToken)}
 	s.metrics = newMetrics(cfg.Registry, s)
 	s.routesV1()
 	s.handle("GET /healthz", s.healthz)

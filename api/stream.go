@@ -21,6 +21,16 @@ const (
 // its terminal state, and ends. Event ids are log positions, so a client
 // that reconnects with Last-Event-ID is not sent a state it has seen.
 func (s *Server) streamActive(w http.ResponseWriter, r *http.Request, c call) error {
+	for _, name := range projections.Names {
+		if err := s.readModelFresh(name); err != nil {
+			return err
+		}
+	}
+	release, err := s.streams.acquire(c.token)
+	if err != nil {
+		return err
+	}
+	defer release()
 	row, ok, err := projections.GetOpenRun(r.Context(), s.pool, c.business)
 	if err != nil {
 		return err

@@ -3,17 +3,29 @@ package projections
 import (
 	"context"
 	"fmt"
+	"math"
+	"sync"
+	"time"
 )
 
 // Lag is how far a projection is behind the log.
 type Lag struct {
-	Projection string  `json:"projection"`
-	Events     int64   `json:"events_behind"`
-	Seconds    float64 `json:"seconds_behind"`
+	Projection string `json:"projection"`
+	// Events is the number of committed events it has not applied (counted
+	// up to lagCountCap).
+	Events int64 `json:"events_behind"`
+	// Seconds is the age, by the database's clock, of the oldest of them (0
+	// when caught up).
+	Seconds float64 `json:"seconds_behind"`
 }
 
-// Lags measures each projection: the committed events past its offset, and
-// the age of the oldest of them (0 when caught up).
+// lagCountCap bounds the events counted per measurement, so measuring a
+// projection a million events behind stays cheap.
+const lagCountCap = 100_000
+
+// Lags measures each projection (all when names is empty): the committed
+// events past its offset, in subscriber order through the index, and the age
+// of the oldest of them.
 func Lags(ctx context.Context, q Querier, names []string) ([]Lag, error) {
 	if len(names) == 0 {
 		names = Names
@@ -26,13 +38,81 @@ func Lags(ctx context.Context, q Querier, names []string) ([]Lag, error) {
 				SELECT last_processed_transaction_id AS tx, coalesce(offset_acked, 0) AS pos
 				FROM projection_offsets WHERE consumer_group = $1
 				UNION ALL SELECT '0'::xid8, 0
-				ORDER BY tx DESC LIMIT 1)
-			SELECT count(*), coalesce(extract(epoch FROM clock_timestamp() - min(e.recorded_at)), 0)::float8
-			FROM events e, o WHERE (e.transaction_id, e.position) > (o.tx, o.pos)`, name).Scan(&l.Events, &l.Seconds)
+				ORDER BY tx DESC LIMIT 1),
+			behind AS (
+				SELECT e.recorded_at FROM events e, o WHERE (e.transaction_id, e.position) > (o.tx, o.pos)
+				ORDER BY e.transaction_id, e.position LIMIT $2)
+			SELECT count(*), coalesce(extract(epoch FROM clock_timestamp() - min(recorded_at)), 0)::float8 FROM behind`,
+			name, lagCountCap).Scan(&l.Events, &l.Seconds)
 		if err != nil {
 			return nil, fmt.Errorf("lag of %s: %w", name, err)
 		}
 		out = append(out, l)
 	}
 	return out, nil
+}
+
+// LagMonitor measures the projections' lag every interval, so that a read
+// can ask "is this read model too far behind to judge from?" without a query
+// of its own. A replica's read models can fall behind while another replica
+// holds their consumer group, or while the database holds back the log's
+// visibility horizon; a read model that is behind must not be taken for the
+// truth (a run that is heartbeating would look silent).
+type LagMonitor struct {
+	q        Querier
+	interval time.Duration
+
+	mu       sync.Mutex
+	lags     map[string]float64
+	measured time.Time // local monotonic time of the last successful measurement
+}
+
+// NewLagMonitor returns a monitor that measures every interval once Run.
+func NewLagMonitor(q Querier, interval time.Duration) *LagMonitor {
+	return &LagMonitor{q: q, interval: interval, lags: map[string]float64{}}
+}
+
+// Measure measures once.
+func (m *LagMonitor) Measure(ctx context.Context) error {
+	lags, err := Lags(ctx, m.q, nil)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, l := range lags {
+		m.lags[l.Projection] = l.Seconds
+	}
+	m.measured = time.Now()
+	return nil
+}
+
+// Run measures every interval until ctx ends.
+func (m *LagMonitor) Run(ctx context.Context) {
+	t := time.NewTicker(m.interval)
+	defer t.Stop()
+	for {
+		_ = m.Measure(ctx) // a failed measurement ages; Behind then says so
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Behind is how far projection was behind the log at the last measurement,
+// plus the age of that measurement: a lag nobody could measure recently is
+// treated as that old. It is +Inf before the first measurement.
+func (m *LagMonitor) Behind(projection string) time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.measured.IsZero() {
+		return time.Duration(math.MaxInt64)
+	}
+	age := time.Since(m.measured)
+	if age < 2*m.interval {
+		age = 0 // a measurement is due; it is not stale yet
+	}
+	return time.Duration(m.lags[projection]*float64(time.Second)) + age
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,9 +27,16 @@ type Config struct {
 	DebugAddr string
 	// RequestTimeout is every request's deadline (streams excepted).
 	RequestTimeout time.Duration
+	// MaxReadLag is how far behind the log a read model may be for GET
+	// active and the stream to judge from it (capped at a quarter of the TTL).
+	MaxReadLag time.Duration
+	// MaxStreams and MaxStreamsPerToken cap the open SSE streams.
+	MaxStreams, MaxStreamsPerToken int
 
-	// envErrs are malformed environment values, reported by validate.
+	// envErrs are malformed environment values, reported by Policy.
 	envErrs []error
+	// clockSkew offsets this process's own clock (tests of clock skew only).
+	clockSkew time.Duration
 }
 
 // bindCommon registers the flags shared by the commands that touch the
@@ -52,7 +60,17 @@ func (c *Config) bindServe(fs *flag.FlagSet) {
 	c.StaleAfter = c.envDuration("RUNLEDGER_STALE_AFTER", 15*time.Minute)
 	c.ReapInterval = c.envDuration("RUNLEDGER_REAP_INTERVAL", 10*time.Second)
 	c.HeartbeatMinInterval = c.envDuration("RUNLEDGER_HEARTBEAT_MIN_INTERVAL", 5*time.Second)
+	fs.Func("max-read-lag", "how far behind the log a read model may be to judge 'active' from (env RUNLEDGER_MAX_READ_LAG, default 5s, at most stale-after/4)", durationFlag(&c.MaxReadLag))
+	fs.IntVar(&c.MaxStreams, "max-streams", c.envInt("RUNLEDGER_MAX_STREAMS", 5000), "open SSE streams per replica (env RUNLEDGER_MAX_STREAMS)")
+	fs.IntVar(&c.MaxStreamsPerToken, "max-streams-per-token", c.envInt("RUNLEDGER_MAX_STREAMS_PER_TOKEN", 10), "open SSE streams per token (env RUNLEDGER_MAX_STREAMS_PER_TOKEN)")
 	c.RequestTimeout = c.envDuration("RUNLEDGER_REQUEST_TIMEOUT", 5*time.Second)
+	c.MaxReadLag = c.envDuration("RUNLEDGER_MAX_READ_LAG", 5*time.Second)
+}
+
+// readLagBound is MaxReadLag, at most a quarter of the TTL: a read model
+// behind by more than that could show a live run as silent.
+func (c *Config) readLagBound() time.Duration {
+	return min(c.MaxReadLag, c.StaleAfter/4)
 }
 
 // Policy returns the domain policy, or an error naming the bad setting.
@@ -69,6 +87,9 @@ func (c *Config) Policy() (domain.Policy, error) {
 	}
 	if c.RequestTimeout <= 0 {
 		return p, fmt.Errorf("configuration: --request-timeout must be positive")
+	}
+	if c.MaxReadLag <= 0 || c.MaxStreams <= 0 || c.MaxStreamsPerToken <= 0 {
+		return p, fmt.Errorf("configuration: --max-read-lag, --max-streams and --max-streams-per-token must be positive")
 	}
 	return p, nil
 }
@@ -94,6 +115,20 @@ func (c *Config) envDuration(key string, def time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+// envInt reads an integer from the environment like envDuration.
+func (c *Config) envInt(key string, def int) int {
+	v := os.Getenv(key)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q: %w", key, v, err))
+		return def
+	}
+	return n
 }
 
 func durationFlag(dst *time.Duration) func(string) error {

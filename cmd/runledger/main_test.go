@@ -21,7 +21,7 @@ const testSecret = "cmd-test-secret-cmd-test-secret-0123"
 
 func testConfig(t *testing.T) Config {
 	return Config{DatabaseURL: pgtest.URL(t), Addr: "127.0.0.1:0", StaleAfter: 15 * time.Minute,
-		ReapInterval: time.Second, HeartbeatMinInterval: 5 * time.Second, AuthSecret: testSecret, RequestTimeout: 5 * time.Second}
+		ReapInterval: time.Second, HeartbeatMinInterval: 5 * time.Second, AuthSecret: testSecret, RequestTimeout: 5 * time.Second, MaxReadLag: 5 * time.Second, MaxStreams: 100, MaxStreamsPerToken: 10}
 }
 
 // serve end to end: migrate, serve, answer, and shut down on cancel with an
@@ -92,7 +92,7 @@ func TestServeRunsAndShutsDownGracefully(t *testing.T) {
 }
 
 func TestConfigRefusesCoalescingBeyondTenthOfTTL(t *testing.T) {
-	cfg := Config{StaleAfter: time.Minute, HeartbeatMinInterval: 10 * time.Second, ReapInterval: time.Second, RequestTimeout: time.Second}
+	cfg := Config{StaleAfter: time.Minute, HeartbeatMinInterval: 10 * time.Second, ReapInterval: time.Second, RequestTimeout: time.Second, MaxReadLag: time.Second, MaxStreams: 1, MaxStreamsPerToken: 1}
 	if _, err := cfg.Policy(); err == nil || !strings.Contains(err.Error(), "heartbeat_min_interval") {
 		t.Fatalf("Policy() = %v", err)
 	}

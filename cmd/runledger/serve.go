@@ -19,6 +19,7 @@ import (
 	"github.com/runledger/runledger/api"
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/internal/dbclock"
 	"github.com/runledger/runledger/migrations"
 	"github.com/runledger/runledger/projections"
 	"github.com/runledger/runledger/reaper"
@@ -32,10 +33,14 @@ type service struct {
 	// Each role has its own pool (see poolSpec): commands (appends and the
 	// idempotency keys), reads (the API's queries), the projector and the
 	// reaper, so that none can starve another.
-	pool      *pgxpool.Pool
-	reads     *pgxpool.Pool
-	projPool  *pgxpool.Pool
-	reapPool  *pgxpool.Pool
+	pool     *pgxpool.Pool
+	reads    *pgxpool.Pool
+	projPool *pgxpool.Pool
+	reapPool *pgxpool.Pool
+	// clock is the database's clock, which every decision of every replica uses.
+	clock     *dbclock.Clock
+	lag       *projections.LagMonitor
+	reg       *prometheus.Registry
 	api       *api.Server
 	projector *projections.Projector
 	reaper    *reaper.Reaper
@@ -50,12 +55,17 @@ func newService(ctx context.Context, cfg Config, logger *slog.Logger) (*service,
 	if err != nil {
 		return nil, err
 	}
-	auth, err := api.NewAuthenticator(cfg.AuthSecret, nil)
+	s := &service{cfg: cfg, logger: logger, reg: prometheus.NewRegistry()}
+	// Token expiry is judged on the database's clock, measured below.
+	auth, err := api.NewAuthenticator(cfg.AuthSecret, func() time.Time { return s.clock.Now() })
 	if err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
-	s := &service{cfg: cfg, logger: logger}
 	if err := s.openPools(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.syncClock(ctx); err != nil {
+		s.closePools()
 		return nil, err
 	}
 	if err := s.build(ctx, policy, auth); err != nil {
@@ -63,6 +73,25 @@ func newService(ctx context.Context, cfg Config, logger *slog.Logger) (*service,
 		return nil, err
 	}
 	return s, nil
+}
+
+// syncClock measures this replica's offset to the database's clock before
+// anything decides with it, and exports it.
+func (s *service) syncClock(ctx context.Context) error {
+	offset := prometheus.NewGauge(prometheus.GaugeOpts{Name: "runledger_clock_offset_seconds",
+		Help: "The database's clock minus this replica's, as last measured; decisions use the database's."})
+	uncertainty := prometheus.NewGauge(prometheus.GaugeOpts{Name: "runledger_clock_offset_uncertainty_seconds",
+		Help: "Half the round trip of the offset's best measurement."})
+	s.reg.MustRegister(offset, uncertainty)
+	local := time.Now
+	if skew := s.cfg.clockSkew; skew != 0 { // tests: a replica whose own clock is off
+		local = func() time.Time { return time.Now().Add(skew) }
+	}
+	s.clock = dbclock.New(s.reads, dbclock.Options{Local: local, Logger: s.logger, OnMeasure: func(o, u time.Duration) {
+		offset.Set(o.Seconds())
+		uncertainty.Set(u.Seconds())
+	}})
+	return s.clock.Sync(ctx)
 }
 
 func (s *service) openPools(ctx context.Context) error {
@@ -104,11 +133,17 @@ func (s *service) build(ctx context.Context, policy domain.Policy, auth *api.Aut
 			s.logger.Info("migrations applied", "migrations", applied)
 		}
 	}
-	reg := prometheus.NewRegistry()
+	reg := s.reg
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	runner := eventstore.NewRunner(eventstore.New(s.pool), policy)
+	runner.Now = s.clock.Now
+	s.lag = projections.NewLagMonitor(s.reads, 250*time.Millisecond)
+	if err := s.lag.Measure(ctx); err != nil {
+		return err
+	}
 	s.api = api.New(api.Config{Runner: runner, Pool: s.reads, Auth: auth, Policy: policy, Logger: s.logger, Registry: reg,
-		RequestTimeout: s.cfg.RequestTimeout})
+		RequestTimeout: s.cfg.RequestTimeout, Now: s.clock.Now, Lag: s.lag, MaxReadLag: s.cfg.readLagBound(),
+		ReadyMaxLag: s.cfg.readLagBound(), MaxStreams: s.cfg.MaxStreams, MaxStreamsPerToken: s.cfg.MaxStreamsPerToken})
 	runner.OnAppended = s.api.Metrics().ObserveResult
 	runner.OnConflict = s.api.Metrics().Conflict
 	var err error
@@ -119,6 +154,7 @@ func (s *service) build(ctx context.Context, policy domain.Policy, auth *api.Aut
 	// The reaper appends through a Runner of its own pool: a flood of
 	// commands waiting on a lock cannot hold back the end of silent runs.
 	reapRunner := eventstore.NewRunner(eventstore.New(s.reapPool), policy)
+	reapRunner.Now = s.clock.Now
 	reapRunner.OnAppended = s.api.Metrics().ObserveResult
 	reapRunner.OnConflict = s.api.Metrics().Conflict
 	s.reaper, err = reaper.New(reaper.Config{Runner: reapRunner, Interval: s.cfg.ReapInterval, Logger: s.logger, Metrics: reaper.NewMetrics(reg)})
@@ -147,8 +183,10 @@ func (s *service) Run(ctx context.Context) error {
 	defer s.closePools()
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	errs := make(chan error, 3)
-	wg.Add(2)
+	errs := make(chan error, 5)
+	wg.Add(4)
+	go func() { defer wg.Done(); s.clock.Run(bg) }()
+	go func() { defer wg.Done(); s.lag.Run(bg) }()
 	go func() { defer wg.Done(); errs <- wrap("projector", s.projector.Run(bg)) }()
 	go func() { defer wg.Done(); errs <- wrap("reaper", s.reaper.Run(bg)) }()
 	go func() {
