@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -323,8 +324,8 @@ func waitBatchOpen(t *testing.T, pool *pgxpool.Pool, pid int) {
 	for time.Now().Before(deadline) {
 		var open bool
 		err := pool.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-			WHERE application_name = 'runledger-projector' AND backend_xid IS NOT NULL
-			AND state IN ('active', 'idle in transaction') AND query ~ '(runs|active_runs)')`).Scan(&open)
+			WHERE application_name = 'runledger-projector:' || $1 AND backend_xid IS NOT NULL
+			AND state IN ('active', 'idle in transaction') AND query ~ '(runs|active_runs)')`, strconv.Itoa(pid)).Scan(&open)
 		if err != nil {
 			t.Fatal(err)
 		}

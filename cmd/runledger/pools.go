@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -17,7 +18,8 @@ import (
 // burst of commands waiting on a lock cannot take the connections the
 // projector and the reaper need to keep the read models and the runs honest.
 type poolSpec struct {
-	// name is the PostgreSQL application_name (seen in pg_stat_activity).
+	// name is the PostgreSQL application_name (seen in pg_stat_activity,
+	// followed by ":" and the process id).
 	name string
 	// size is the pool's maximum; DATABASE_URL's pool_max_conns overrides
 	// it for the commands pool only.
@@ -78,7 +80,8 @@ func openPool(ctx context.Context, url string, spec poolSpec) (*pgxpool.Pool, er
 	}
 	cfg.MinConns = min(spec.minConns, cfg.MaxConns)
 	params := cfg.ConnConfig.RuntimeParams
-	params["application_name"] = spec.name
+	// The pid tells replicas on one host apart in pg_stat_activity.
+	params["application_name"] = spec.name + ":" + strconv.Itoa(os.Getpid())
 	for name, d := range map[string]time.Duration{"statement_timeout": spec.statementTimeout,
 		"lock_timeout": spec.lockTimeout, "idle_in_transaction_session_timeout": spec.idleInTransaction} {
 		if d > 0 {

@@ -147,7 +147,7 @@ func (s *service) build(ctx context.Context, policy domain.Policy, auth *api.Aut
 	runner.OnAppended = s.api.Metrics().ObserveResult
 	runner.OnConflict = s.api.Metrics().Conflict
 	var err error
-	s.projector, err = projections.NewProjector(s.projPool, projections.Options{Logger: s.logger, Metrics: projections.NewMetrics(reg)})
+	s.projector, err = projections.NewProjector(s.projPool, projectorOptions(s.cfg.readLagBound(), s.logger, projections.NewMetrics(reg)))
 	if err != nil {
 		return err
 	}
@@ -259,4 +259,17 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	return svc.Run(ctx)
+}
+
+// projectorOptions derive the projector's transaction limits from the read
+// lag bound: a batch whose process stalls (a frozen VM, a half-open
+// connection) is ended by PostgreSQL, and its consumer group taken over by
+// another replica, before the read models fall further behind than reads
+// accept.
+func projectorOptions(bound time.Duration, logger *slog.Logger, metrics *projections.Metrics) projections.Options {
+	return projections.Options{Logger: logger, Metrics: metrics,
+		LockTimeout:              max(bound/10, 100*time.Millisecond),
+		StatementTimeout:         max(bound/2, time.Second),
+		IdleInTransactionTimeout: max(bound/3, time.Second),
+	}
 }
