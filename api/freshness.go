@@ -59,3 +59,10 @@ func (l *streamLimiter) acquire(token string) (release func(), err error) {
 		})
 	}, nil
 }
+
+// open is the number of streams open.
+func (l *streamLimiter) open() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.total
+}

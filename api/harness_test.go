@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -40,6 +41,7 @@ type env struct {
 	url    string
 	// stopProjector stops the projections (tests of a read model that falls behind).
 	stopProjector func()
+	feed          *projections.Feed
 }
 
 func newEnv(t testing.TB) *env { return newEnvWith(t, nil) }
@@ -53,11 +55,14 @@ func newEnvWith(t testing.TB, configure func(*api.Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runner := eventstore.NewRunner(eventstore.New(pool), domain.DefaultPolicy())
+	var proj *projections.Projector
+	store := eventstore.NewWithOptions(pool, eventstore.Options{OnCommitted: func(last int64) { proj.Wake(last) }})
+	runner := eventstore.NewRunner(store, domain.DefaultPolicy())
 	runner.Now = clock.Now
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cfg := api.Config{Runner: runner, Pool: pool, Auth: auth, Policy: domain.DefaultPolicy(), Now: clock.Now,
-		Logger: logger, StreamPoll: 10 * time.Millisecond, StreamKeepAlive: 50 * time.Millisecond}
+	feed := projections.NewFeed()
+	cfg := api.Config{Runner: runner, Pool: pool, Auth: auth, Policy: domain.DefaultPolicy(), Now: clock.Now, NewTimer: clock.NewTimer,
+		Logger: logger, StreamKeepAlive: 50 * time.Millisecond, Feed: feed}
 	if configure != nil {
 		configure(&cfg)
 	}
@@ -66,7 +71,7 @@ func newEnvWith(t testing.TB, configure func(*api.Config)) *env {
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
 
-	proj, err := projections.NewProjector(pool, projections.Options{PollInterval: 5 * time.Millisecond, Logger: logger})
+	proj, err = projections.NewProjector(pool, projections.Options{PollInterval: time.Second, Logger: logger, Feed: feed})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +82,7 @@ func newEnvWith(t testing.TB, configure func(*api.Config)) *env {
 	var once sync.Once
 	stop := func() { once.Do(func() { cancel(); <-done }) }
 	t.Cleanup(stop)
-	return &env{t: t, pool: pool, clock: clock, auth: auth, server: srv, runner: runner, url: hs.URL, stopProjector: stop}
+	return &env{t: t, pool: pool, clock: clock, auth: auth, server: srv, runner: runner, url: hs.URL, stopProjector: stop, feed: feed}
 }
 
 func (e *env) token(business string, role api.Role) string {
@@ -246,3 +251,5 @@ func (e *env) start(business string, total int) string {
 	e.caughtUp()
 	return r.str("run_id")
 }
+
+func strconvItoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -18,6 +18,7 @@ type Metrics struct {
 	runsStarted prometheus.Counter
 	runsEnded   *prometheus.CounterVec
 	conflicts   prometheus.Counter
+	consistency consistencyMetrics
 }
 
 func newMetrics(reg prometheus.Registerer, s *Server) *Metrics {
@@ -33,6 +34,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) *Metrics {
 			Help: "Optimistic-concurrency conflicts retried by this process."}),
 	}
 	reg.MustRegister(m.requests, m.runsStarted, m.runsEnded, m.conflicts, &dbCollector{s: s})
+	m.consistency = newConsistencyMetrics(reg)
 	return m
 }
 

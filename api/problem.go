@@ -118,7 +118,7 @@ func (s *Server) problemFor(r *http.Request, err error) *apiError {
 		return e
 	case errors.As(err, &ended):
 		e := newProblem(CodeRunEnded, "the run has ended; its final state is attached")
-		v := s.view(ended.Final)
+		v := s.view(ended.Final, 0)
 		e.p.Run = &v
 		return e
 	case errors.As(err, &active):

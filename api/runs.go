@@ -135,7 +135,8 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request, c call) error 
 		status = http.StatusOK // a retried start: the run as it is
 	}
 	w.Header().Set("Location", "/v1/businesses/"+c.business+"/runs/"+runID.String())
-	writeJSON(w, status, s.view(res.Run))
+	setPosition(w, res.LastPosition)
+	writeJSON(w, status, s.view(res.Run, res.LastPosition))
 	return nil
 }
 
@@ -150,6 +151,8 @@ type HeartbeatResponse struct {
 	CancelRequested bool    `json:"cancel_requested"`
 	// Recorded is false when the heartbeat was coalesced (acknowledged, not stored).
 	Recorded bool `json:"recorded"`
+	// Position is the log position the answer reflects (see RunView.Position).
+	Position int64 `json:"position"`
 }
 
 func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, c call) error {
@@ -169,8 +172,9 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, c call) error
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, HeartbeatResponse{Run: s.view(res.Run), CancelRequested: res.Run.CancelRequested,
-		Recorded: len(res.Events) > 0})
+	setPosition(w, res.LastPosition)
+	writeJSON(w, http.StatusOK, HeartbeatResponse{Run: s.view(res.Run, res.LastPosition), CancelRequested: res.Run.CancelRequested,
+		Recorded: len(res.Events) > 0, Position: res.LastPosition})
 	return nil
 }
 
@@ -201,7 +205,8 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request, c call) error 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, s.view(res.Run))
+	setPosition(w, res.LastPosition)
+	writeJSON(w, http.StatusOK, s.view(res.Run, res.LastPosition))
 	return nil
 }
 
@@ -230,11 +235,15 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request, c call) error {
 	if res.Run.Ended() {
 		status = http.StatusOK // forced: the run was silent past the TTL and is now cancelled
 	}
-	writeJSON(w, status, s.view(res.Run))
+	setPosition(w, res.LastPosition)
+	writeJSON(w, status, s.view(res.Run, res.LastPosition))
 	return nil
 }
 
 func (s *Server) getActive(w http.ResponseWriter, r *http.Request, c call) error {
+	if err := s.awaitApplied(r, projections.ActiveRuns); err != nil {
+		return err
+	}
 	if err := s.readModelFresh(projections.ActiveRuns); err != nil {
 		return err
 	}
@@ -250,13 +259,16 @@ func (s *Server) getActive(w http.ResponseWriter, r *http.Request, c call) error
 		return newProblem(CodeNoActiveRun, fmt.Sprintf("run %s has been silent for %s (TTL %s): not active",
 			row.ID, row.SilentFor(now).Round(time.Second), s.policy.StaleAfter))
 	}
-	writeJSON(w, http.StatusOK, s.view(row.Run))
+	writeJSON(w, http.StatusOK, s.rowView(row))
 	return nil
 }
 
 func (s *Server) getRun(w http.ResponseWriter, r *http.Request, c call) error {
 	runID, err := parseRunID(r.PathValue("r"), "run_id")
 	if err != nil {
+		return err
+	}
+	if err := s.awaitApplied(r, projections.Runs); err != nil {
 		return err
 	}
 	row, ok, err := projections.GetRun(r.Context(), s.pool, c.business, runID)
@@ -266,7 +278,7 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request, c call) error {
 	if !ok {
 		return newProblem(CodeNotFound, "run not found")
 	}
-	writeJSON(w, http.StatusOK, s.view(row.Run))
+	writeJSON(w, http.StatusOK, s.rowView(row))
 	return nil
 }
 
@@ -286,6 +298,9 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, c call) error 
 		}
 		limit = n
 	}
+	if err := s.awaitApplied(r, projections.Runs); err != nil {
+		return err
+	}
 	var after *projections.ListCursor
 	if v := q.Get("cursor"); v != "" {
 		at, tie, err := decodeCursor(v)
@@ -301,7 +316,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, c call) error 
 	}
 	out := RunList{Runs: make([]RunView, len(rows))}
 	for i, row := range rows {
-		out.Runs[i] = s.view(row.Run)
+		out.Runs[i] = s.rowView(row)
 	}
 	if next != nil {
 		cur := encodeCursor(next.StartedAt, next.RunID.String())
@@ -319,6 +334,9 @@ type EventList struct {
 func (s *Server) runEvents(w http.ResponseWriter, r *http.Request, c call) error {
 	runID, err := parseRunID(r.PathValue("r"), "run_id")
 	if err != nil {
+		return err
+	}
+	if err := s.awaitApplied(r, ""); err != nil {
 		return err
 	}
 	events, err := s.store.ReadStream(r.Context(), runID)

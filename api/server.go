@@ -17,9 +17,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/internal/clock"
 	"github.com/runledger/runledger/internal/ratelog"
 	"github.com/runledger/runledger/projections"
 )
@@ -33,15 +35,15 @@ type Config struct {
 	Pool   *pgxpool.Pool
 	Auth   *Authenticator
 	Policy domain.Policy
-	// Now is the server clock (tests inject a fake one).
-	Now    func() time.Time
-	Logger *slog.Logger
+	// Now is the server clock (tests inject a fake one), and NewTimer makes
+	// timers on it (default the process's timers).
+	Now      func() time.Time
+	NewTimer func(time.Duration) clock.Timer
+	Logger   *slog.Logger
 	// Registry receives the API's metrics and is served at /metrics.
 	Registry *prometheus.Registry
 	// ReadyMaxLag is the projection lag above which /readyz fails (default 5s).
 	ReadyMaxLag time.Duration
-	// StreamPoll is how often an SSE stream looks for changes (default 250ms).
-	StreamPoll time.Duration
 	// StreamKeepAlive is the interval of SSE comment lines (default 15s).
 	StreamKeepAlive time.Duration
 	// RequestTimeout is the deadline of every request but the streams
@@ -56,6 +58,12 @@ type Config struct {
 	// MaxStreams caps this replica's open SSE streams, MaxStreamsPerToken
 	// the streams of one token (defaults 5000 and 10); beyond, 429.
 	MaxStreams, MaxStreamsPerToken int
+	// Feed tells which read models applied what (reads given ?after=) and
+	// which businesses moved (the streams). Without it, ?after= is only
+	// validated and streams cannot follow changes.
+	Feed *projections.Feed
+	// ConsistencyWait bounds a read's wait for its position (default 2s).
+	ConsistencyWait time.Duration
 }
 
 // Server is the HTTP API.
@@ -73,6 +81,8 @@ type Server struct {
 	// thousands the same way each second.
 	failures *ratelog.Limiter
 	streams  *streamLimiter
+	// runReads merges the concurrent reads of one run by its watchers.
+	runReads singleflight.Group
 	mux      *http.ServeMux
 	routes   []string
 	// closing ends open SSE streams when the server shuts down.
@@ -85,6 +95,9 @@ func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.NewTimer == nil {
+		cfg.NewTimer = clock.NewTimer
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -93,9 +106,6 @@ func New(cfg Config) *Server {
 	}
 	if cfg.ReadyMaxLag <= 0 {
 		cfg.ReadyMaxLag = 5 * time.Second
-	}
-	if cfg.StreamPoll <= 0 {
-		cfg.StreamPoll = 250 * time.Millisecond
 	}
 	if cfg.StreamKeepAlive <= 0 {
 		cfg.StreamKeepAlive = 15 * time.Second
@@ -111,6 +121,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.MaxStreamsPerToken <= 0 {
 		cfg.MaxStreamsPerToken = 10
+	}
+	if cfg.ConsistencyWait <= 0 {
+		cfg.ConsistencyWait = 2 * time.Second
 	}
 	s := &Server{runner: cfg.Runner, store: cfg.Runner.Store, pool: cfg.Pool, auth: cfg.Auth, policy: cfg.Policy,
 		now: cfg.Now, logger: cfg.Logger, cfg: cfg, mux: http.NewServeMux(), closing: make(chan struct{}),
@@ -133,6 +146,9 @@ func New(cfg Config) *Server {
 // CloseStreams ends every open SSE stream (at shutdown: http.Server.Shutdown
 // waits for handlers, and a stream would otherwise never return).
 func (s *Server) CloseStreams() { s.once.Do(func() { close(s.closing) }) }
+
+// OpenStreams is the number of SSE streams open on this server.
+func (s *Server) OpenStreams() int { return s.streams.open() }
 
 // Handler returns the server's HTTP handler.
 func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }

@@ -1,11 +1,14 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/runledger/runledger/projections"
 )
@@ -14,90 +17,180 @@ import (
 const (
 	sseRun      = "run"      // the run changed (also the first event: its current state)
 	sseEnded    = "ended"    // the run reached its terminal state; the stream ends
-	sseInactive = "inactive" // the run went silent past the TTL; the stream ends
+	sseInactive = "inactive" // the run went silent past its TTL; the stream ends
 )
 
+// recheckBehind is how soon a stream looks again when its read model was
+// too far behind to judge the run silent.
+const recheckBehind = 250 * time.Millisecond
+
 // streamActive sends the active run's state at once, then each change, then
-// its terminal state, and ends. Event ids are log positions, so a client
-// that reconnects with Last-Event-ID is not sent a state it has seen.
+// its terminal state, and ends. It costs no query until something changes:
+// the change feed wakes it (with the row, when this replica's projector
+// wrote it; else one read shared by every watcher of the run), and the
+// moment the run would go silent is a timer at its stale_at, re-armed on
+// each change. Event ids are log positions, so a client that reconnects
+// with Last-Event-ID is not sent a state it has seen.
 func (s *Server) streamActive(w http.ResponseWriter, r *http.Request, c call) error {
+	if s.cfg.Feed == nil {
+		return newProblem(CodeInternal, "this server has no change feed")
+	}
+	if err := s.awaitApplied(r, projections.Runs); err != nil {
+		return err
+	}
 	for _, name := range projections.Names {
 		if err := s.readModelFresh(name); err != nil {
 			return err
 		}
+	}
+	open, ok, err := projections.GetOpenRun(r.Context(), s.pool, c.business)
+	if err != nil {
+		return err
+	}
+	if !ok || !open.Active(s.now(), s.policy.StaleAfter) {
+		return newProblem(CodeNoActiveRun, "the business has no active run")
 	}
 	release, err := s.streams.acquire(c.token)
 	if err != nil {
 		return err
 	}
 	defer release()
-	row, ok, err := projections.GetOpenRun(r.Context(), s.pool, c.business)
+	sub := s.cfg.Feed.Subscribe(c.business)
+	defer sub.Close()
+	// Read the run again now that changes are followed: nothing committed
+	// between the first read and the subscription is missed.
+	cur, err := s.fetchRun(r.Context(), c.business, open.ID)
 	if err != nil {
 		return err
 	}
-	if !ok || !row.Active(s.now(), s.policy.StaleAfter) {
-		return newProblem(CodeNoActiveRun, "the business has no active run")
-	}
-	lastID, _ := strconv.ParseInt(r.Header.Get("Last-Event-ID"), 10, 64)
+	st := &sseStream{s: s, w: w, rc: http.NewResponseController(w)}
+	st.lastID, _ = strconv.ParseInt(r.Header.Get("Last-Event-ID"), 10, 64)
+	st.start()
+	return st.follow(r.Context(), sub, c.business, cur)
+}
 
-	rc := http.NewResponseController(w)
-	_ = rc.SetWriteDeadline(time.Time{}) // the server's write timeout must not cut a stream
-	h := w.Header()
+// sseStream writes one client's events.
+type sseStream struct {
+	s      *Server
+	w      http.ResponseWriter
+	rc     *http.ResponseController
+	lastID int64
+	failed bool // the client is gone
+}
+
+func (st *sseStream) start() {
+	_ = st.rc.SetWriteDeadline(time.Time{}) // the server's write timeout must not cut a stream
+	h := st.w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
+	st.w.WriteHeader(http.StatusOK)
+	st.write(fmt.Sprintf("retry: %d\n\n", time.Second.Milliseconds()))
+}
 
-	send := func(event string, row projections.RunRow) error {
-		data, err := json.Marshal(s.view(row.Run))
-		if err != nil {
-			return err
-		}
-		if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", row.LastPosition, event, data); err != nil {
-			return err
-		}
-		lastID = max(lastID, row.LastPosition)
-		return rc.Flush()
+func (st *sseStream) write(s string) {
+	if st.failed {
+		return
 	}
-	if _, err := fmt.Fprintf(w, "retry: %d\n\n", s.cfg.StreamPoll.Milliseconds()*4); err != nil {
-		return nil
+	if _, err := fmt.Fprint(st.w, s); err != nil || st.rc.Flush() != nil {
+		st.failed = true
 	}
-	if row.LastPosition > lastID {
-		if send(sseRun, row) != nil {
-			return nil
-		}
+}
+
+func (st *sseStream) send(event string, row projections.RunRow) {
+	data, err := json.Marshal(st.s.rowView(row))
+	if err != nil {
+		st.failed = true
+		return
 	}
-	poll := time.NewTicker(s.cfg.StreamPoll)
-	defer poll.Stop()
+	st.write(fmt.Sprintf("id: %d\nevent: %s\ndata: %s\n\n", row.LastPosition, event, data))
+	st.lastID = max(st.lastID, row.LastPosition)
+}
+
+// follow sends cur and what follows it until the run ends, goes silent, the
+// client leaves or the server shuts down.
+func (st *sseStream) follow(ctx context.Context, sub *projections.Subscription, business string, cur projections.RunRow) error {
+	s := st.s
 	keepAlive := time.NewTicker(s.cfg.StreamKeepAlive)
 	defer keepAlive.Stop()
+	silence := s.cfg.NewTimer(0) // on the server's clock
+	defer silence.Stop()
+	show := func(row projections.RunRow) bool { // reports whether the stream goes on
+		switch {
+		case row.Ended():
+			st.send(sseEnded, row)
+			return false
+		case row.LastPosition > st.lastID:
+			st.send(sseRun, row)
+		}
+		cur = row
+		silence.Reset(max(0, row.StaleAt(s.policy.StaleAfter).Sub(s.now())))
+		return !st.failed
+	}
+	if !show(cur) {
+		return nil
+	}
 	for {
 		select {
-		case <-r.Context().Done():
+		case <-ctx.Done():
 			return nil
 		case <-s.closing:
 			return nil // the client reconnects (with Last-Event-ID) to another replica
 		case <-keepAlive.C:
-			if _, err := fmt.Fprint(w, ": keepalive\n\n"); err != nil || rc.Flush() != nil {
+			if st.write(": keepalive\n\n"); st.failed {
 				return nil
 			}
-		case <-poll.C:
-			cur, ok, err := projections.GetRun(r.Context(), s.pool, c.business, row.ID)
-			if err != nil || !ok {
-				continue // a passing database error or a lagging read model: ask again
+		case <-sub.C():
+			row, ok, err := st.latest(ctx, sub, business, cur)
+			if err != nil {
+				return nil // the client reconnects and gets a problem it can act on
 			}
-			switch {
-			case cur.Ended():
-				_ = send(sseEnded, cur)
+			if ok && row.Version > cur.Version && !show(row) {
 				return nil
-			case !cur.Active(s.now(), s.policy.StaleAfter):
-				_ = send(sseInactive, cur)
-				return nil
-			case cur.LastPosition > lastID:
-				if send(sseRun, cur) != nil {
-					return nil
-				}
 			}
+		case <-silence.C():
+			if cur.Active(s.now(), s.policy.StaleAfter) {
+				silence.Reset(max(0, cur.StaleAt(s.policy.StaleAfter).Sub(s.now())))
+				continue
+			}
+			if s.readModelFresh(projections.Runs) != nil {
+				silence.Reset(recheckBehind) // its heartbeats may not be applied yet: do not judge
+				continue
+			}
+			st.send(sseInactive, cur)
+			return nil
 		}
 	}
+}
+
+// latest is the newest state of the followed run after a change: from the
+// change itself when it carried the row, else read (once for every watcher).
+func (st *sseStream) latest(ctx context.Context, sub *projections.Subscription, business string, cur projections.RunRow) (projections.RunRow, bool, error) {
+	rows, mustRead := sub.Take()
+	for _, r := range rows {
+		if r.ID == cur.ID {
+			return r, true, nil
+		}
+	}
+	if !mustRead {
+		return projections.RunRow{}, false, nil // another run of the business moved
+	}
+	row, err := st.s.fetchRun(ctx, business, cur.ID)
+	return row, err == nil, err
+}
+
+// fetchRun reads a run from the runs read model; concurrent reads of one
+// run (every watcher woken by one change) share a single query.
+func (s *Server) fetchRun(ctx context.Context, business string, runID uuid.UUID) (projections.RunRow, error) {
+	v, err, _ := s.runReads.Do(business+"/"+runID.String(), func() (any, error) {
+		row, ok, err := projections.GetRun(context.WithoutCancel(ctx), s.pool, business, runID)
+		if err == nil && !ok {
+			err = fmt.Errorf("run %s is not in the runs read model", runID)
+		}
+		return row, err
+	})
+	if err != nil {
+		return projections.RunRow{}, err
+	}
+	return v.(projections.RunRow), nil
 }

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/runledger/runledger/domain"
+	"github.com/runledger/runledger/projections"
 )
 
 // RunView is a run as the API shows it. stale_at and server_time let a page
@@ -27,13 +28,22 @@ type RunView struct {
 	EndReason       *string    `json:"end_reason"`
 	LastError       *string    `json:"last_error"`
 	Version         int64      `json:"version"`
-	ServerTime      time.Time  `json:"server_time"`
+	// Position is the log position this state reflects (a command's answer:
+	// the position it produced); pass it as ?after= to read at least this.
+	Position   int64     `json:"position,omitempty"`
+	ServerTime time.Time `json:"server_time"`
 }
 
-// view renders r at the server's current time.
-func (s *Server) view(r domain.Run) RunView {
-	return viewAt(r, s.now(), s.policy.StaleAfter)
+// view renders r, which reflects the log up to position, at the server's
+// current time.
+func (s *Server) view(r domain.Run, position int64) RunView {
+	v := viewAt(r, s.now(), s.policy.StaleAfter)
+	v.Position = position
+	return v
 }
+
+// rowView renders a read-model row.
+func (s *Server) rowView(row projections.RunRow) RunView { return s.view(row.Run, row.LastPosition) }
 
 func viewAt(r domain.Run, now time.Time, ttl time.Duration) RunView {
 	v := RunView{

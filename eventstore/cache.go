@@ -3,7 +3,6 @@ package eventstore
 import (
 	"github.com/google/uuid"
 
-	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/internal/bounded"
 )
 
@@ -20,17 +19,17 @@ const maxCachedStates = 100_000
 // against an older state do so against the current one too, and an ended run
 // is never kept (nothing more will be appended to it).
 type stateCache struct {
-	m *bounded.Map[uuid.UUID, domain.Run]
+	m *bounded.Map[uuid.UUID, Snapshot]
 }
 
 func newStateCache() stateCache {
-	return stateCache{m: bounded.New[uuid.UUID, domain.Run](maxCachedStates)}
+	return stateCache{m: bounded.New[uuid.UUID, Snapshot](maxCachedStates)}
 }
 
-func (c stateCache) get(id uuid.UUID) (domain.Run, bool) { return c.m.Get(id) }
+func (c stateCache) get(id uuid.UUID) (Snapshot, bool) { return c.m.Get(id) }
 
-func (c stateCache) put(id uuid.UUID, r domain.Run) {
-	if r.Ended() {
+func (c stateCache) put(id uuid.UUID, r Snapshot) {
+	if r.Run.Ended() {
 		c.m.Delete(id)
 		return
 	}

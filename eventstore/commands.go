@@ -40,7 +40,9 @@ type Result struct {
 	Run domain.Run
 	// Events are the events appended (none when the command was coalesced or repeated).
 	Events []domain.Event
-	// LastPosition is the log position of the last appended event (0 if none).
+	// LastPosition is the log position of the run's last event: the one this
+	// command appended, or for a command that appended nothing, the last one
+	// before it (what a read must have applied to show this result).
 	LastPosition int64
 }
 
@@ -55,7 +57,7 @@ func (rn *Runner) Execute(ctx context.Context, businessID string, runID uuid.UUI
 		if err != nil {
 			return Result{}, err
 		}
-		if !state.Exists() || state.BusinessID != businessID {
+		if !state.Run.Exists() || state.Run.BusinessID != businessID {
 			return Result{}, domain.ErrRunNotFound
 		}
 		res, err := rn.decideAndAppend(ctx, state, runID, cmd, meta)
@@ -80,13 +82,13 @@ func (rn *Runner) Execute(ctx context.Context, businessID string, runID uuid.UUI
 // load returns the run's state: from the cache when allowed (a write made
 // from it is conditional on its version, so a stale entry only costs a
 // retry), otherwise from the snapshot.
-func (rn *Runner) load(ctx context.Context, runID uuid.UUID, cacheOK bool) (domain.Run, bool, error) {
+func (rn *Runner) load(ctx context.Context, runID uuid.UUID, cacheOK bool) (Snapshot, bool, error) {
 	if cacheOK {
 		if r, ok := rn.states.get(runID); ok {
 			return r, true, nil
 		}
 	}
-	r, err := rn.Store.Load(ctx, runID)
+	r, err := rn.Store.LoadSnapshot(ctx, runID)
 	return r, false, err
 }
 
@@ -96,7 +98,7 @@ func (rn *Runner) load(ctx context.Context, runID uuid.UUID, cacheOK bool) (doma
 // with the same parameters returns the run without appending.
 func (rn *Runner) Start(ctx context.Context, cmd domain.StartRun, meta Metadata) (Result, error) {
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		state, err := rn.Store.Load(ctx, cmd.RunID)
+		state, err := rn.Store.LoadSnapshot(ctx, cmd.RunID)
 		if err != nil {
 			return Result{}, err
 		}
@@ -138,25 +140,25 @@ func (rn *Runner) endIfSilent(ctx context.Context, businessID string, runID uuid
 	return false, err
 }
 
-func (rn *Runner) decideAndAppend(ctx context.Context, state domain.Run, runID uuid.UUID, cmd domain.Command, meta Metadata) (Result, error) {
-	events, err := rn.Policy.Decide(state, cmd, rn.Now())
+func (rn *Runner) decideAndAppend(ctx context.Context, state Snapshot, runID uuid.UUID, cmd domain.Command, meta Metadata) (Result, error) {
+	events, err := rn.Policy.Decide(state.Run, cmd, rn.Now())
 	if err != nil {
-		return Result{Run: state}, err
+		return Result{Run: state.Run, LastPosition: state.LastPosition}, err
 	}
 	if len(events) == 0 {
-		return Result{Run: state}, nil
+		return Result{Run: state.Run, LastPosition: state.LastPosition}, nil
 	}
 	batch := make([]NewEvent, len(events))
 	for i, e := range events {
 		batch[i] = NewEvent{ID: uuid.Must(uuid.NewV7()), Event: e, Metadata: meta}
 	}
-	ar, err := rn.Store.AppendTo(ctx, runID, state, batch)
+	ar, err := rn.Store.AppendTo(ctx, runID, state.Run, batch)
 	if err != nil {
 		rn.states.drop(runID)
-		return Result{Run: state}, err
+		return Result{Run: state.Run, LastPosition: state.LastPosition}, err
 	}
 	res := Result{Run: ar.Run, Events: events, LastPosition: ar.LastPosition}
-	rn.states.put(runID, ar.Run)
+	rn.states.put(runID, Snapshot{Run: ar.Run, LastPosition: ar.LastPosition})
 	if rn.OnAppended != nil && !ar.Duplicate {
 		rn.OnAppended(res)
 	}

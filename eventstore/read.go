@@ -148,3 +148,18 @@ func (s *Store) LastStartedRun(ctx context.Context, businessID string, at time.T
 	}
 	return id, true, nil
 }
+
+// PositionOffset returns the subscriber-order offset of the event at
+// position (its transaction and position), and false if the log holds no
+// event there.
+func (s *Store) PositionOffset(ctx context.Context, position int64) (txID uint64, ok bool, err error) {
+	var tx int64
+	err = s.pool.QueryRow(ctx, `SELECT transaction_id::text::bigint FROM events WHERE position = $1`, position).Scan(&tx)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("event at %d: %w", position, err)
+	}
+	return uint64(tx), true, nil
+}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/runledger/runledger/domain"
@@ -72,19 +71,55 @@ type Recorded struct {
 // AppendResult is the state of the stream after an append.
 type AppendResult struct {
 	Run domain.Run
-	// LastPosition is the global position of the last event appended.
+	// LastPosition is the global position of the run's last event.
 	LastPosition int64
 	// Duplicate is true when the events were already in the log (a retry).
 	Duplicate bool
 }
 
-// Store is the event store on one PostgreSQL database.
-type Store struct {
-	pool *pgxpool.Pool
+// Options configure a Store.
+type Options struct {
+	// DefaultTTL is the TTL of runs that recorded none (started before runs
+	// recorded their policy), for the snapshot's stale_at (default 15m).
+	DefaultTTL time.Duration
+	// BatchMax bounds the commands appended in one statement (default 64;
+	// 1 turns batching off).
+	BatchMax int
+	// MaxInFlight is the number of batch statements that may run at once
+	// (default 2).
+	MaxInFlight int
+	// OnCommitted, if set, is called after each append statement commits,
+	// with the highest position it wrote (to wake the projector).
+	OnCommitted func(lastPosition int64)
+	// BatchSizes, if set, observes the number of commands in each batch.
+	BatchSizes func(n int)
 }
 
-// New returns a Store on pool.
-func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+// Store is the event store on one PostgreSQL database.
+type Store struct {
+	pool    *pgxpool.Pool
+	opts    Options
+	batches *batcher
+}
+
+// New returns a Store on pool with the default options.
+func New(pool *pgxpool.Pool) *Store { return NewWithOptions(pool, Options{}) }
+
+// NewWithOptions returns a Store on pool.
+func NewWithOptions(pool *pgxpool.Pool, opts Options) *Store {
+	if opts.DefaultTTL <= 0 {
+		opts.DefaultTTL = domain.DefaultStaleAfter
+	}
+	if opts.BatchMax <= 0 {
+		opts.BatchMax = 64
+	}
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = 2
+	}
+	s := &Store{pool: pool, opts: opts}
+	s.batches = &batcher{store: s}
+	return s
+}
 
 // Pool returns the store's connection pool.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
@@ -113,6 +148,11 @@ func (s *Store) Append(ctx context.Context, streamID uuid.UUID, expectedVersion 
 // AppendTo appends events to a stream whose current state the caller has
 // loaded (base; the zero Run for a new stream): it is Append without the
 // load, for callers that decided on base. Same errors as Append.
+//
+// Appends of different runs that arrive while another append is in flight
+// are written together, in one statement, when it returns (group commit);
+// each is still conditional on its own stream's version, one's refusal never
+// fails another's, and AppendTo returns only once its events are committed.
 func (s *Store) AppendTo(ctx context.Context, streamID uuid.UUID, base domain.Run, events []NewEvent) (AppendResult, error) {
 	if len(events) == 0 {
 		return AppendResult{}, errors.New("append: no events")
@@ -120,112 +160,15 @@ func (s *Store) AppendTo(ctx context.Context, streamID uuid.UUID, base domain.Ru
 	if base.Ended() {
 		return AppendResult{}, &domain.RunEndedError{Final: base}
 	}
-	next, cols, err := encodeAppend(base, events)
+	req, err := s.newAppend(streamID, base, events)
 	if err != nil {
 		return AppendResult{}, err
 	}
-	var last *int64
-	query := appendExisting
-	if base.Version == 0 {
-		query = appendNew
+	out := s.batches.submit(ctx, req)
+	if out.err != nil || !out.applied {
+		return s.appendAlone(ctx, req, out.err)
 	}
-	err = s.pool.QueryRow(ctx, query, streamID, next.Version, next.Ended(), next.LastHeartbeatAt,
-		cols.state, next.BusinessID, cols.ids, cols.versions, cols.types, cols.schemas, cols.data, cols.meta, cols.occurred,
-		base.Version).Scan(&last)
-	if err == nil && last != nil {
-		return AppendResult{Run: next, LastPosition: *last}, nil
-	}
-	if err == nil { // the snapshot did not match: another append won, or the run ended
-		if dup, derr := s.duplicate(ctx, streamID, events); derr == nil {
-			return dup, nil
-		}
-		return AppendResult{}, &VersionConflictError{StreamID: streamID, Expected: base.Version, Actual: -1}
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
-		switch pgErr.ConstraintName {
-		case "events_event_id_key":
-			return s.duplicate(ctx, streamID, events)
-		case "run_snapshots_one_open_per_business":
-			return AppendResult{}, s.activeRunExists(ctx, events)
-		case "events_stream_version_key":
-			return AppendResult{}, &VersionConflictError{StreamID: streamID, Expected: base.Version, Actual: -1}
-		}
-	}
-	return AppendResult{}, fmt.Errorf("append to run %s: %w", streamID, err)
-}
-
-// The two forms of the append statement (see appendSQL).
-var (
-	appendExisting = appendSQL(false)
-	appendNew      = appendSQL(true)
-)
-
-// appendSQL is one statement, so one round trip and atomic without an
-// explicit transaction: it moves the snapshot from the expected version
-// (UPDATE ... WHERE version = expected; for a new stream an INSERT that does
-// nothing if the run exists) and inserts the events only if that matched. A
-// concurrent append blocks on the snapshot row, then finds the version moved
-// and inserts nothing. The partial unique index on open snapshots refuses a
-// second open run of a business.
-func appendSQL(newStream bool) string {
-	snapshot := `UPDATE run_snapshots SET version = $2, ended = $3, last_heartbeat_at = $4, state = $5
-		WHERE run_id = $1 AND version = $14 AND NOT ended RETURNING 1`
-	if newStream {
-		snapshot = `INSERT INTO run_snapshots (run_id, business_id, version, ended, last_heartbeat_at, state)
-		SELECT $1, $6, $2, $3, $4, $5 WHERE $14::bigint = 0 ON CONFLICT (run_id) DO NOTHING RETURNING 1`
-	}
-	return `WITH s AS (` + snapshot + `), e AS (
-		INSERT INTO events (event_id, stream_id, stream_version, business_id, type, schema_version, data, metadata, occurred_at)
-		SELECT u.id, $1, u.v, $6, u.t, u.sv, u.d, u.m, u.o
-		FROM s, unnest($7::uuid[], $8::bigint[], $9::text[], $10::int[], $11::jsonb[], $12::jsonb[], $13::timestamptz[])
-			WITH ORDINALITY AS u(id, v, t, sv, d, m, o, n)
-		ORDER BY u.n
-		RETURNING position)
-	SELECT max(position) FROM e`
-}
-
-// appendColumns are the events of an append as parallel arrays.
-type appendColumns struct {
-	ids      []uuid.UUID
-	versions []int64
-	types    []string
-	schemas  []int32
-	data     [][]byte
-	meta     [][]byte
-	occurred []time.Time
-	state    []byte
-}
-
-// encodeAppend folds events onto base and encodes them and the new snapshot.
-func encodeAppend(base domain.Run, events []NewEvent) (domain.Run, appendColumns, error) {
-	var c appendColumns
-	next := base
-	for _, ne := range events {
-		next = domain.Evolve(next, ne.Event)
-		typ, ver, data, err := domain.MarshalEvent(ne.Event)
-		if err != nil {
-			return next, c, err
-		}
-		meta, err := json.Marshal(ne.Metadata)
-		if err != nil {
-			return next, c, err
-		}
-		id := ne.ID
-		if id == uuid.Nil {
-			id = uuid.Must(uuid.NewV7())
-		}
-		c.ids = append(c.ids, id)
-		c.versions = append(c.versions, next.Version)
-		c.types = append(c.types, typ)
-		c.schemas = append(c.schemas, int32(ver))
-		c.data = append(c.data, data)
-		c.meta = append(c.meta, meta)
-		c.occurred = append(c.occurred, ne.Event.When())
-	}
-	state, err := json.Marshal(next)
-	c.state = state
-	return next, c, err
+	return AppendResult{Run: req.next, LastPosition: out.lastPosition}, nil
 }
 
 func scanRun(row pgx.Row) (domain.Run, error) {
@@ -236,6 +179,10 @@ func scanRun(row pgx.Row) (domain.Run, error) {
 		}
 		return domain.Run{}, err
 	}
+	return decodeRun(raw)
+}
+
+func decodeRun(raw []byte) (domain.Run, error) {
 	var r domain.Run
 	if err := json.Unmarshal(raw, &r); err != nil {
 		return domain.Run{}, fmt.Errorf("decode run snapshot: %w", err)
@@ -284,11 +231,32 @@ func (s *Store) activeRunExists(ctx context.Context, events []NewEvent) error {
 // Load returns the current state of a run from its snapshot; a run that does
 // not exist is the zero Run (Version 0).
 func (s *Store) Load(ctx context.Context, runID uuid.UUID) (domain.Run, error) {
-	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT state FROM run_snapshots WHERE run_id = $1`, runID))
-	if err != nil {
-		return domain.Run{}, fmt.Errorf("load run %s: %w", runID, err)
+	snap, err := s.LoadSnapshot(ctx, runID)
+	return snap.Run, err
+}
+
+// Snapshot is a run's current state and the log position of its last event.
+type Snapshot struct {
+	Run          domain.Run
+	LastPosition int64
+}
+
+// LoadSnapshot is Load with the position of the run's last event (0 for a
+// run that does not exist).
+func (s *Store) LoadSnapshot(ctx context.Context, runID uuid.UUID) (Snapshot, error) {
+	var (
+		raw []byte
+		pos int64
+	)
+	err := s.pool.QueryRow(ctx, `SELECT state, last_position FROM run_snapshots WHERE run_id = $1`, runID).Scan(&raw, &pos)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Snapshot{}, nil
 	}
-	return r, nil
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("load run %s: %w", runID, err)
+	}
+	r, err := decodeRun(raw)
+	return Snapshot{Run: r, LastPosition: pos}, err
 }
 
 // LoadRuns returns the current state of the given runs from their snapshots
@@ -310,16 +278,30 @@ func (s *Store) OpenRun(ctx context.Context, businessID string) (domain.Run, err
 	return r, nil
 }
 
-// SilentRuns returns up to limit runs that have not ended and whose last sign
-// of life is at or before cutoff, oldest first. Its cost follows the number
-// of open runs (a partial index), not the size of the log.
-func (s *Store) SilentRuns(ctx context.Context, cutoff time.Time, limit int) ([]domain.Run, error) {
-	rows, err := s.pool.Query(ctx, `SELECT state FROM run_snapshots WHERE NOT ended AND last_heartbeat_at <= $1
-		ORDER BY last_heartbeat_at LIMIT $2`, cutoff, limit)
+// SilentRuns returns up to limit runs that have not ended and are silent
+// past their own TTL at now (their snapshot's stale_at), longest silent
+// first. Its cost follows the number of open runs (a partial index), not the
+// size of the log.
+func (s *Store) SilentRuns(ctx context.Context, now time.Time, limit int) ([]domain.Run, error) {
+	rows, err := s.pool.Query(ctx, `SELECT state FROM run_snapshots WHERE NOT ended AND stale_at <= $1
+		ORDER BY stale_at LIMIT $2`, now, limit)
 	if err != nil {
 		return nil, fmt.Errorf("silent runs: %w", err)
 	}
 	return collectRuns(rows)
+}
+
+// NextStaleAt returns the earliest instant an open run goes silent past its
+// TTL, and false when no run is open.
+func (s *Store) NextStaleAt(ctx context.Context) (time.Time, bool, error) {
+	var t *time.Time
+	if err := s.pool.QueryRow(ctx, `SELECT min(stale_at) FROM run_snapshots WHERE NOT ended`).Scan(&t); err != nil {
+		return time.Time{}, false, fmt.Errorf("next stale run: %w", err)
+	}
+	if t == nil {
+		return time.Time{}, false, nil
+	}
+	return *t, true, nil
 }
 
 // OldestOpenHeartbeat returns the last sign of life of the open run that has

@@ -46,6 +46,10 @@ type batch struct {
 	delivered []int64
 	// written are the rows flushed, for the cache and the change feed.
 	written []committedRow
+	// last is the offset of the last event handed to this batch; moved maps
+	// each business it touched to the highest position applied for it.
+	last  Offset
+	moved map[string]int64
 }
 
 var _ wsql.Tx = (*batch)(nil)
@@ -101,11 +105,46 @@ func (b *batch) Commit() error {
 		b.g.failed(b, err)
 		return err
 	}
+	if err := b.notifyLocked(); err != nil {
+		_ = b.inner.Rollback()
+		b.g.failed(b, err)
+		return err
+	}
 	if err := b.inner.Commit(); err != nil {
 		b.g.failed(b, err)
 		return err
 	}
 	b.g.committed(b)
+	return nil
+}
+
+// change is what this batch moved, for the feed.
+func (b *batch) change() Change {
+	c := Change{Group: b.g.proj.name, Offset: b.last, Businesses: b.moved}
+	for _, pos := range b.delivered {
+		c.MaxPosition = max(c.MaxPosition, pos)
+	}
+	if b.g.proj.name == Runs {
+		for _, w := range b.written {
+			if w.change.op == put {
+				c.Rows = append(c.Rows, w.change.row)
+			}
+		}
+	}
+	return c
+}
+
+// notifyLocked tells the other replicas, in the batch's transaction (so only
+// if it commits), what the batch moved.
+func (b *batch) notifyLocked() error {
+	if b.g.opts.NotifyChannel == "" || len(b.delivered) == 0 {
+		return nil
+	}
+	for _, payload := range encodeChange(b.g.opts.Origin, b.change()) {
+		if _, err := b.tx.Exec(context.Background(), `SELECT pg_notify($1, $2)`, b.g.opts.NotifyChannel, payload); err != nil {
+			return fmt.Errorf("notify: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -125,13 +164,18 @@ func (b *batch) Rollback() error {
 // apply handles one delivered event. It never fails the message: a problem
 // either fails the whole batch (rolled back at its ack) or ends with the
 // event applied or recorded as poison.
-func (b *batch) apply(ctx context.Context, rec eventstore.Recorded) error {
+func (b *batch) apply(ctx context.Context, rec eventstore.Recorded, at Offset) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.done {
 		return errBatchDone
 	}
+	b.last = at
 	b.delivered = append(b.delivered, rec.Position)
+	if b.moved == nil {
+		b.moved = map[string]int64{}
+	}
+	b.moved[rec.BusinessID] = max(b.moved[rec.BusinessID], rec.Position)
 	if b.err != nil {
 		return nil // the batch rolls back at its ack; nothing here can commit
 	}

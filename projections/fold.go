@@ -12,18 +12,24 @@ import (
 	"github.com/runledger/runledger/domain"
 )
 
-// offset is a consumer group's position: (transaction_id, position), the
-// order in which the subscriber applies events.
-type offset struct {
+// Offset is a consumer group's position: (transaction_id, position), the
+// order in which the subscriber applies events. An event is applied by a
+// group whose offset is at or past the event's own (transaction, position).
+type Offset struct {
 	TxID     uint64
 	Position int64
+}
+
+// Before reports whether o comes before p in subscriber order.
+func (o Offset) Before(p Offset) bool {
+	return o.TxID < p.TxID || (o.TxID == p.TxID && o.Position < p.Position)
 }
 
 // folded is the log folded in memory: every run's state, and the offset of
 // the last event folded.
 type folded struct {
 	runs   map[uuid.UUID]*RunRow
-	last   offset
+	last   Offset
 	events int64
 }
 
@@ -38,8 +44,8 @@ func (f *folded) rows() []RunRow {
 // foldLog streams the log in subscriber order within tx and folds it with
 // domain.Evolve. With upTo it folds exactly the events a consumer group at
 // that offset has applied; without it, everything below the oldest running
-// transaction (so nothing can later appear before the returned offset).
-func foldLog(ctx context.Context, tx pgx.Tx, upTo *offset, progress *progressMeter) (*folded, error) {
+// transaction (so nothing can later appear before the returned Offset).
+func foldLog(ctx context.Context, tx pgx.Tx, upTo *Offset, progress *progressMeter) (*folded, error) {
 	where := `transaction_id < pg_snapshot_xmin(pg_current_snapshot())`
 	var args []any
 	if upTo != nil {

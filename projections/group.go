@@ -58,10 +58,22 @@ type group struct {
 	// errors counts consecutive subscriber queries that failed for the
 	// database's availability, for the backoff.
 	errors int
+	// told is the highest log position this group was told is committed
+	// (Projector.Wake); applied the highest it applied itself. While told is
+	// ahead of what any replica applied, a caught-up query is retried soon:
+	// the event may be hidden behind a transaction still open.
+	told, applied int64
+	retryPause    time.Duration
+	// retrySoon is set by a batch whose commit failed for the database's
+	// availability: the next caught-up wait is short.
+	retrySoon bool
+	wake      chan struct{}
+	stop          <-chan struct{}
 }
 
 func newGroup(proj projection, beginner wsql.Beginner, opts Options) *group {
-	return &group{Beginner: beginner, proj: proj, opts: opts, cache: newRowCache(), suspects: map[int64]bool{}}
+	return &group{Beginner: beginner, proj: proj, opts: opts, cache: newRowCache(), suspects: map[int64]bool{},
+		wake: make(chan struct{}, 1)}
 }
 
 // BeginTx implements wsql.Beginner: every subscriber transaction is a batch,
@@ -115,7 +127,8 @@ func (g *group) handle(msg *message.Message) error {
 		}
 		return nil
 	}
-	if err := b.apply(msg.Context(), rec); err != nil {
+	txID, _ := strconv.ParseUint(msg.Metadata.Get(metaTxID), 10, 64)
+	if err := b.apply(msg.Context(), rec, Offset{TxID: txID, Position: rec.Position}); err != nil {
 		return err
 	}
 	if g.opts.Metrics != nil {
@@ -140,11 +153,54 @@ func (g *group) committed(b *batch) {
 			g.cache.Delete(w.key)
 		}
 	}
+	c := b.change()
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	for _, pos := range b.delivered {
 		delete(g.suspects, pos)
 	}
+	g.applied = max(g.applied, c.MaxPosition)
+	g.mu.Unlock()
+	if g.opts.Feed != nil && len(b.delivered) > 0 {
+		g.opts.Feed.Publish(c)
+	}
+}
+
+// notify tells the group that the log holds an event at position.
+func (g *group) notify(position int64) {
+	g.mu.Lock()
+	g.told = max(g.told, position)
+	g.mu.Unlock()
+	select {
+	case g.wake <- struct{}{}:
+	default: // a wake-up is pending already
+	}
+}
+
+// caughtUpWait is how long a caught-up subscriber waits before asking
+// again: until woken, at most PollInterval; but while it was told of an
+// event nobody has applied yet, a few milliseconds, growing, for up to
+// about a quarter second (the event is hidden behind a transaction still
+// open, or the replica that applied it has not said so yet).
+func (g *group) caughtUpWait() time.Duration {
+	g.mu.Lock()
+	applied := g.applied
+	if g.opts.Feed != nil {
+		applied = max(applied, g.opts.Feed.MaxApplied(g.proj.name))
+	}
+	if g.told > applied && g.retryPause < 64*time.Millisecond {
+		g.retryPause = max(time.Millisecond, 2*g.retryPause)
+		pause := g.retryPause
+		g.mu.Unlock()
+		return pause
+	}
+	g.told, g.retryPause = applied, 0 // nothing pending (or given up on): wait to be woken
+	g.mu.Unlock()
+	select {
+	case <-g.wake:
+	case <-g.stop:
+	case <-time.After(g.opts.PollInterval):
+	}
+	return 0
 }
 
 // failed handles a batch that rolled back: the cache may hold rows the
@@ -155,8 +211,11 @@ func (g *group) failed(b *batch, err error) {
 	if err == nil {
 		return // rolled back by the subscriber (shutdown, or its own error)
 	}
-	if _, transient := classify(err); transient {
-		return // HandleError backs off and logs
+	if _, transient := classify(err); transient || len(b.delivered) == 0 {
+		g.mu.Lock()
+		g.retrySoon = true // watermill does not pass a failed commit on to HandleError
+		g.mu.Unlock()
+		return
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -172,8 +231,14 @@ func (g *group) failed(b *batch, err error) {
 // event that fails.
 func classify(err error) (dberr.Kind, bool) {
 	var stale *staleViewError
-	if errors.As(err, &stale) {
+	switch {
+	case errors.As(err, &stale):
 		return "stale_cache", true
+	case errors.Is(err, pgx.ErrTxCommitRollback):
+		// A statement of the subscriber's failed unseen (watermill does not
+		// check its SELECT's row errors: a lock or statement timeout); this
+		// batch's own statements all succeeded, or it would have failed first.
+		return dberr.Timeout, true
 	}
 	return dberr.Transient(err)
 }
@@ -201,13 +266,23 @@ func (g *group) recordPoison(ctx context.Context, tx pgx.Tx, rec eventstore.Reco
 // at once, its events now suspects.
 func (g *group) HandleError(_ watermill.LoggerAdapter, noMsg bool, err error) time.Duration {
 	g.countQuery(noMsg, err)
+	if err == nil && noMsg {
+		g.mu.Lock()
+		if g.retrySoon {
+			g.retrySoon = false
+			g.errors++
+			pause := backoff(g.errors)
+			g.mu.Unlock()
+			return pause
+		}
+		g.errors = 0
+		g.mu.Unlock()
+		return g.caughtUpWait()
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if err == nil {
-		g.errors = 0
-		if noMsg {
-			return g.opts.PollInterval
-		}
+		g.errors, g.retryPause = 0, 0
 		return 0
 	}
 	kind, transient := classify(err)
@@ -218,5 +293,11 @@ func (g *group) HandleError(_ watermill.LoggerAdapter, noMsg bool, err error) ti
 	g.errors++
 	g.opts.logs.Log(context.Background(), slog.LevelWarn, g.proj.name+":"+string(kind), "projection query failed; retrying",
 		"projection", g.proj.name, "consecutive", g.errors, "err", err)
-	return min(50*time.Millisecond<<min(g.errors-1, 6), 2*time.Second)
+	return backoff(g.errors)
+}
+
+// backoff is the pause after the n-th consecutive failure (n ≥ 1): 50 ms,
+// doubling, at most 2 s.
+func backoff(n int) time.Duration {
+	return min(50*time.Millisecond<<min(max(n, 1)-1, 6), 2*time.Second)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -19,7 +20,8 @@ import (
 type Options struct {
 	// Projections to run; all when empty.
 	Projections []string
-	// PollInterval is how long a caught-up consumer waits before asking again (default 50ms).
+	// PollInterval is the longest a caught-up consumer waits before asking
+	// again (default 1s); Wake and the Feed wake it sooner.
 	PollInterval time.Duration
 	// BatchSize is the number of events per subscriber transaction (default 100).
 	BatchSize int
@@ -38,13 +40,20 @@ type Options struct {
 	IdleInTransactionTimeout time.Duration
 	Logger                   *slog.Logger
 	Metrics                  *Metrics
+	// Feed, if set, receives every committed batch (and tells the groups
+	// what other replicas applied).
+	Feed *Feed
+	// NotifyChannel, if set, is the LISTEN/NOTIFY channel on which each
+	// committed batch is told to the other replicas; Origin names this
+	// replica in those notifications.
+	NotifyChannel, Origin string
 
 	logs *ratelog.Limiter
 }
 
 func (o *Options) setDefaults() {
 	if o.PollInterval <= 0 {
-		o.PollInterval = 50 * time.Millisecond
+		o.PollInterval = time.Second
 	}
 	if o.MaxRetries <= 0 {
 		o.MaxRetries = 3
@@ -92,7 +101,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 
 // Projector runs the projections as watermill consumer groups on the events topic.
 type Projector struct {
-	router *message.Router
+	router   *message.Router
+	groups   []*group
+	stop     chan struct{}
+	stopOnce sync.Once
 }
 
 // NewProjector wires a watermill router with one subscriber (consumer group)
@@ -105,12 +117,15 @@ func NewProjector(pool *pgxpool.Pool, opts Options) (*Projector, error) {
 		return nil, err
 	}
 	ackDeadline := 10 * time.Second
+	p := &Projector{router: router, stop: make(chan struct{})}
 	for _, name := range opts.Projections {
 		proj, err := byName(name)
 		if err != nil {
 			return nil, err
 		}
 		g := newGroup(proj, wsql.BeginnerFromPgx(pool), opts)
+		g.stop = p.stop
+		p.groups = append(p.groups, g)
 		sub, err := wsql.NewSubscriber(g, wsql.SubscriberConfig{
 			ConsumerGroup:  name,
 			PollInterval:   opts.PollInterval,
@@ -125,14 +140,37 @@ func NewProjector(pool *pgxpool.Pool, opts Options) (*Projector, error) {
 		}
 		router.AddConsumerHandler(name, Topic, sub, g.handle)
 	}
-	return &Projector{router: router}, nil
+	return p, nil
 }
 
 // Run runs the projections until ctx is cancelled.
-func (p *Projector) Run(ctx context.Context) error { return p.router.Run(ctx) }
+func (p *Projector) Run(ctx context.Context) error {
+	go func() {
+		select {
+		case <-ctx.Done():
+			p.halt()
+		case <-p.stop:
+		}
+	}()
+	return p.router.Run(ctx)
+}
+
+// Wake tells every consumer group that the log holds an event at position
+// (this replica just appended it, or another said so): a caught-up group
+// asks for it at once instead of at its next poll.
+func (p *Projector) Wake(position int64) {
+	for _, g := range p.groups {
+		g.notify(position)
+	}
+}
+
+func (p *Projector) halt() { p.stopOnce.Do(func() { close(p.stop) }) }
 
 // Running is closed once every consumer group is subscribed.
 func (p *Projector) Running() chan struct{} { return p.router.Running() }
 
 // Close stops the projections, waiting for in-flight batches.
-func (p *Projector) Close() error { return p.router.Close() }
+func (p *Projector) Close() error {
+	p.halt()
+	return p.router.Close()
+}

@@ -83,7 +83,7 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, opts RebuildOptions) ([]Re
 
 // swapIn writes rows (the log folded up to last) into a shadow table of
 // proj, catches it up and swaps it in.
-func swapIn(ctx context.Context, pool *pgxpool.Pool, proj projection, rows []RunRow, last offset) (RebuildStats, error) {
+func swapIn(ctx context.Context, pool *pgxpool.Pool, proj projection, rows []RunRow, last Offset) (RebuildStats, error) {
 	start := time.Now()
 	st := RebuildStats{Projection: proj.name, Rows: len(rows)}
 	shadow := proj.name + "_rebuild"
@@ -141,7 +141,7 @@ func createShadow(ctx context.Context, pool *pgxpool.Pool, live, shadow string, 
 }
 
 // catchUp applies to the shadow table the next committed events after last.
-func catchUp(ctx context.Context, pool *pgxpool.Pool, proj projection, shadow string, last *offset) (int64, error) {
+func catchUp(ctx context.Context, pool *pgxpool.Pool, proj projection, shadow string, last *Offset) (int64, error) {
 	var n int64
 	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
 		var err error
@@ -153,7 +153,7 @@ func catchUp(ctx context.Context, pool *pgxpool.Pool, proj projection, shadow st
 
 // swap holds the consumer group's offset row (so the live projector waits),
 // applies the remaining events to the shadow table, and swaps it in.
-func swap(ctx context.Context, tx pgx.Tx, proj projection, shadow string, last *offset) (int64, error) {
+func swap(ctx context.Context, tx pgx.Tx, proj projection, shadow string, last *Offset) (int64, error) {
 	if _, err := tx.Exec(ctx, `INSERT INTO projection_offsets (consumer_group, offset_acked, last_processed_transaction_id)
 		VALUES ($1, 0, '0') ON CONFLICT DO NOTHING`, proj.name); err != nil {
 		return 0, err
@@ -236,7 +236,7 @@ func renameIndexes(ctx context.Context, tx pgx.Tx, table string, names map[strin
 
 // applyAfter applies up to catchUpBatch committed events after last to table,
 // through the projection's per-event path, and advances last.
-func applyAfter(ctx context.Context, tx pgx.Tx, proj projection, table string, last *offset) (int64, error) {
+func applyAfter(ctx context.Context, tx pgx.Tx, proj projection, table string, last *Offset) (int64, error) {
 	rows, err := tx.Query(ctx, `SELECT transaction_id::text::bigint, `+eventstore.RecordedColumns+` FROM events
 		WHERE (transaction_id, position) > ($1::text::xid8, $2) AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
 		ORDER BY transaction_id, position LIMIT $3`, fmt.Sprint(last.TxID), last.Position, catchUpBatch)
@@ -266,7 +266,7 @@ func applyAfter(ctx context.Context, tx pgx.Tx, proj projection, table string, l
 		return 0, fmt.Errorf("catch up: %w", err)
 	}
 	if n := len(items); n > 0 {
-		*last = offset{TxID: uint64(items[n-1].tx), Position: items[n-1].rec.Position}
+		*last = Offset{TxID: uint64(items[n-1].tx), Position: items[n-1].rec.Position}
 	}
 	return int64(len(items)), nil
 }

@@ -33,6 +33,7 @@ const (
 	metaOccurredAt = "occurred_at"
 	metaRecordedAt = "recorded_at"
 	metaEventMeta  = "event_metadata"
+	metaTxID       = "transaction_id"
 )
 
 // EventsSchema is a watermill-sql SchemaAdapter over our own events table.
@@ -117,6 +118,7 @@ func (EventsSchema) UnmarshalMessage(params wsql.UnmarshalMessageParams) (wsql.R
 		metaOccurredAt: occurredAt.UTC().Format(time.RFC3339Nano),
 		metaRecordedAt: recordedAt.UTC().Format(time.RFC3339Nano),
 		metaEventMeta:  string(meta),
+		metaTxID:       strconv.FormatUint(uint64(txID), 10),
 	}
 	return wsql.Row{Offset: pos, UUID: []byte(msg.UUID), Payload: data, Metadata: meta, Msg: msg,
 		ExtraData: map[string]any{"transaction_id": txID}}, nil

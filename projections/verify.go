@@ -61,7 +61,7 @@ func verifyOne(ctx context.Context, tx pgx.Tx, proj projection) ([]Difference, e
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return nil, err
 	}
-	f, err := foldLog(ctx, tx, &offset{TxID: uint64(txID), Position: pos}, nil)
+	f, err := foldLog(ctx, tx, &Offset{TxID: uint64(txID), Position: pos}, nil)
 	if err != nil {
 		return nil, err
 	}

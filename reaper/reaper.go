@@ -125,8 +125,7 @@ func (r *Reaper) Sweep(ctx context.Context) (SweepResult, error) {
 	}
 	var total SweepResult
 	for {
-		cutoff := r.cfg.Now().Add(-r.cfg.Runner.Policy.StaleAfter)
-		runs, err := r.cfg.Runner.Store.SilentRuns(ctx, cutoff, r.cfg.BatchSize)
+		runs, err := r.cfg.Runner.Store.SilentRuns(ctx, r.cfg.Now(), r.cfg.BatchSize)
 		if err != nil {
 			return total, err
 		}
@@ -240,11 +239,11 @@ const minWake = 20 * time.Millisecond
 
 func (r *Reaper) nextWake(ctx context.Context) time.Duration {
 	wait := r.cfg.Interval
-	oldest, ok, err := r.cfg.Runner.Store.OldestOpenHeartbeat(ctx)
+	next, ok, err := r.cfg.Runner.Store.NextStaleAt(ctx)
 	if err != nil || !ok {
 		return wait
 	}
-	untilDeadline := oldest.Add(r.cfg.Runner.Policy.StaleAfter).Sub(r.cfg.Now())
+	untilDeadline := next.Sub(r.cfg.Now())
 	if untilDeadline <= 0 {
 		// The sweep just ran, yet a run is overdue: it is failing or racing a
 		// heartbeat. Retry soon, but do not spin.

@@ -32,6 +32,11 @@ type Config struct {
 	MaxReadLag time.Duration
 	// MaxStreams and MaxStreamsPerToken cap the open SSE streams.
 	MaxStreams, MaxStreamsPerToken int
+	// ConsistencyWait is how long a read given ?after= waits for its read
+	// model to apply that position before answering 503.
+	ConsistencyWait time.Duration
+	// AppendBatchMax bounds the commands appended in one statement (1: no batching).
+	AppendBatchMax int
 
 	// envErrs are malformed environment values, reported by Policy.
 	envErrs []error
@@ -63,7 +68,10 @@ func (c *Config) bindServe(fs *flag.FlagSet) {
 	fs.Func("max-read-lag", "how far behind the log a read model may be to judge 'active' from (env RUNLEDGER_MAX_READ_LAG, default 5s, at most stale-after/4)", durationFlag(&c.MaxReadLag))
 	fs.IntVar(&c.MaxStreams, "max-streams", c.envInt("RUNLEDGER_MAX_STREAMS", 5000), "open SSE streams per replica (env RUNLEDGER_MAX_STREAMS)")
 	fs.IntVar(&c.MaxStreamsPerToken, "max-streams-per-token", c.envInt("RUNLEDGER_MAX_STREAMS_PER_TOKEN", 10), "open SSE streams per token (env RUNLEDGER_MAX_STREAMS_PER_TOKEN)")
+	fs.Func("consistency-wait", "how long a read given ?after= waits for its read model (env RUNLEDGER_CONSISTENCY_WAIT, default 2s)", durationFlag(&c.ConsistencyWait))
+	fs.IntVar(&c.AppendBatchMax, "append-batch-max", c.envInt("RUNLEDGER_APPEND_BATCH_MAX", 64), "commands appended in one statement; 1 turns batching off (env RUNLEDGER_APPEND_BATCH_MAX)")
 	c.RequestTimeout = c.envDuration("RUNLEDGER_REQUEST_TIMEOUT", 5*time.Second)
+	c.ConsistencyWait = c.envDuration("RUNLEDGER_CONSISTENCY_WAIT", 2*time.Second)
 	c.MaxReadLag = c.envDuration("RUNLEDGER_MAX_READ_LAG", 5*time.Second)
 }
 
@@ -88,8 +96,8 @@ func (c *Config) Policy() (domain.Policy, error) {
 	if c.RequestTimeout <= 0 {
 		return p, fmt.Errorf("configuration: --request-timeout must be positive")
 	}
-	if c.MaxReadLag <= 0 || c.MaxStreams <= 0 || c.MaxStreamsPerToken <= 0 {
-		return p, fmt.Errorf("configuration: --max-read-lag, --max-streams and --max-streams-per-token must be positive")
+	if c.MaxReadLag <= 0 || c.MaxStreams <= 0 || c.MaxStreamsPerToken <= 0 || c.ConsistencyWait <= 0 || c.AppendBatchMax <= 0 {
+		return p, fmt.Errorf("configuration: --max-read-lag, --max-streams, --max-streams-per-token, --consistency-wait and --append-batch-max must be positive")
 	}
 	return p, nil
 }

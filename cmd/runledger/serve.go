@@ -9,9 +9,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -38,14 +40,18 @@ type service struct {
 	projPool *pgxpool.Pool
 	reapPool *pgxpool.Pool
 	// clock is the database's clock, which every decision of every replica uses.
-	clock     *dbclock.Clock
-	lag       *projections.LagMonitor
-	reg       *prometheus.Registry
-	api       *api.Server
-	projector *projections.Projector
-	reaper    *reaper.Reaper
-	http      *http.Server
-	listener  net.Listener
+	clock *dbclock.Clock
+	lag   *projections.LagMonitor
+	feed  *projections.Feed
+	// feedListener brings the other replicas' changes (LISTEN/NOTIFY).
+	feedListener *projections.Listener
+	origin       string
+	reg          *prometheus.Registry
+	api          *api.Server
+	projector    *projections.Projector
+	reaper       *reaper.Reaper
+	http         *http.Server
+	listener     net.Listener
 }
 
 // newService connects, migrates (unless cfg.NoMigrate), builds every part and
@@ -135,29 +141,41 @@ func (s *service) build(ctx context.Context, policy domain.Policy, auth *api.Aut
 	}
 	reg := s.reg
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	runner := eventstore.NewRunner(eventstore.New(s.pool), policy)
-	runner.Now = s.clock.Now
+	host, _ := os.Hostname()
+	s.origin = fmt.Sprintf("%s:%d", host, os.Getpid())
+	// The feed learns of committed projector batches (here, and through
+	// LISTEN from the other replicas) and tells SSE streams and
+	// read-your-writes waits; it starts from the committed offsets.
+	s.feed = projections.NewFeed()
+	if err := s.feed.Sync(ctx, s.reads); err != nil {
+		return err
+	}
+	var err error
+	projOpts := projectorOptions(s.cfg.readLagBound(), s.logger, projections.NewMetrics(reg))
+	projOpts.Feed, projOpts.NotifyChannel, projOpts.Origin = s.feed, projections.ChangesChannel, s.origin
+	if s.projector, err = projections.NewProjector(s.projPool, projOpts); err != nil {
+		return err
+	}
+	s.feedListener = &projections.Listener{Connect: s.listenConn, Feed: s.feed, Projector: s.projector,
+		Origin: s.origin, Logger: s.logger, Metrics: projections.NewFeedMetrics(reg)}
 	s.lag = projections.NewLagMonitor(s.reads, 250*time.Millisecond)
 	if err := s.lag.Measure(ctx); err != nil {
 		return err
 	}
+	runner := s.newRunner(s.pool, policy, s.cfg.AppendBatchMax)
 	s.api = api.New(api.Config{Runner: runner, Pool: s.reads, Auth: auth, Policy: policy, Logger: s.logger, Registry: reg,
 		RequestTimeout: s.cfg.RequestTimeout, Now: s.clock.Now, Lag: s.lag, MaxReadLag: s.cfg.readLagBound(),
-		ReadyMaxLag: s.cfg.readLagBound(), MaxStreams: s.cfg.MaxStreams, MaxStreamsPerToken: s.cfg.MaxStreamsPerToken})
-	runner.OnAppended = s.api.Metrics().ObserveResult
-	runner.OnConflict = s.api.Metrics().Conflict
-	var err error
-	s.projector, err = projections.NewProjector(s.projPool, projectorOptions(s.cfg.readLagBound(), s.logger, projections.NewMetrics(reg)))
-	if err != nil {
-		return err
-	}
+		ReadyMaxLag: s.cfg.readLagBound(), MaxStreams: s.cfg.MaxStreams, MaxStreamsPerToken: s.cfg.MaxStreamsPerToken,
+		Feed: s.feed, ConsistencyWait: s.cfg.ConsistencyWait})
 	// The reaper appends through a Runner of its own pool: a flood of
 	// commands waiting on a lock cannot hold back the end of silent runs.
-	reapRunner := eventstore.NewRunner(eventstore.New(s.reapPool), policy)
-	reapRunner.Now = s.clock.Now
-	reapRunner.OnAppended = s.api.Metrics().ObserveResult
-	reapRunner.OnConflict = s.api.Metrics().Conflict
-	s.reaper, err = reaper.New(reaper.Config{Runner: reapRunner, Interval: s.cfg.ReapInterval, Logger: s.logger, Metrics: reaper.NewMetrics(reg)})
+	reapRunner := s.newRunner(s.reapPool, policy, 1)
+	for _, rn := range []*eventstore.Runner{runner, reapRunner} {
+		rn.OnAppended = s.api.Metrics().ObserveResult
+		rn.OnConflict = s.api.Metrics().Conflict
+	}
+	s.reaper, err = reaper.New(reaper.Config{Runner: reapRunner, Interval: s.cfg.ReapInterval, Logger: s.logger,
+		Metrics: reaper.NewMetrics(reg), Instance: s.origin})
 	if err != nil {
 		return err
 	}
@@ -173,6 +191,24 @@ func (s *service) build(ctx context.Context, policy domain.Policy, auth *api.Aut
 	return nil
 }
 
+// newRunner returns a command runner on pool whose committed appends wake
+// this replica's projector at once.
+func (s *service) newRunner(pool *pgxpool.Pool, policy domain.Policy, batchMax int) *eventstore.Runner {
+	store := eventstore.NewWithOptions(pool, eventstore.Options{DefaultTTL: policy.StaleAfter, BatchMax: batchMax,
+		OnCommitted: func(last int64) { s.projector.Wake(last) }})
+	rn := eventstore.NewRunner(store, policy)
+	rn.Now = s.clock.Now
+	return rn
+}
+
+// listenConn opens the change feed's LISTEN connection: a connection of its
+// own, like the reads pool's, named for pg_stat_activity.
+func (s *service) listenConn(ctx context.Context) (*pgx.Conn, error) {
+	cfg := s.reads.Config().ConnConfig.Copy()
+	cfg.RuntimeParams["application_name"] = fmt.Sprintf("runledger-listener:%d", os.Getpid())
+	return pgx.ConnectConfig(ctx, cfg)
+}
+
 // URL is the base URL the service answers on.
 func (s *service) URL() string { return "http://" + s.listener.Addr().String() }
 
@@ -183,9 +219,10 @@ func (s *service) Run(ctx context.Context) error {
 	defer s.closePools()
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	errs := make(chan error, 5)
-	wg.Add(4)
+	errs := make(chan error, 6)
+	wg.Add(5)
 	go func() { defer wg.Done(); s.clock.Run(bg) }()
+	go func() { defer wg.Done(); errs <- wrap("change feed", s.feedListener.Run(bg)) }()
 	go func() { defer wg.Done(); s.lag.Run(bg) }()
 	go func() { defer wg.Done(); errs <- wrap("projector", s.projector.Run(bg)) }()
 	go func() { defer wg.Done(); errs <- wrap("reaper", s.reaper.Run(bg)) }()
