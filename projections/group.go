@@ -68,7 +68,7 @@ type group struct {
 	// availability: the next caught-up wait is short.
 	retrySoon bool
 	wake      chan struct{}
-	stop          <-chan struct{}
+	stop      <-chan struct{}
 }
 
 func newGroup(proj projection, beginner wsql.Beginner, opts Options) *group {
