@@ -417,6 +417,11 @@ func TestReplicasWithSkewedClocksAgree(t *testing.T) {
 	cf, cs := newAPIClient(t, fast.URL()), newAPIClient(t, slow.URL())
 	run := startRun(t, cs, "acme", 1_000_000)
 	worker, user := cs.token("acme", api.RoleWorker), cs.token("acme", api.RoleUser)
+	for _, c := range []*apiClient{cf, cs} {
+		waitFor(t, 10*time.Second, "the run to be projected", func() bool {
+			return c.do("GET", "/v1/businesses/acme/runs/active", user, nil).status == 200
+		})
+	}
 	completed := 0
 	for start := time.Now(); time.Since(start) < 8*time.Second; {
 		completed++

@@ -19,9 +19,18 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 
 const testSecret = "cmd-test-secret-cmd-test-secret-0123"
 
+// testConfig is serve's configuration with every default, on a fresh
+// database and a free port.
 func testConfig(t *testing.T) Config {
-	return Config{DatabaseURL: pgtest.URL(t), Addr: "127.0.0.1:0", StaleAfter: 15 * time.Minute,
-		ReapInterval: time.Second, HeartbeatMinInterval: 5 * time.Second, AuthSecret: testSecret, RequestTimeout: 5 * time.Second, MaxReadLag: 5 * time.Second, MaxStreams: 100, MaxStreamsPerToken: 10}
+	t.Helper()
+	var cfg Config
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfg.bindServe(fs)
+	if err := parse(fs, []string{"--addr", "127.0.0.1:0", "--reap-interval", "1s"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg.DatabaseURL, cfg.AuthSecret = pgtest.URL(t), testSecret
+	return cfg
 }
 
 // serve end to end: migrate, serve, answer, and shut down on cancel with an
@@ -92,7 +101,9 @@ func TestServeRunsAndShutsDownGracefully(t *testing.T) {
 }
 
 func TestConfigRefusesCoalescingBeyondTenthOfTTL(t *testing.T) {
-	cfg := Config{StaleAfter: time.Minute, HeartbeatMinInterval: 10 * time.Second, ReapInterval: time.Second, RequestTimeout: time.Second, MaxReadLag: time.Second, MaxStreams: 1, MaxStreamsPerToken: 1}
+	cfg := testConfig(t)
+	cfg.DatabaseURL = ""
+	cfg.StaleAfter, cfg.HeartbeatMinInterval = time.Minute, 10*time.Second
 	if _, err := cfg.Policy(); err == nil || !strings.Contains(err.Error(), "heartbeat_min_interval") {
 		t.Fatalf("Policy() = %v", err)
 	}
