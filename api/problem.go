@@ -47,6 +47,10 @@ const (
 	jsonMediaType         = "application/json"
 	maxBodyBytes          = 64 << 10
 	internalErrorResponse = "internal error"
+
+	// CodeIdempotencyKeyReused refuses a request whose Idempotency-Key was
+	// used with another request to the same endpoint (422).
+	CodeIdempotencyKeyReused = "idempotency_key_reused"
 )
 
 // statusOf is the one place that maps codes to HTTP statuses.
@@ -66,6 +70,8 @@ var statusOf = map[string]int{
 	CodeInternal:         http.StatusInternalServerError,
 	CodeNotReady:         http.StatusServiceUnavailable,
 	CodeMethodNotAllowed: http.StatusMethodNotAllowed,
+
+	CodeIdempotencyKeyReused: http.StatusUnprocessableEntity,
 }
 
 // apiError is an error that already knows its problem.

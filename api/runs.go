@@ -33,6 +33,9 @@ func (c call) actor() string {
 // in an order that leaks nothing: token (401), path ids (400), business (404:
 // another business's runs do not exist for you), role (403).
 func (s *Server) route(pattern string, roles []Role, h func(http.ResponseWriter, *http.Request, call) error) {
+	if strings.HasPrefix(pattern, http.MethodPost+" ") {
+		h = s.idempotent(h) // every command accepts Idempotency-Key, checked after authorization
+	}
 	s.handle(pattern, func(w http.ResponseWriter, r *http.Request) {
 		c, err := s.authorize(r, roles)
 		if err == nil {
@@ -86,6 +89,7 @@ func (s *Server) routesV1() {
 	s.route("GET "+base+"/runs/{r}/events", readers, s.runEvents)
 	s.route("GET "+base+"/timeline", operatorOnly, s.timeline)
 	s.route("GET "+base+"/replay", operatorOnly, s.replay)
+	s.handle("GET /v1/policy", s.getPolicy)
 }
 
 func (s *Server) meta(r *http.Request, c call) eventstore.Metadata {

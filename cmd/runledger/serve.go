@@ -116,10 +116,12 @@ func (s *service) Run(ctx context.Context) error {
 	defer s.reads.Close()
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	errs := make(chan error, 3)
-	wg.Add(2)
+	errs := make(chan error, 4)
+	wg.Add(3)
 	go func() { defer wg.Done(); errs <- wrap("projector", s.projector.Run(bg)) }()
 	go func() { defer wg.Done(); errs <- wrap("reaper", s.reaper.Run(bg)) }()
+	sweeper := api.IdempotencySweeper{Pool: s.pool, Logger: s.logger}
+	go func() { defer wg.Done(); errs <- wrap("idempotency sweeper", sweeper.Run(bg)) }()
 	go func() {
 		if err := s.http.Serve(s.listener); !errors.Is(err, http.ErrServerClosed) {
 			errs <- wrap("http", err)
