@@ -38,7 +38,9 @@ type startJSON struct {
 
 // StartRun starts a run (worker token) under one Idempotency-Key for all its
 // attempts. A retried start of the same run is success (the server answers
-// 201 the first time, 200 after). It returns *Error with Code
+// 201 the first time, 200 after). If ctx ends while an attempt is in
+// flight, that attempt is waited for (so a run is not started behind the
+// caller's back), but no new one is made. It returns *Error with Code
 // active_run_exists (and RunID) if another run of the business is active.
 func (c *Client) StartRun(ctx context.Context, business string, s StartRequest) (Run, error) {
 	body := startJSON{RunID: s.RunID, TotalCalls: s.TotalCalls, WorkerID: s.WorkerID}
@@ -49,7 +51,7 @@ func (c *Client) StartRun(ctx context.Context, business string, s StartRequest) 
 		body.StallAfter = &s.StallAfter
 	}
 	var run Run
-	_, err := c.do(ctx, request{method: http.MethodPost, path: businessPath(business) + "/runs", body: body, key: newKey()}, &run)
+	_, err := c.do(ctx, request{method: http.MethodPost, path: businessPath(business) + "/runs", body: body, key: newKey(), finish: true}, &run)
 	return run, err
 }
 

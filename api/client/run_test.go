@@ -423,3 +423,43 @@ func TestClientImportsNoServerPackage(t *testing.T) {
 		}
 	}
 }
+
+// The caller gives up while the start is in flight: the start is waited
+// for, and the run it created is completed (failed), not left behind.
+func TestCancelDuringStartLeavesNoRunBehind(t *testing.T) {
+	e := newEnv(t)
+	proxy := newFaultProxy(t, e.srv.URL)
+	release, held := make(chan struct{}), make(chan struct{})
+	proxy.setRule(func(r *http.Request, n int) fault {
+		if suffix(r) == "start" {
+			return fault{hold: release, held: held}
+		}
+		return fault{}
+	})
+	worker, user := e.client(proxy.URL, "acme", api.RoleWorker), e.client(e.srv.URL, "acme", api.RoleUser)
+	ctx, cancel := context.WithCancel(context.Background())
+	id := uuid.NewString()
+	worked := false
+	done := runAsync(ctx, worker, "acme", client.RunSpec{RunID: id, TotalCalls: 5}, func(ctx context.Context, p *client.Progress) error {
+		worked = true
+		<-ctx.Done()
+		return context.Cause(ctx)
+	})
+	<-held
+	cancel()
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	res := wait(t, done, 5*time.Second)
+	if !errors.Is(res.err, context.Canceled) || !worked {
+		t.Fatalf("Run = %v (work called: %v)", res.err, worked)
+	}
+	var run client.Run
+	waitFor(t, 5*time.Second, "the run to read as ended", func() bool {
+		var err error
+		run, err = user.GetRun(context.Background(), "acme", id)
+		return err == nil && run.Ended()
+	})
+	if run.Status != client.StatusFailed || run.EndReason != "worker_failed" || run.LastError != "context canceled" {
+		t.Fatalf("run = %+v", run)
+	}
+}

@@ -26,6 +26,9 @@ type request struct {
 	key string
 	// once sends a single attempt (the heartbeat loop is its own retry).
 	once bool
+	// finish lets an attempt in flight finish when ctx ends (no new attempt
+	// starts): a start whose answer is awaited is not abandoned half-done.
+	finish bool
 }
 
 // answer is a 2xx answer.
@@ -51,8 +54,15 @@ func (c *Client) do(ctx context.Context, r request, out any) (answer, error) {
 	if r.once {
 		attempts = 1
 	}
+	attemptCtx := ctx
+	if r.finish {
+		attemptCtx = context.WithoutCancel(ctx)
+	}
 	for attempt := 1; ; attempt++ {
-		a, err := c.attempt(ctx, r, payload)
+		if attempt > 1 && ctx.Err() != nil {
+			return answer{}, fmt.Errorf("runledger: %s %s: %w", r.method, r.path, context.Cause(ctx))
+		}
+		a, err := c.attempt(attemptCtx, r, payload)
 		if err == nil {
 			if out != nil && len(a.body) > 0 {
 				if err := json.Unmarshal(a.body, out); err != nil {
