@@ -73,10 +73,15 @@ func (p *Progress) Paused() bool {
 	return p.paused
 }
 
-// WaitIfPaused returns at once if the run is not paused; otherwise it waits
-// until the run is resumed, or returns context.Cause(ctx) if ctx ends first
-// (a cancel of a paused run ends the wait).
+// WaitIfPaused is the check a dialer makes before each call: it returns
+// context.Cause(ctx) if ctx has ended (cancel requested, run fenced, caller
+// gone), nil at once if the run is not paused, and otherwise waits until the
+// run is resumed (nil) or ctx ends (its cause: a cancel of a paused run ends
+// the wait).
 func (p *Progress) WaitIfPaused(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
 	p.mu.Lock()
 	resumed := p.resumed
 	p.mu.Unlock()
