@@ -22,6 +22,11 @@ const (
 	EventInactive = "inactive"
 )
 
+// streamIdleTimeout is three of the server's keep-alive intervals.
+const streamIdleTimeout = 45 * time.Second
+
+var errStreamIdle = errors.New("runledger: no data on the stream for 45s")
+
 // Event is one Server-Sent Event of a business's active-run stream.
 type Event struct {
 	// ID is the event's id (a log position); pass it as lastEventID to
@@ -117,6 +122,13 @@ func (c *Client) finalEvent(ctx context.Context, business, runID string, fn func
 // a non-terminal stream stopped.
 func (c *Client) stream(ctx context.Context, business string, lastID, runID *string, fn func(Event) error) (progressed, terminal bool, err error) {
 	path := businessPath(business) + "/runs/active/stream"
+	// A connection that died without closing would block the read forever:
+	// the server sends a keep-alive comment every 15 s, so a silence of
+	// streamIdleTimeout drops the connection (and Watch reconnects).
+	ctx, drop := context.WithCancelCause(ctx)
+	defer drop(nil)
+	idle := time.AfterFunc(streamIdleTimeout, func() { drop(errStreamIdle) })
+	defer idle.Stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
 	if err != nil {
 		return false, true, err
@@ -142,6 +154,7 @@ func (c *Client) stream(ctx context.Context, business string, lastID, runID *str
 	var id, typ string
 	var data strings.Builder
 	for sc.Scan() {
+		idle.Reset(streamIdleTimeout)
 		line := sc.Text()
 		if line == "" { // dispatch
 			if typ == "" && data.Len() == 0 {
