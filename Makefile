@@ -3,11 +3,16 @@ GO      ?= go
 BIN     := bin/runledger
 PKGS    := ./...
 
-.PHONY: run build test vet fmt-check fuzz bench clean
+.PHONY: run demo build test vet fmt-check fuzz bench clean
 
 ## run: local PostgreSQL under ./.data, migrate, serve, print tokens and curl lines
 run: build
 	./$(BIN) dev
+
+## demo: simulated dialers on the worker SDK against the server `make run` started (in another
+## terminal); tokens signed with RUNLEDGER_AUTH_SECRET or .data/auth-secret; DEMO_ARGS="--duration 60s"
+demo: build
+	./$(BIN) demo $(DEMO_ARGS)
 
 build:
 	$(GO) build -o $(BIN) ./cmd/runledger

@@ -122,6 +122,12 @@ func (r response) obj(key string) map[string]any {
 // do sends a request; body may be nil, a string (sent as is) or a value (sent as JSON).
 func (e *env) do(method, path, token string, body any) response {
 	e.t.Helper()
+	return e.doWith(method, path, token, body, nil)
+}
+
+// doWith is do with extra request headers.
+func (e *env) doWith(method, path, token string, body any, header http.Header) response {
+	e.t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -145,6 +151,9 @@ func (e *env) do(method, path, token string, body any) response {
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {

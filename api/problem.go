@@ -53,27 +53,32 @@ const (
 	jsonMediaType         = "application/json"
 	maxBodyBytes          = 64 << 10
 	internalErrorResponse = "internal error"
+
+	// CodeIdempotencyKeyReused refuses a request whose Idempotency-Key was
+	// used with another request to the same endpoint (422).
+	CodeIdempotencyKeyReused = "idempotency_key_reused"
 )
 
 // statusOf is the one place that maps codes to HTTP statuses.
 var statusOf = map[string]int{
-	CodeInvalidRequest:   http.StatusBadRequest,
-	CodeValidationFailed: http.StatusBadRequest,
-	CodeUnauthorized:     http.StatusUnauthorized,
-	CodeForbidden:        http.StatusForbidden,
-	CodeNotFound:         http.StatusNotFound,
-	CodeNoActiveRun:      http.StatusNotFound,
-	CodeActiveRunExists:  http.StatusConflict,
-	CodeRunEnded:         http.StatusConflict,
-	CodeRunExists:        http.StatusConflict,
-	CodeConflict:         http.StatusConflict,
-	CodeBodyTooLarge:     http.StatusRequestEntityTooLarge,
-	CodeUnsupportedMedia: http.StatusUnsupportedMediaType,
-	CodeInternal:         http.StatusInternalServerError,
-	CodeMethodNotAllowed: http.StatusMethodNotAllowed,
-	CodeUnavailable:      http.StatusServiceUnavailable,
-	CodeReadModelBehind:  http.StatusServiceUnavailable,
-	CodeTooManyStreams:   http.StatusTooManyRequests,
+	CodeInvalidRequest:       http.StatusBadRequest,
+	CodeValidationFailed:     http.StatusBadRequest,
+	CodeUnauthorized:         http.StatusUnauthorized,
+	CodeForbidden:            http.StatusForbidden,
+	CodeNotFound:             http.StatusNotFound,
+	CodeNoActiveRun:          http.StatusNotFound,
+	CodeActiveRunExists:      http.StatusConflict,
+	CodeRunEnded:             http.StatusConflict,
+	CodeRunExists:            http.StatusConflict,
+	CodeConflict:             http.StatusConflict,
+	CodeBodyTooLarge:         http.StatusRequestEntityTooLarge,
+	CodeUnsupportedMedia:     http.StatusUnsupportedMediaType,
+	CodeInternal:             http.StatusInternalServerError,
+	CodeMethodNotAllowed:     http.StatusMethodNotAllowed,
+	CodeUnavailable:          http.StatusServiceUnavailable,
+	CodeReadModelBehind:      http.StatusServiceUnavailable,
+	CodeTooManyStreams:       http.StatusTooManyRequests,
+	CodeIdempotencyKeyReused: http.StatusUnprocessableEntity,
 }
 
 // apiError is an error that already knows its problem.

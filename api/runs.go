@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -35,6 +36,9 @@ func (c call) actor() string {
 // (403); only then does the handler check the rest of its input, so a
 // malformed run id in the path from a caller of the wrong role is a 403.
 func (s *Server) route(pattern string, roles []Role, h func(http.ResponseWriter, *http.Request, call) error) {
+	if strings.HasPrefix(pattern, http.MethodPost+" ") {
+		h = s.idempotent(h) // every command accepts Idempotency-Key, checked after authorization
+	}
 	s.handle(pattern, func(w http.ResponseWriter, r *http.Request) {
 		c, err := s.authorize(r, roles)
 		if err == nil {
@@ -88,6 +92,7 @@ func (s *Server) routesV1() {
 	s.route("GET "+base+"/runs/{r}/events", readers, s.runEvents)
 	s.route("GET "+base+"/timeline", operatorOnly, s.timeline)
 	s.route("GET "+base+"/replay", operatorOnly, s.replay)
+	s.handle("GET /v1/policy", s.getPolicy)
 }
 
 func (s *Server) meta(r *http.Request, c call) eventstore.Metadata {

@@ -18,7 +18,6 @@ import (
 // within 250 ms (LISTEN/NOTIFY), and still does after B's listening
 // connection is killed (it reconnects and resyncs).
 func TestChangesReachAnotherReplicasWatcher(t *testing.T) {
-	t.Parallel()
 	dbURL := pgtest.URL(t)
 	args := []string{"--heartbeat-min-interval", "0s"}
 	a := servetest.Start(t, servetest.Options{DatabaseURL: dbURL, Secret: testSecret, Args: args})

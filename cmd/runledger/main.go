@@ -1,5 +1,5 @@
 // Command runledger is the run ledger service and its operations tools:
-// dev, serve, migrate, rebuild, verify, audit and token.
+// dev, serve, migrate, rebuild, verify, audit, token and demo.
 package main
 
 import (
@@ -26,6 +26,8 @@ Usage:
   runledger verify               diff live read models against a fresh rebuild; exit 1 on difference
   runledger audit --business B [--run R] [--since T] [--until T] [--at T] [--json]
   runledger token --business B --role R [--ttl D]
+  runledger demo [--url U] [--duration D] [--workers N] [--businesses M] [--data-dir .data]
+                                 simulated dialers on the worker SDK against a running server
 
 Run 'runledger COMMAND -h' for a command's flags.
 `
@@ -45,6 +47,7 @@ func main() {
 		"verify":  runVerify,
 		"audit":   runAudit,
 		"token":   runToken,
+		"demo":    runDemo,
 	}
 	name, args := os.Args[1], os.Args[2:]
 	cmd, ok := commands[name]

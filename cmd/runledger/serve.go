@@ -219,13 +219,15 @@ func (s *service) Run(ctx context.Context) error {
 	defer s.closePools()
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	errs := make(chan error, 6)
-	wg.Add(5)
+	errs := make(chan error, 7)
+	wg.Add(6)
 	go func() { defer wg.Done(); s.clock.Run(bg) }()
 	go func() { defer wg.Done(); errs <- wrap("change feed", s.feedListener.Run(bg)) }()
 	go func() { defer wg.Done(); s.lag.Run(bg) }()
 	go func() { defer wg.Done(); errs <- wrap("projector", s.projector.Run(bg)) }()
 	go func() { defer wg.Done(); errs <- wrap("reaper", s.reaper.Run(bg)) }()
+	sweeper := api.IdempotencySweeper{Pool: s.pool, Logger: s.logger}
+	go func() { defer wg.Done(); errs <- wrap("idempotency sweeper", sweeper.Run(bg)) }()
 	go func() {
 		if err := s.http.Serve(s.listener); !errors.Is(err, http.ErrServerClosed) {
 			errs <- wrap("http", err)
