@@ -85,6 +85,7 @@ func New(cfg Config) *Server {
 	s.metrics = newMetrics(cfg.Registry, s)
 	s.routesV1()
 	s.routesOpen()
+	s.routesPage()
 	s.handle("GET /healthz", s.healthz)
 	s.handle("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))

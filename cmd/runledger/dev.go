@@ -115,8 +115,14 @@ func printDevBanner(w io.Writer, auth *api.Authenticator, url, dbURL string) err
 		return t
 	}
 	run := uuid.Must(uuid.NewV7()).String()
+	user, operator := tok(devBusiness, api.RoleUser), tok(api.AnyBusiness, api.RoleOperator)
 	_, err := fmt.Fprintf(w, `
 runledger dev is up: %[1]s   (database %[2]s)
+
+Open the page (the token rides after '#', which never reaches the server; the page keeps it for this tab):
+  business %[7]s:   %[1]s/#token=%[5]s
+  operator console: %[1]s/#token=%[6]s
+
 Paste these into a shell (tokens valid for 24h, secret in .data/auth-secret):
 
 export RL=%[1]s RUN=%[3]s
@@ -138,7 +144,7 @@ curl -s "$RL/v1/businesses/%[7]s/timeline" -H "Authorization: Bearer $OPERATOR_T
 
 Health %[1]s/healthz, readiness %[1]s/readyz, metrics %[1]s/metrics, API %[1]s/v1/openapi.json
 Stop with Ctrl-C (the local PostgreSQL stops too).
-`, url, redact(dbURL), run, tok(devBusiness, api.RoleWorker), tok(devBusiness, api.RoleUser), tok(api.AnyBusiness, api.RoleOperator), devBusiness)
+`, url, redact(dbURL), run, tok(devBusiness, api.RoleWorker), user, operator, devBusiness)
 	return err
 }
 
