@@ -268,6 +268,8 @@ func TestPage(t *testing.T) {
 		p := newTab(t, browser, tabOptions{})
 		w := s.worker(t, "s10")
 		w.start(5, hostile)
+		stop, _ := w.beat(500*time.Millisecond, 0)
+		defer stop()
 		token := s.token("s10", api.RoleUser)
 		p.open(s.srv.URL + "/#token=" + token)
 		p.waitFor("showing a bar", jsBarShown, 5*time.Second)
@@ -281,6 +283,7 @@ func TestPage(t *testing.T) {
 		if n := eval[int](p, `document.querySelectorAll('img').length`); n != 0 {
 			t.Fatalf("%d img elements on the page", n)
 		}
+		p.screenshot("10-hostile-worker-id")
 		// The CSP is enforced: an inline script does not run.
 		if eval[bool](p, `(() => { const s = document.createElement('script'); s.textContent = 'window.__inline = true'; document.body.append(s); return window.__inline === true; })()`) {
 			t.Fatal("an inline script ran")
@@ -300,7 +303,6 @@ func TestPage(t *testing.T) {
 			t.Fatalf("a dialog opened: %q", msg)
 		default:
 		}
-		p.screenshot("10-hostile-worker-id")
 	})
 
 	t.Run("11 the operator console lists a silent run first and the replay answers with its reason", func(t *testing.T) {

@@ -33,10 +33,16 @@ export function renderHistory(root, { api, base, canAct, onCancel }) {
     root,
     el('h3', { text: 'History' }),
     error,
-    append(table, el('thead', {}, head), body),
+    el('div', { class: 'table-wrap' }, append(table, el('thead', {}, head), body)),
     empty,
     el('div', { class: 'pager' }, newer, label, older),
   );
+
+  // withTitle gives a cell the whole value as a tooltip, where the CSS may cut it short.
+  function withTitle(td, text) {
+    td.firstChild.title = text;
+    return td;
+  }
 
   function newest(run) {
     const k = known.get(run.run_id);
@@ -64,7 +70,7 @@ export function renderHistory(root, { api, base, canAct, onCancel }) {
       cell('Status', el('span', { class: `dot dot-${stuck ? 'silent' : run.status}`, 'aria-hidden': 'true' }), statusText(run)),
       cell('Why it ended', why),
       cell('Calls', `${run.completed_calls} ✓ ${run.failed_calls} ✗ of ${run.total_calls}`),
-      cell('Worker', run.worker_id),
+      withTitle(cell('Worker', run.worker_id), run.worker_id),
       act,
     );
     return tr;
