@@ -175,9 +175,10 @@ func TestPage(t *testing.T) {
 		p.waitFor("showing a bar", jsBarShown, 5*time.Second)
 		p.waitFor("watching stopped", jsShown("#watch-note", "Stopped watching after 2 s — refresh to check again.")+" && "+jsNoBar, 5*time.Second)
 		d := time.Since(opened)
-		if d < 2*time.Second || d > 3*time.Second {
-			t.Fatalf("watching stopped %s after the page opened, want 2 s (+ the page's load)", d)
+		if d < 2*time.Second || d > 4*time.Second {
+			t.Fatalf("watching stopped %s after the page was asked for, want 2 s (+ the page's load)", d)
 		}
+		t.Logf("watching stopped %s after the page was asked for", d.Round(time.Millisecond))
 		contains(t, "connection", p.text("#connection"), "Not watching")
 		p.screenshot("07-stopped-watching")
 		// Checking again resumes, and the live run shows again.

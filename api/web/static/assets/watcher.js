@@ -75,7 +75,11 @@ export const DEFAULTS = Object.freeze({
   maxErrors: 5,
   backoffBaseMs: 250,
   backoffCapMs: 4000,
+  // With no run to show, GET …/runs/active this often, so that a run that
+  // starts shows within a second: a primary-key read of a small table, for
+  // at most maxWatchMs per open page.
   idlePollMs: 500,
+  // While a run shows and streaming has failed, GET …/runs/active this often.
   pollMs: 1000,
   streamFailuresBeforePolling: 2,
   // The server sends a keep-alive comment every 15 s; a stream quiet for
