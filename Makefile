@@ -2,6 +2,8 @@
 GO      ?= go
 BIN     := bin/runledger
 PKGS    := ./...
+# Test artifacts (the browser tests' screenshots) are kept here by `make test`.
+ARTIFACTS := test-artifacts
 
 .PHONY: run demo build test vet fmt-check fuzz bench clean
 
@@ -18,8 +20,13 @@ build:
 	$(GO) build -o $(BIN) ./cmd/runledger
 
 ## test: vet, then every test against a private PostgreSQL cluster the tests start themselves
+## (with Chromium installed, the page's browser tests too: their screenshots are kept under
+## test-artifacts/_artifacts/), then the page's JavaScript unit tests when node is installed
 test: vet fmt-check
-	$(GO) test -race -count=1 -timeout 8m $(PKGS)
+	@rm -rf $(ARTIFACTS) && mkdir -p $(ARTIFACTS)
+	$(GO) test -race -count=1 -timeout 8m -artifacts -outputdir $(CURDIR)/$(ARTIFACTS) $(PKGS)
+	@if command -v node >/dev/null 2>&1; then node --test api/web/test/; \
+	else echo "node not found: skipped the page's JavaScript unit tests (node --test api/web/test/)"; fi
 
 vet:
 	$(GO) vet $(PKGS)
@@ -29,7 +36,7 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 clean:
-	rm -rf bin .data
+	rm -rf bin .data $(ARTIFACTS)
 
 ## bench: every workload of issue 6 against a local cluster it starts; BENCH_QUICK=1 for a short run
 bench: build

@@ -16,13 +16,8 @@ type PolicyView struct {
 
 // getPolicy answers any authenticated role; it names no business.
 func (s *Server) getPolicy(w http.ResponseWriter, r *http.Request) {
-	token, err := bearer(r.Header.Get("Authorization"))
-	if err != nil {
-		s.writeError(w, r, newProblem(CodeUnauthorized, "a valid bearer token is required"))
-		return
-	}
-	if _, err := s.auth.Parse(token); err != nil {
-		s.writeError(w, r, newProblem(CodeUnauthorized, "the bearer token is invalid or expired"))
+	if _, _, err := s.authenticate(r); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, PolicyView{StaleAfter: s.policy.StaleAfter.String(),

@@ -50,14 +50,24 @@ func (s *Server) route(pattern string, roles []Role, h func(http.ResponseWriter,
 	})
 }
 
-func (s *Server) authorize(r *http.Request, roles []Role) (call, error) {
+// authenticate checks the bearer token (401 when missing, bad or expired)
+// and returns its claims and the token.
+func (s *Server) authenticate(r *http.Request) (Claims, string, error) {
 	token, err := bearer(r.Header.Get("Authorization"))
 	if err != nil {
-		return call{}, newProblem(CodeUnauthorized, "a valid bearer token is required")
+		return Claims{}, "", newProblem(CodeUnauthorized, "a valid bearer token is required")
 	}
 	claims, err := s.auth.Parse(token)
 	if err != nil {
-		return call{}, newProblem(CodeUnauthorized, "the bearer token is invalid or expired")
+		return Claims{}, "", newProblem(CodeUnauthorized, "the bearer token is invalid or expired")
+	}
+	return claims, token, nil
+}
+
+func (s *Server) authorize(r *http.Request, roles []Role) (call, error) {
+	claims, token, err := s.authenticate(r)
+	if err != nil {
+		return call{}, err
 	}
 	business := r.PathValue("b")
 	if err := domain.ValidateBusinessID(business); err != nil {

@@ -130,6 +130,8 @@ func New(cfg Config) *Server {
 		failures: ratelog.New(cfg.Logger, time.Second), streams: newStreamLimiter(cfg.MaxStreams, cfg.MaxStreamsPerToken)}
 	s.metrics = newMetrics(cfg.Registry, s)
 	s.routesV1()
+	s.routesOpen()
+	s.routesPage()
 	s.handle("GET /healthz", s.healthz)
 	s.handle("GET /readyz", s.readyz)
 	// A gauge that cannot be read is logged and left out; the rest is served.

@@ -119,8 +119,14 @@ func printDevBanner(w io.Writer, auth *api.Authenticator, url, dbURL, secret str
 		return t
 	}
 	run := uuid.Must(uuid.NewV7()).String()
+	user, operator := tok(devBusiness, api.RoleUser, "dev-user"), tok(api.AnyBusiness, api.RoleOperator, "dev-operator")
 	_, err := fmt.Fprintf(w, `
 runledger dev is up: %[1]s   (database %[2]s)
+
+Open the page (the token rides after '#', which never reaches the server; the page keeps it for this tab):
+  business %[7]s:   %[1]s/#token=%[5]s
+  operator console: %[1]s/#token=%[6]s
+
 Paste these into a shell (tokens valid for 24h, secret in %[8]s):
 
 export RL=%[1]s RUN=%[3]s
@@ -142,7 +148,7 @@ curl -s "$RL/v1/businesses/%[7]s/timeline" -H "Authorization: Bearer $OPERATOR_T
 
 Health %[1]s/healthz, readiness %[1]s/readyz, metrics %[1]s/metrics, API %[1]s/v1/openapi.json
 Stop with Ctrl-C (the local PostgreSQL stops too).
-`, url, redact(dbURL), run, tok(devBusiness, api.RoleWorker, "dialer-1"), tok(devBusiness, api.RoleUser, "dev-user"), tok(api.AnyBusiness, api.RoleOperator, "dev-operator"), devBusiness, secret)
+`, url, redact(dbURL), run, tok(devBusiness, api.RoleWorker, "dialer-1"), user, operator, devBusiness, secret)
 	return err
 }
 

@@ -1,0 +1,63 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/runledger/runledger/projections"
+)
+
+// routesOpen registers the operators' list of open runs. It is not under
+// /v1/businesses/{b}: an operator token for every business ("*") sees every
+// business's open run, an operator token of one business sees that
+// business's only.
+func (s *Server) routesOpen() {
+	s.handle("GET /v1/runs/open", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.listOpen(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+func (s *Server) listOpen(w http.ResponseWriter, r *http.Request) error {
+	claims, _, err := s.authenticate(r)
+	if err != nil {
+		return err
+	}
+	if claims.Role != RoleOperator {
+		return newProblem(CodeForbidden, fmt.Sprintf("role %q may not do this", claims.Role))
+	}
+	q := projections.OpenRunsQuery{Limit: 20}
+	if claims.BusinessID != AnyBusiness {
+		q.BusinessID = claims.BusinessID
+	}
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100 {
+			return fieldProblem("limit", "must be an integer from 1 to 100")
+		}
+		q.Limit = n
+	}
+	if v := r.URL.Query().Get("cursor"); v != "" {
+		at, business, err := decodeCursor(v)
+		if err != nil {
+			return fieldProblem("cursor", "is not a cursor this API returned")
+		}
+		q.After = &projections.OpenCursor{LastHeartbeatAt: at, BusinessID: business}
+	}
+	rows, next, err := projections.ListOpenRuns(r.Context(), s.pool, q)
+	if err != nil {
+		return err
+	}
+	out := RunList{Runs: make([]RunView, len(rows))}
+	for i, row := range rows {
+		out.Runs[i] = s.rowView(row)
+	}
+	if next != nil {
+		cur := encodeCursor(next.LastHeartbeatAt, next.BusinessID)
+		out.NextCursor = &cur
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}

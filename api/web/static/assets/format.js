@@ -1,0 +1,154 @@
+// format.js — pure formatting and estimates for the page (no DOM, no clock:
+// every "now" is passed in, measured on the server's clock).
+
+/** formatDuration renders ms as "12 s", "3 min 5 s", "2 h 3 min" (rounded down to the second). */
+export function formatDuration(ms) {
+  if (!Number.isFinite(ms)) return '—';
+  const s = Math.max(0, Math.floor(ms / 1000));
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return s % 60 ? `${m} min ${s % 60} s` : `${m} min`;
+  const h = Math.floor(m / 60);
+  return m % 60 ? `${h} h ${m % 60} min` : `${h} h`;
+}
+
+/** ago renders how long before now (both in ms) a time was: "12 s ago". */
+export function ago(thenMs, nowMs) {
+  return `${formatDuration(nowMs - thenMs)} ago`;
+}
+
+/** parseDuration reads "90s", "5m", "1h", "1m30s" or a number of seconds; NaN if it cannot. */
+export function parseDuration(text) {
+  const t = String(text ?? '').trim();
+  if (/^\d+(\.\d+)?$/.test(t)) return Number(t) * 1000;
+  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/gy;
+  const unit = { ms: 1, s: 1000, m: 60e3, h: 3600e3 };
+  let total = 0;
+  let matched = 0;
+  for (let m = re.exec(t); m; m = re.exec(t)) {
+    total += Number(m[1]) * unit[m[2]];
+    matched = re.lastIndex;
+  }
+  return matched > 0 && matched === t.length ? total : NaN;
+}
+
+/**
+ * shortId abbreviates a run id as "01a2249f…4d5e": the first 8 characters,
+ * as the server's timeline and replay texts name runs, and the last 4, since
+ * UUIDv7 ids of runs started close together share their first 8 (a time).
+ */
+export function shortId(id) {
+  const s = String(id ?? '');
+  return s.length > 12 ? `${s.slice(0, 8)}…${s.slice(-4)}` : s;
+}
+
+/**
+ * progressStats returns what the bar shows for run: done (completed +
+ * failed), pct of total, ratePerMin and etaMs (null until known). samples are
+ * earlier {t, done} points of this run (t = last_heartbeat_at in ms); the
+ * rate is measured over the last windowMs of them, else since the start.
+ */
+export function progressStats(run, samples = [], windowMs = 5 * 60e3) {
+  const done = run.completed_calls + run.failed_calls;
+  const total = run.total_calls;
+  const pct = total > 0 ? (100 * done) / total : 100;
+  const last = { t: Date.parse(run.last_heartbeat_at), done };
+  const points = [{ t: Date.parse(run.started_at), done: 0 }, ...samples, last]
+    .filter((p) => Number.isFinite(p.t) && p.t <= last.t)
+    .sort((a, b) => a.t - b.t);
+  let first = points.find((p) => p.t >= last.t - windowMs && p.t < last.t);
+  if (!first) first = points[0];
+  let ratePerMin = null;
+  if (first && last.t > first.t && last.done > first.done) {
+    ratePerMin = ((last.done - first.done) / (last.t - first.t)) * 60e3;
+  }
+  const pending = total - done;
+  let etaMs = null;
+  if (pending === 0) etaMs = 0;
+  else if (ratePerMin) etaMs = (pending / ratePerMin) * 60e3;
+  return { done, total, pct, ratePerMin, etaMs, pending };
+}
+
+/** formatRate renders calls per minute: "12 calls/min", "0.4 calls/min", or "—". */
+export function formatRate(perMin) {
+  if (perMin === null || !Number.isFinite(perMin)) return '—';
+  const v = perMin >= 10 ? Math.round(perMin) : Math.round(perMin * 10) / 10;
+  return `${v} call${v === 1 ? '' : 's'}/min`;
+}
+
+/** formatEta renders the estimate of the time left: "about 3 min", "less than a minute", or "—". */
+export function formatEta(ms) {
+  if (ms === null || !Number.isFinite(ms)) return '—';
+  if (ms === 0) return 'done';
+  if (ms < 60e3) return 'less than a minute';
+  return `about ${formatDuration(Math.round(ms / 60e3) * 60e3)}`;
+}
+
+const STATUS_TEXT = { running: 'Running', completed: 'Completed', failed: 'Failed', cancelled: 'Cancelled' };
+
+/** statusText is a run's status for people. */
+export function statusText(run) {
+  if (run.status === 'running' && run.active === false) return 'Not active (silent)';
+  if (run.status === 'running' && run.cancel_requested) return 'Stopping';
+  return STATUS_TEXT[run.status] ?? run.status;
+}
+
+const REASON_TEXT = {
+  completed: 'finished its list',
+  worker_failed: 'the worker reported a failure',
+  cancelled: 'cancelled by a user; the worker stopped',
+  cancel_forced: 'cancelled: the worker was silent',
+  stale: 'the worker went silent past the TTL',
+};
+
+/** endReasonText explains a run's end_reason, or "" for a run that has not ended. */
+export function endReasonText(run) {
+  if (!run.end_reason) return '';
+  return REASON_TEXT[run.end_reason] ?? run.end_reason;
+}
+
+/** counts renders a run's progress as "30 completed · 5 failed · 65 pending of 100". */
+export function counts(run) {
+  return `${run.completed_calls} completed · ${run.failed_calls} failed · ${run.pending_calls} pending of ${run.total_calls}`;
+}
+
+/** describeEnd is one sentence about how a run ended. */
+export function describeEnd(run) {
+  const what = `${run.completed_calls} completed, ${run.failed_calls} failed of ${run.total_calls}`;
+  switch (run.end_reason) {
+    case 'completed':
+      return `Run completed: ${what}.`;
+    case 'worker_failed':
+      return `Run failed: the worker reported a failure${run.last_error ? ` (${run.last_error})` : ''}; ${what}.`;
+    case 'cancelled':
+      return `Run cancelled: the worker stopped; ${what}.`;
+    case 'cancel_forced':
+      return `Cancelled: the worker was silent; ${what}.`;
+    case 'stale':
+      return `Run failed: the worker went silent past the TTL; ${what}, ${run.abandoned_calls ?? run.pending_calls} abandoned.`;
+    default:
+      return `Run ${run.status}: ${what}.`;
+  }
+}
+
+const TIME = { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' };
+const DATE_TIME = { month: 'short', day: 'numeric', ...TIME };
+
+/** formatTime renders an RFC 3339 time as the local "HH:MM:SS". */
+export function formatTime(iso) {
+  const t = Date.parse(iso);
+  return Number.isFinite(t) ? new Intl.DateTimeFormat(undefined, TIME).format(t) : '—';
+}
+
+/** formatDateTime renders an RFC 3339 time as the local "Nov 28, 09:05:01". */
+export function formatDateTime(iso) {
+  const t = Date.parse(iso);
+  return Number.isFinite(t) ? new Intl.DateTimeFormat(undefined, DATE_TIME).format(t) : '—';
+}
+
+/** localInputValue renders ms since the epoch as a datetime-local input's value (local time, seconds). */
+export function localInputValue(ms) {
+  const d = new Date(ms);
+  const p = (n, w = 2) => String(n).padStart(w, '0');
+  return `${p(d.getFullYear(), 4)}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
