@@ -26,7 +26,7 @@ func seedOpenRuns(t *testing.T, pool *pgxpool.Pool, n int, base time.Time) {
 		rows[i] = RunRow{Run: domain.Run{ID: uuid.New(), BusinessID: fmt.Sprintf("b%05d", n-i), WorkerID: "w",
 			Status: domain.StatusRunning, TotalCalls: 10, StartedAt: at, LastHeartbeatAt: at, Version: 1}, LastPosition: int64(i + 1)}
 	}
-	_, err := pool.CopyFrom(context.Background(), pgx.Identifier{"active_runs"}, runColumns,
+	_, err := pool.CopyFrom(context.Background(), pgx.Identifier{"active_runs"}, columnNames(runColumns),
 		pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) { return rows[i].values(), nil }))
 	if err != nil {
 		t.Fatal(err)

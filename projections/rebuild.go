@@ -129,11 +129,7 @@ func createShadow(ctx context.Context, pool *pgxpool.Pool, live, shadow string, 
 				return err
 			}
 		}
-		names := make([]string, len(runColumns))
-		for i, c := range runColumns {
-			names[i] = c.name
-		}
-		_, err := tx.CopyFrom(ctx, pgx.Identifier{shadow}, names, pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{shadow}, columnNames(runColumns), pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
 			return rows[i].values(), nil
 		}))
 		return err

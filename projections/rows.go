@@ -95,12 +95,14 @@ func columnsOf(t reflect.Type) []column {
 	return cols
 }
 
-func columnList(cols []column) string {
+func columnList(cols []column) string { return strings.Join(columnNames(cols), ", ") }
+
+func columnNames(cols []column) []string {
 	names := make([]string, len(cols))
 	for i, c := range cols {
 		names[i] = c.name
 	}
-	return strings.Join(names, ", ")
+	return names
 }
 
 // values returns the row's column values in runColumns order (nil for NULL).
