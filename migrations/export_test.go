@@ -1,7 +1,16 @@
 package migrations
 
+import (
+	"context"
+	"io/fs"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
 // ApplyFS is applyFS for the external tests: Apply's code path over any FS.
-var ApplyFS = applyFS
+func ApplyFS(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS) ([]string, error) {
+	return applyFS(ctx, pool, fsys, 0)
+}
 
 // Files is the embedded migrations, for the tests' legacy runner.
 var Files = files

@@ -42,12 +42,18 @@ const lockProbes = 3600
 // first. On failure it returns the names applied before the failing
 // migration and an error naming it.
 func Apply(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
-	return applyFS(ctx, pool, files)
+	return applyFS(ctx, pool, files, 0)
 }
 
-// applyFS applies the migrations of fsys; Apply passes the embedded files,
-// tests pass their own.
-func applyFS(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS) ([]string, error) {
+// ApplyUpTo is Apply stopping after version: for tests that build a
+// database as an older release left it, then upgrade it.
+func ApplyUpTo(ctx context.Context, pool *pgxpool.Pool, version int64) ([]string, error) {
+	return applyFS(ctx, pool, files, version)
+}
+
+// applyFS applies the migrations of fsys (up to version, all when 0);
+// Apply passes the embedded files, tests pass their own.
+func applyFS(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS, version int64) ([]string, error) {
 	db := stdlib.OpenDBFromPool(pool) // closing db leaves the pool open
 	defer db.Close()
 	locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(lockID), lock.WithLockTimeout(1, lockProbes))
@@ -63,7 +69,12 @@ func applyFS(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS) ([]string, err
 	if err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
-	results, err := provider.Up(ctx)
+	var results []*goose.MigrationResult
+	if version > 0 {
+		results, err = provider.UpTo(ctx, version)
+	} else {
+		results, err = provider.Up(ctx)
+	}
 	if partial, ok := errors.AsType[*goose.PartialError](err); ok {
 		return names(partial.Applied), fmt.Errorf("migrate %s: %w", path.Base(partial.Failed.Source.Path), partial.Err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/runledger/runledger/domain"
 )
@@ -52,6 +53,13 @@ type storedRow struct {
 	LastError       *string    `db:"last_error" sql:"text"`
 	Version         int64      `db:"version" sql:"bigint"`
 	LastPosition    int64      `db:"last_position" sql:"bigint"`
+	Paused          bool       `db:"paused" sql:"bool"`
+	PausedAt        *time.Time `db:"paused_at" sql:"timestamptz"`
+	PauseReason     *string    `db:"pause_reason" sql:"text"`
+	LastProgressAt  *time.Time `db:"last_progress_at" sql:"timestamptz"`
+	// StaleAfter and StallAfter are the run's own policy (NULL: the service's).
+	StaleAfter pgtype.Interval `db:"stale_after" sql:"interval"`
+	StallAfter pgtype.Interval `db:"stall_after" sql:"interval"`
 }
 
 func (r RunRow) stored() storedRow {
@@ -60,7 +68,9 @@ func (r RunRow) stored() storedRow {
 		TotalCalls: r.TotalCalls, CompletedCalls: r.CompletedCalls, FailedCalls: r.FailedCalls,
 		AbandonedCalls: r.AbandonedCalls, StartedAt: r.StartedAt, LastHeartbeatAt: r.LastHeartbeatAt,
 		EndedAt: optionalTime(r.EndedAt), EndReason: optional(string(r.EndReason)), LastError: optional(r.LastError),
-		Version: r.Version, LastPosition: r.LastPosition}
+		Version: r.Version, LastPosition: r.LastPosition, Paused: r.Paused, PausedAt: optionalTime(r.PausedAt),
+		PauseReason: optional(r.PauseReason), LastProgressAt: optionalTime(r.LastProgressAt),
+		StaleAfter: interval(time.Duration(r.StaleAfter)), StallAfter: interval(time.Duration(r.StallAfter))}
 }
 
 func (s storedRow) runRow() RunRow {
@@ -69,11 +79,31 @@ func (s storedRow) runRow() RunRow {
 	r.CancelRequested, r.CancelForced, r.CancelReason = s.CancelRequested, s.CancelForced, deref(s.CancelReason)
 	r.TotalCalls, r.CompletedCalls, r.FailedCalls, r.AbandonedCalls = s.TotalCalls, s.CompletedCalls, s.FailedCalls, s.AbandonedCalls
 	r.StartedAt, r.LastHeartbeatAt = s.StartedAt.UTC(), s.LastHeartbeatAt.UTC()
-	if s.EndedAt != nil {
-		r.EndedAt = s.EndedAt.UTC()
-	}
+	r.EndedAt = derefTime(s.EndedAt)
 	r.EndReason, r.LastError, r.Version = domain.EndReason(deref(s.EndReason)), deref(s.LastError), s.Version
+	r.Paused, r.PausedAt, r.PauseReason = s.Paused, derefTime(s.PausedAt), deref(s.PauseReason)
+	r.LastProgressAt = derefTime(s.LastProgressAt)
+	r.StaleAfter, r.StallAfter = domain.Duration(duration(s.StaleAfter)), domain.Duration(duration(s.StallAfter))
 	return r
+}
+
+// interval stores a duration; zero (none recorded) is NULL.
+func interval(d time.Duration) pgtype.Interval {
+	return pgtype.Interval{Microseconds: d.Microseconds(), Valid: d != 0}
+}
+
+func duration(i pgtype.Interval) time.Duration {
+	if !i.Valid {
+		return 0
+	}
+	return time.Duration(i.Microseconds)*time.Microsecond + time.Duration(i.Days)*24*time.Hour
+}
+
+func derefTime(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
 }
 
 // column is one column of the read models: its name and SQL type.
