@@ -45,7 +45,7 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request, c call) error 
 		}
 		bq.After = &eventstore.Cursor{OccurredAt: at, Position: pos}
 	}
-	entries, err := projections.Timeline(r.Context(), s.store, bq)
+	entries, err := projections.Timeline(r.Context(), s.store, bq, s.policy)
 	if err != nil {
 		return err
 	}
@@ -67,7 +67,7 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request, c call) error {
 	if at.IsZero() {
 		return fieldProblem("at", "is required (RFC 3339)")
 	}
-	res, err := projections.Replay(r.Context(), s.store, c.business, at, s.policy.StaleAfter)
+	res, err := projections.Replay(r.Context(), s.store, c.business, at, s.policy)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/runledger/runledger/api"
+	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
 	"github.com/runledger/runledger/projections"
 	"github.com/runledger/runledger/reaper"
@@ -30,7 +31,8 @@ const (
 
 // playHistory plays a business's day over HTTP, with tokens that name their
 // holders: a run whose worker dies and is reaped, a run the user alice
-// cancels gracefully, a run that completes.
+// pauses, resumes and then cancels gracefully, a run with its own stall
+// threshold that stalls, recovers and completes.
 func playHistory(t *testing.T, e *env) {
 	t.Helper()
 	b := "/v1/businesses/acme"
@@ -60,11 +62,18 @@ func playHistory(t *testing.T, e *env) {
 	}
 	step(time.Minute, "POST", "/runs", dialer2, map[string]any{"run_id": run2, "worker_id": "dialer-2", "total_calls": 50}, 201)
 	step(30*time.Second, "POST", "/runs/"+run2+"/heartbeat", dialer2, hb(5, 0), 200)
-	step(30*time.Second, "POST", "/runs/"+run2+"/cancel", alice, map[string]any{"reason": "wrong list"}, 202)
+	step(5*time.Second, "POST", "/runs/"+run2+"/pause", alice, map[string]any{"reason": "supervisor check"}, 200)
+	step(10*time.Second, "POST", "/runs/"+run2+"/heartbeat", dialer2, hb(5, 0), 200)
+	step(10*time.Second, "POST", "/runs/"+run2+"/resume", alice, nil, 200)
+	step(5*time.Second, "POST", "/runs/"+run2+"/cancel", alice, map[string]any{"reason": "wrong list"}, 202)
 	step(2*time.Second, "POST", "/runs/"+run2+"/heartbeat", dialer2, hb(6, 0), 200)
 	step(time.Second, "POST", "/runs/"+run2+"/complete", dialer2, map[string]any{"outcome": "cancelled", "completed_calls": 6, "failed_calls": 0}, 200)
-	step(time.Minute, "POST", "/runs", dialer2, map[string]any{"run_id": run3, "worker_id": "dialer-2", "total_calls": 3}, 201)
-	step(time.Minute, "POST", "/runs/"+run3+"/complete", dialer2, map[string]any{"outcome": "completed", "completed_calls": 2, "failed_calls": 1}, 200)
+	step(time.Minute, "POST", "/runs", dialer2, map[string]any{"run_id": run3, "worker_id": "dialer-2", "total_calls": 3,
+		"stall_after": "1m"}, 201)
+	step(30*time.Second, "POST", "/runs/"+run3+"/heartbeat", dialer2, hb(0, 0), 200)
+	step(34*time.Second, "POST", "/runs/"+run3+"/heartbeat", dialer2, hb(0, 0), 200) // stalled since 09:19:26
+	step(20*time.Second, "POST", "/runs/"+run3+"/heartbeat", dialer2, hb(1, 0), 200)
+	step(20*time.Second, "POST", "/runs/"+run3+"/complete", dialer2, map[string]any{"outcome": "completed", "completed_calls": 2, "failed_calls": 1}, 200)
 }
 
 // The audit a support person reads (`runledger audit`: the timeline, then
@@ -75,7 +84,7 @@ func TestAuditGolden(t *testing.T) {
 	ctx := context.Background()
 	store := eventstore.New(e.pool)
 	var out bytes.Buffer
-	entries, err := projections.Timeline(ctx, store, eventstore.BusinessQuery{BusinessID: "acme"})
+	entries, err := projections.Timeline(ctx, store, eventstore.BusinessQuery{BusinessID: "acme"}, domain.DefaultPolicy())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,10 +98,12 @@ func TestAuditGolden(t *testing.T) {
 		{"in the gap, past the TTL, before the reaper", "2026-11-28T09:15:21Z"},
 		{"after the stale failure", "2026-11-28T09:15:30Z"},
 		{"during the cancelled run", "2026-11-28T09:16:50Z"},
-		{"after completion", "2026-11-28T09:20:00Z"},
+		{"during the pause", "2026-11-28T09:17:05Z"},
+		{"while the third run is stalled", "2026-11-28T09:19:40Z"},
+		{"after completion", "2026-11-28T09:21:00Z"},
 	} {
 		ts, _ := time.Parse(time.RFC3339, at.at)
-		res, err := projections.Replay(ctx, store, "acme", ts, 15*time.Minute)
+		res, err := projections.Replay(ctx, store, "acme", ts, domain.DefaultPolicy())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,8 +187,78 @@ func TestTimelinePagination(t *testing.T) {
 			break
 		}
 	}
-	if len(want) != 11 || fmt.Sprint(got) != fmt.Sprint(want) {
+	if len(want) != 17 || fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("pages = %v, want %v", got, want)
 	}
 	e.must(e.do("GET", "/v1/businesses/acme/timeline?cursor=bm9wZQ", op, nil), 400, "validation_failed")
+}
+
+// Runs started in the same millisecond (UUIDv7 ids that share their first
+// 12 digits), and 50 runs in one second: the audit names every run by a
+// short form of its own, and lists the full ids once.
+func TestAuditShortIDsGolden(t *testing.T) {
+	e := newEnv(t)
+	worker := e.tokenFor(api.TokenSpec{Business: "twins", Role: api.RoleWorker, Subject: "dialer-7"})
+	play := func(business, token string, ids []string, gap time.Duration) {
+		t.Helper()
+		for _, id := range ids {
+			e.must(e.do("POST", "/v1/businesses/"+business+"/runs", token, map[string]any{"run_id": id, "worker_id": "dialer-7", "total_calls": 1}), 201, "")
+			e.clock.Advance(gap)
+			e.must(e.do("POST", "/v1/businesses/"+business+"/runs/"+id+"/complete", token,
+				map[string]any{"outcome": "completed", "completed_calls": 1, "failed_calls": 0}), 200, "")
+			e.clock.Advance(gap)
+		}
+	}
+	play("twins", worker, []string{"01a222ec-1f00-7abc-8def-0123456789ab", "01a222ec-1f00-7123-9456-fedcba987654"}, 0)
+	var fifty []string
+	for i := 0; i < 50; i++ {
+		fifty = append(fifty, fmt.Sprintf("01a222ec-%04x-7000-8000-0000%08x", 0x1f00+i/10, i*7919))
+	}
+	play("fifty", e.tokenFor(api.TokenSpec{Business: "fifty", Role: api.RoleWorker, Subject: "dialer-7"}), fifty, 10*time.Millisecond)
+
+	var out bytes.Buffer
+	for _, business := range []string{"twins", "fifty"} {
+		entries, err := projections.Timeline(context.Background(), eventstore.New(e.pool), eventstore.BusinessQuery{BusinessID: business}, domain.DefaultPolicy())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var text bytes.Buffer
+		if err := projections.WriteTimeline(&text, entries); err != nil {
+			t.Fatal(err)
+		}
+		assertDistinctShortForms(t, text.String(), entries)
+		out.WriteString("== " + business + "\n")
+		out.Write(text.Bytes())
+	}
+	golden(t, "audit-short-ids.golden", out.Bytes())
+}
+
+// assertDistinctShortForms checks that each run's lines carry one short
+// form, that no two runs share one, and that the legend gives each run's
+// full id once.
+func assertDistinctShortForms(t *testing.T, text string, entries []projections.TimelineEntry) {
+	t.Helper()
+	formOf := map[string]string{} // run id → short form
+	lines := strings.Split(text, "\n")
+	for i, e := range entries {
+		fields := strings.Fields(lines[len(lines)-1-len(entries)+i])
+		form := fields[2]
+		if prev, ok := formOf[e.RunID.String()]; ok && prev != form {
+			t.Fatalf("run %s named %s and %s", e.RunID, prev, form)
+		}
+		formOf[e.RunID.String()] = form
+		if !strings.HasSuffix(strings.ReplaceAll(e.RunID.String(), "-", ""), form) {
+			t.Fatalf("short form %s is not the tail of %s", form, e.RunID)
+		}
+	}
+	seen := map[string]string{}
+	for id, form := range formOf {
+		if other, ok := seen[form]; ok {
+			t.Fatalf("runs %s and %s share the short form %s", id, other, form)
+		}
+		seen[form] = id
+		if strings.Count(text, id) != 1 {
+			t.Fatalf("the full id %s appears %d times, want once (the legend)", id, strings.Count(text, id))
+		}
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -123,4 +124,16 @@ func parseRunID(s, field string) (uuid.UUID, error) {
 		return uuid.Nil, fieldProblem(field, "must be a UUID like 7f1c2e4a-…")
 	}
 	return id, nil
+}
+
+// optionalDuration parses a Go duration string ("15m", "90s") of field; nil is 0.
+func optionalDuration(field string, v *string) (time.Duration, error) {
+	if v == nil {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(*v)
+	if err != nil {
+		return 0, fieldProblem(field, "must be a duration like \"15m\" or \"90s\"")
+	}
+	return d, nil
 }

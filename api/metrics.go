@@ -67,6 +67,8 @@ type dbCollector struct{ s *Server }
 
 var (
 	activeRunsDesc = prometheus.NewDesc("runledger_active_runs", "Runs active now (not ended, heard from within the TTL).", nil, nil)
+	stalledDesc    = prometheus.NewDesc("runledger_stalled_runs",
+		"Active runs, not paused, whose heartbeats have carried no progress for their stall_after.", nil, nil)
 	lagEventsDesc  = prometheus.NewDesc("runledger_projection_lag_events", "Committed events a projection has not applied.", []string{"projection"}, nil)
 	lagSecondsDesc = prometheus.NewDesc("runledger_projection_lag_seconds", "Age of the oldest event a projection has not applied.", []string{"projection"}, nil)
 	oldestOpenDesc = prometheus.NewDesc("runledger_oldest_open_run_silence_seconds",
@@ -80,6 +82,7 @@ var (
 
 func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- activeRunsDesc
+	ch <- stalledDesc
 	ch <- lagEventsDesc
 	ch <- lagSecondsDesc
 	ch <- oldestOpenDesc
@@ -103,14 +106,19 @@ func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
 	now := c.s.now()
 	if open, err := projections.AllOpenRuns(ctx, c.s.pool); err != nil {
 		ch <- prometheus.NewInvalidMetric(activeRunsDesc, err)
+		ch <- prometheus.NewInvalidMetric(stalledDesc, err)
 	} else {
-		active := 0
-		for _, r := range open {
-			if r.Active(now, c.s.policy.StaleAfter) { // the domain's rule, not a copy of it in SQL
+		active, stalled := 0, 0
+		for _, r := range open { // the domain's rules, not copies of them in SQL
+			if r.Active(now, c.s.policy.StaleAfter) {
 				active++
+			}
+			if c.s.policy.Stalled(r.Run, now) {
+				stalled++
 			}
 		}
 		ch <- prometheus.MustNewConstMetric(activeRunsDesc, prometheus.GaugeValue, float64(active))
+		ch <- prometheus.MustNewConstMetric(stalledDesc, prometheus.GaugeValue, float64(stalled))
 	}
 	if lags, err := projections.Lags(ctx, c.s.pool, nil); err != nil {
 		ch <- prometheus.NewInvalidMetric(lagEventsDesc, err)

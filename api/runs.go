@@ -99,6 +99,8 @@ func (s *Server) routesV1() {
 	s.route("POST "+base+"/runs/{r}/heartbeat", workerOnly, s.heartbeat)
 	s.route("POST "+base+"/runs/{r}/complete", workerOnly, s.complete)
 	s.route("POST "+base+"/runs/{r}/cancel", usersOnly, s.cancel)
+	s.route("POST "+base+"/runs/{r}/pause", usersOnly, s.pause)
+	s.route("POST "+base+"/runs/{r}/resume", usersOnly, s.resume)
 	s.route("GET "+base+"/runs/{r}/events", readers, s.runEvents)
 	s.route("GET "+base+"/timeline", operatorOnly, s.timeline)
 	s.route("GET "+base+"/replay", operatorOnly, s.replay)
@@ -118,6 +120,10 @@ type startRequest struct {
 	RunID      *string `json:"run_id"`
 	TotalCalls *int    `json:"total_calls"`
 	WorkerID   *string `json:"worker_id"`
+	// StaleAfter and StallAfter, Go duration strings, set this run's own
+	// TTL and stall threshold (1m–24h); absent, the service's apply.
+	StaleAfter *string `json:"stale_after"`
+	StallAfter *string `json:"stall_after"`
 }
 
 func (s *Server) startRun(w http.ResponseWriter, r *http.Request, c call) error {
@@ -136,12 +142,19 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request, c call) error 
 		}
 		runID = id
 	}
+	cmd := domain.StartRun{RunID: runID, BusinessID: c.business, WorkerID: *req.WorkerID, TotalCalls: *req.TotalCalls}
+	var err error
+	if cmd.StaleAfter, err = optionalDuration("stale_after", req.StaleAfter); err != nil {
+		return err
+	}
+	if cmd.StallAfter, err = optionalDuration("stall_after", req.StallAfter); err != nil {
+		return err
+	}
 	meta := s.meta(r, c)
 	if c.claims.Subject == "" { // a fleet's shared token: the body names the worker
 		meta.Actor = "worker:" + *req.WorkerID
 	}
-	res, err := s.runner.Start(r.Context(), domain.StartRun{RunID: runID, BusinessID: c.business,
-		WorkerID: *req.WorkerID, TotalCalls: *req.TotalCalls}, meta)
+	res, err := s.runner.Start(r.Context(), cmd, meta)
 	if err != nil {
 		return err
 	}
@@ -164,6 +177,9 @@ type progressRequest struct {
 type HeartbeatResponse struct {
 	Run             RunView `json:"run"`
 	CancelRequested bool    `json:"cancel_requested"`
+	// PauseRequested tells the worker to stop dialing (and keep heartbeating)
+	// until a heartbeat answers false.
+	PauseRequested bool `json:"pause_requested"`
 	// Recorded is false when the heartbeat was coalesced (acknowledged, not stored).
 	Recorded bool `json:"recorded"`
 	// Position is the log position the answer reflects (see RunView.Position).
@@ -189,7 +205,7 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, c call) error
 	}
 	setPosition(w, res.LastPosition)
 	writeJSON(w, http.StatusOK, HeartbeatResponse{Run: s.view(res.Run, res.LastPosition), CancelRequested: res.Run.CancelRequested,
-		Recorded: len(res.Events) > 0, Position: res.LastPosition})
+		PauseRequested: res.Run.Paused && !res.Run.Ended(), Recorded: len(res.Events) > 0, Position: res.LastPosition})
 	return nil
 }
 

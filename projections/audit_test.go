@@ -66,7 +66,7 @@ func TestTimelineFilters(t *testing.T) {
 	store := eventstore.New(pgtest.NewDB(t))
 	scriptedHistory(t, store)
 	only, err := projections.Timeline(ctx, store, eventstore.BusinessQuery{BusinessID: "acme", RunID: run2,
-		Since: auditT0.Add(16*time.Minute + 30*time.Second)})
+		Since: auditT0.Add(16*time.Minute + 30*time.Second)}, domain.DefaultPolicy())
 	if err != nil || len(only) != 4 || only[0].Type != domain.TypeHeartbeat {
 		t.Fatalf("run 2 from 09:16 = %d entries %v", len(only), err)
 	}
@@ -81,12 +81,12 @@ func TestReplayAtAnEventsExactInstant(t *testing.T) {
 	ctx := context.Background()
 	store := eventstore.New(pgtest.NewDB(t))
 	scriptedHistory(t, store)
-	entries, err := projections.Timeline(ctx, store, eventstore.BusinessQuery{BusinessID: "acme"})
+	entries, err := projections.Timeline(ctx, store, eventstore.BusinessQuery{BusinessID: "acme"}, domain.DefaultPolicy())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		res, err := projections.Replay(ctx, store, "acme", e.OccurredAt, 15*time.Minute)
+		res, err := projections.Replay(ctx, store, "acme", e.OccurredAt, domain.DefaultPolicy())
 		if err != nil {
 			t.Fatal(err)
 		}

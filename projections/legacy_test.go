@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
 	"github.com/runledger/runledger/internal/pgtest"
 	"github.com/runledger/runledger/migrations"
@@ -72,7 +73,7 @@ func TestLegacyLogReplaysUnchanged(t *testing.T) {
 		if want.Run != nil && old.Run != nil {
 			want.Run.LastHeartbeatAt = old.Run.LastActivityAt
 		}
-		got, err := projections.Replay(ctx, store, want.BusinessID, want.At, 15*time.Minute)
+		got, err := projections.Replay(ctx, store, want.BusinessID, want.At, domain.DefaultPolicy())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -18,6 +18,7 @@ type Config struct {
 	DatabaseURL          string
 	Addr                 string
 	StaleAfter           time.Duration
+	StallAfter           time.Duration
 	ReapInterval         time.Duration
 	HeartbeatMinInterval time.Duration
 	AuthSecret           string
@@ -57,12 +58,14 @@ func (c *Config) bindServe(fs *flag.FlagSet) {
 	c.bindCommon(fs)
 	fs.StringVar(&c.Addr, "addr", envOr("RUNLEDGER_ADDR", "127.0.0.1:8080"), "listen address (env RUNLEDGER_ADDR)")
 	fs.Func("stale-after", "TTL after which a silent run is not active (env RUNLEDGER_STALE_AFTER, default 15m)", durationFlag(&c.StaleAfter))
+	fs.Func("stall-after", "how long heartbeats may carry no progress before a run is flagged stalled, for runs that do not set their own (env RUNLEDGER_STALL_AFTER, default 10m)", durationFlag(&c.StallAfter))
 	fs.Func("reap-interval", "how often the reaper looks for silent runs (env RUNLEDGER_REAP_INTERVAL, default 10s)", durationFlag(&c.ReapInterval))
 	fs.Func("heartbeat-min-interval", "least time between stored heartbeats (env RUNLEDGER_HEARTBEAT_MIN_INTERVAL, default 5s)", durationFlag(&c.HeartbeatMinInterval))
 	fs.BoolVar(&c.NoMigrate, "no-migrate", false, "do not apply migrations at start")
 	fs.StringVar(&c.DebugAddr, "debug-addr", os.Getenv("RUNLEDGER_DEBUG_ADDR"), "serve pprof on this address, e.g. 127.0.0.1:6060 (env RUNLEDGER_DEBUG_ADDR; off when empty)")
 	fs.Func("request-timeout", "deadline of every request, streams excepted (env RUNLEDGER_REQUEST_TIMEOUT, default 5s)", durationFlag(&c.RequestTimeout))
 	c.StaleAfter = c.envDuration("RUNLEDGER_STALE_AFTER", 15*time.Minute)
+	c.StallAfter = c.envDuration("RUNLEDGER_STALL_AFTER", 10*time.Minute)
 	c.ReapInterval = c.envDuration("RUNLEDGER_REAP_INTERVAL", 10*time.Second)
 	c.HeartbeatMinInterval = c.envDuration("RUNLEDGER_HEARTBEAT_MIN_INTERVAL", 5*time.Second)
 	fs.Func("max-read-lag", "how far behind the log a read model may be to judge 'active' from (env RUNLEDGER_MAX_READ_LAG, default 5s, at most stale-after/4)", durationFlag(&c.MaxReadLag))
@@ -83,7 +86,7 @@ func (c *Config) readLagBound() time.Duration {
 
 // Policy returns the domain policy, or an error naming the bad setting.
 func (c *Config) Policy() (domain.Policy, error) {
-	p := domain.Policy{StaleAfter: c.StaleAfter, HeartbeatMinInterval: c.HeartbeatMinInterval}
+	p := domain.Policy{StaleAfter: c.StaleAfter, HeartbeatMinInterval: c.HeartbeatMinInterval, StallAfter: c.StallAfter}
 	if err := errors.Join(c.envErrs...); err != nil {
 		return p, fmt.Errorf("configuration: %w", err)
 	}

@@ -104,6 +104,9 @@ func runAudit(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Runs judged by their own recorded policy; these flags only stand in
+	// for runs started before runs recorded theirs.
+	policy := domain.Policy{StaleAfter: cfg.StaleAfter, HeartbeatMinInterval: cfg.HeartbeatMinInterval, StallAfter: cfg.StallAfter}
 	pool, err := openPool(ctx, cfg.DatabaseURL, opsPool("audit"))
 	if err != nil {
 		return err
@@ -111,7 +114,7 @@ func runAudit(ctx context.Context, args []string) error {
 	defer pool.Close()
 	store := eventstore.New(pool)
 	if !atT.IsZero() {
-		res, err := projections.Replay(ctx, store, q.BusinessID, atT, cfg.StaleAfter)
+		res, err := projections.Replay(ctx, store, q.BusinessID, atT, policy)
 		if err != nil {
 			return err
 		}
@@ -120,7 +123,7 @@ func runAudit(ctx context.Context, args []string) error {
 		}
 		return projections.WriteReplay(os.Stdout, res)
 	}
-	entries, err := projections.Timeline(ctx, store, q)
+	entries, err := projections.Timeline(ctx, store, q, policy)
 	if err != nil {
 		return err
 	}

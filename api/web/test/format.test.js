@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { ago, counts, describeEnd, formatDuration, formatEta, formatRate, parseDuration, progressStats, shortId, statusText } from '../static/assets/format.js';
+import { ago, counts, describeEnd, formatDuration, formatEta, formatRate, parseDuration, progressStats, shortId, shortIds, statusText } from '../static/assets/format.js';
 import { readClaims, takeTokenFromFragment, currentToken } from '../static/assets/session.js';
 
 const run = (over = {}) => ({
@@ -72,7 +72,13 @@ test('rates, ETAs, statuses and endings read as sentences', () => {
   assert.equal(counts(run()), '30 completed · 10 failed · 60 pending of 100');
   assert.equal(describeEnd(run({ status: 'cancelled', end_reason: 'cancel_forced' })), 'Cancelled: the worker was silent; 30 completed, 10 failed of 100.');
   assert.equal(describeEnd(run({ status: 'failed', end_reason: 'stale', abandoned_calls: 60 })), 'Run failed: the worker went silent past the TTL; 30 completed, 10 failed of 100, 60 abandoned.');
-  assert.equal(shortId('0190f0c2-7b1e-7cc3-9d7e-3f5a2b1c4d5e'), '0190f0c2…4d5e');
+  assert.equal(shortId('0190f0c2-7b1e-7cc3-9d7e-3f5a2b1c4d5e'), '5a2b1c4d5e'.slice(-8));
+  // Runs started in the same millisecond share their first 12 digits; the
+  // tails differ, and a shared tail is lengthened until it does not.
+  const twins = ['01a222ec-1f00-7abc-8def-0123456789ab', '01a222ec-1f00-7123-9456-fedcba987654', '01a222ec-1f00-7000-8000-1111456789ab'];
+  const forms = shortIds(twins);
+  assert.deepEqual([...forms.values()], ['3456789ab', 'cba987654', '1456789ab']);
+  assert.equal(shortId(twins[0], twins), '3456789ab');
 });
 
 const b64url = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');

@@ -33,13 +33,23 @@ export function parseDuration(text) {
 }
 
 /**
- * shortId abbreviates a run id as "01a2249f…4d5e": the first 8 characters,
- * as the server's timeline and replay texts name runs, and the last 4, since
- * UUIDv7 ids of runs started close together share their first 8 (a time).
+ * shortIds names each run id of a set by the end of its 32 hex digits (the
+ * random tail of a UUIDv7, whose first digits are a time that runs started
+ * close together share): 8 digits, lengthened until no two ids of the set
+ * read the same. It is the rule the server's audit texts follow, so a short
+ * form on the page matches the one in `runledger audit`.
  */
-export function shortId(id) {
-  const s = String(id ?? '');
-  return s.length > 12 ? `${s.slice(0, 8)}…${s.slice(-4)}` : s;
+export function shortIds(ids) {
+  const hex = new Map([...new Set(ids.map((id) => String(id ?? '')))].map((id) => [id, id.replaceAll('-', '')]));
+  for (let n = 8; ; n++) {
+    const forms = new Map([...hex].map(([id, h]) => [id, h.slice(-Math.min(n, h.length))]));
+    if (new Set(forms.values()).size === forms.size || n >= 32) return forms;
+  }
+}
+
+/** shortId is the short form of id among the ids shown with it (alone by default). */
+export function shortId(id, among = []) {
+  return shortIds([...among, id]).get(String(id ?? ''));
 }
 
 /**

@@ -66,7 +66,7 @@ export function renderHistory(root, { api, base, canAct, onCancel }) {
     const tr = el(
       'tr',
       { class: `status-${run.status}${stuck ? ' status-silent' : ''}`, title: run.run_id, dataset: { runId: run.run_id } },
-      cell('Started', formatDateTime(run.started_at), ' ', el('span', { class: 'mono muted run-id', text: shortId(run.run_id) })),
+      cell('Started', formatDateTime(run.started_at), ' ', el('span', { class: 'mono muted run-id', text: shortId(run.run_id, [...known.keys()]) })),
       cell('Status', el('span', { class: `dot dot-${stuck ? 'silent' : run.status}`, 'aria-hidden': 'true' }), statusText(run)),
       cell('Why it ended', why),
       cell('Calls', `${run.completed_calls} ✓ ${run.failed_calls} ✗ of ${run.total_calls}`),

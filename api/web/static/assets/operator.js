@@ -36,7 +36,7 @@ export function mountOperator(root, { api, claims, getToken, watch = {}, onUnaut
     el('div', { class: 'pager' }, more),
   );
 
-  function openRow(run) {
+  function openRow(run, _, page) {
     const now = Date.parse(run.server_time);
     const silent = now - Date.parse(run.last_heartbeat_at);
     const pick = el('button', { type: 'button', class: 'link', text: run.business_id, on: { click: () => select(run.business_id, run.run_id) } });
@@ -45,7 +45,7 @@ export function mountOperator(root, { api, claims, getToken, watch = {}, onUnaut
       'tr',
       { class: run.active ? 'status-running' : 'status-silent', title: run.run_id, dataset: { runId: run.run_id, business: run.business_id } },
       cell('Business', pick),
-      cell('Run', el('span', { class: 'mono', text: shortId(run.run_id) })),
+      cell('Run', el('span', { class: 'mono', text: shortId(run.run_id, page.map((r) => r.run_id)) })),
       cell('Worker', run.worker_id),
       cell('Silent for', formatDuration(silent)),
       cell('Stale at', formatTime(run.stale_at)),
@@ -126,12 +126,13 @@ export function mountOperator(root, { api, claims, getToken, watch = {}, onUnaut
       if (tl.cursor) q.set('cursor', tl.cursor);
       try {
         const res = await api.get(`${businessPath(business)}/timeline?${q}`);
+        const shown = (res.body.events ?? []).map((ev) => ev.run_id);
         const rows = (res.body.events ?? []).map((ev) =>
           el(
             'tr',
             { class: `ev-${ev.type}` },
             cell('Time', formatDateTime(ev.occurred_at)),
-            cell('Run', el('span', { class: 'mono', text: shortId(ev.run_id) })),
+            cell('Run', el('span', { class: 'mono', text: shortId(ev.run_id, shown) })),
             cell('Event', ev.type),
             cell('Actor', ev.actor),
             cell('What happened', ev.summary),
