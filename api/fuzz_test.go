@@ -21,19 +21,23 @@ func FuzzRequestBodies(f *testing.F) {
 		`{"completed_calls":1,"failed_calls":0}`, `{"outcome":"completed","completed_calls":1,"failed_calls":0}`,
 		`{"reason":"x"}`, `{"total_calls":-1}`, `{"total_calls":1e99,"worker_id":"w"}`, `{"completed_calls":"1"}`,
 		`[]`, `null`, `{}{}`, `{"a":1}`, "\x00", `{"worker_id":"\ud800","total_calls":1}`, ``,
+		`{"worker_id":"w\u0000","total_calls":1}`, `{"reason":"\u0000"}`, `{"outcome":"failed","error":"\u0000","completed_calls":0,"failed_calls":0}`,
+		`{"total_calls":1,"worker_id":"w","stale_after":"2m","stall_after":"1m"}`, `{"total_calls":1,"worker_id":"w","stale_after":"-1s"}`,
+		`{"total_calls":1,"worker_id":"w","stall_after":99}`, `{"reason":"lunch"}`,
 	} {
-		for ep := byte(0); ep < 4; ep++ {
+		for ep := byte(0); ep < 6; ep++ {
 			f.Add(ep, seed)
 		}
 	}
 	e := newEnv(f)
 	worker, user := e.token("acme", api.RoleWorker), e.token("acme", api.RoleUser)
 	run := e.start("acme", 1_000_000)
-	paths := []string{"/runs", "/runs/" + run + "/heartbeat", "/runs/" + run + "/complete", "/runs/" + run + "/cancel"}
+	paths := []string{"/runs", "/runs/" + run + "/heartbeat", "/runs/" + run + "/complete", "/runs/" + run + "/cancel",
+		"/runs/" + run + "/pause", "/runs/" + run + "/resume"}
 	f.Fuzz(func(t *testing.T, ep byte, body string) {
-		ep %= 4
+		ep %= byte(len(paths))
 		tok := worker
-		if ep == 3 {
+		if ep >= 3 {
 			tok = user
 		}
 		before := countEvents(t, e)
