@@ -142,6 +142,11 @@ func (e *env) doWith(method, path, token string, body any, header http.Header) r
 		}
 		rd = bytes.NewReader(raw)
 	}
+	var sent []byte
+	if rd != nil {
+		sent, _ = io.ReadAll(rd)
+		rd = bytes.NewReader(sent)
+	}
 	req, err := http.NewRequest(method, e.url+path, rd)
 	if err != nil {
 		e.t.Fatal(err)
@@ -161,6 +166,7 @@ func (e *env) doWith(method, path, token string, body any, header http.Header) r
 	}
 	defer res.Body.Close()
 	raw, _ := io.ReadAll(res.Body)
+	checkExchange(e.t, req, sent, res, raw)
 	out := response{status: res.StatusCode, header: res.Header, raw: raw}
 	_ = json.Unmarshal(raw, &out.body)
 	return out
