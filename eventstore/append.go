@@ -76,10 +76,19 @@ func (s *Store) newAppend(streamID uuid.UUID, base domain.Run, events []NewEvent
 // the one-open-run-per-business index is skipped (ON CONFLICT DO NOTHING),
 // so it cannot fail the other commands; its caller learns why by appending
 // alone (strict=true), which raises the violation by name.
-func appendSQL(strict bool) string {
+//
+// With notify, the statement also sends the highest position it wrote on
+// the LISTEN/NOTIFY channel $17 (delivered at commit), once per statement:
+// the other replicas' projectors wake for it.
+func appendSQL(strict, notify bool) string {
 	onConflict := ` ON CONFLICT DO NOTHING`
 	if strict {
 		onConflict = ``
+	}
+	final := `SELECT stream_id, max(position) FROM written GROUP BY stream_id`
+	if notify {
+		final = `SELECT w.stream_id, max(w.position) FROM written w,
+		(SELECT pg_notify($17, max(position)::text) FROM written) AS notified GROUP BY w.stream_id`
 	}
 	return `WITH input AS MATERIALIZED (
 		SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bool[], $5::timestamptz[], $6::timestamptz[], $7::bytea[], $8::text[])
@@ -111,13 +120,31 @@ func appendSQL(strict bool) string {
 		ORDER BY ev.pos
 		RETURNING stream_id, position
 	)
-	SELECT stream_id, max(position) FROM written GROUP BY stream_id`
+	` + final
 }
 
-var (
-	appendBatchSQL  = appendSQL(false)
-	appendStrictSQL = appendSQL(true)
-)
+// appendStatements are the forms of the append statement, by [strict][notify].
+var appendStatements = [2][2]string{
+	{appendSQL(false, false), appendSQL(false, true)},
+	{appendSQL(true, false), appendSQL(true, true)},
+}
+
+// appendStatement returns the statement to run and its extra arguments.
+func (s *Store) appendStatement(strict bool) (string, []any) {
+	notify := s.opts.NotifyChannel != ""
+	sql := appendStatements[b2i(strict)][b2i(notify)]
+	if notify {
+		return sql, []any{s.opts.NotifyChannel}
+	}
+	return sql, nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
 
 // appendArgs are the statement's arguments for reqs.
 func appendArgs(reqs []*appendReq) []any {
@@ -156,8 +183,9 @@ func appendArgs(reqs []*appendReq) []any {
 
 // execAppend runs the append statement for reqs and returns, per applied
 // run, the position of its last event.
-func (s *Store) execAppend(ctx context.Context, sql string, reqs []*appendReq) (map[uuid.UUID]int64, error) {
-	rows, err := s.pool.Query(ctx, sql, appendArgs(reqs)...)
+func (s *Store) execAppend(ctx context.Context, strict bool, reqs []*appendReq) (map[uuid.UUID]int64, error) {
+	sql, extra := s.appendStatement(strict)
+	rows, err := s.pool.Query(ctx, sql, append(appendArgs(reqs), extra...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +213,7 @@ func (s *Store) appendAlone(ctx context.Context, req *appendReq, batchErr error)
 		}
 		return AppendResult{}, &VersionConflictError{StreamID: req.streamID, Expected: req.base.Version, Actual: -1}
 	}
-	applied, err := s.execAppend(ctx, appendStrictSQL, []*appendReq{req})
+	applied, err := s.execAppend(ctx, true, []*appendReq{req})
 	if err == nil {
 		if pos, ok := applied[req.streamID]; ok {
 			s.committed(pos)

@@ -146,7 +146,7 @@ func (b *batcher) run(batch []*pending) {
 		}
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	applied, err := b.store.execAppend(ctx, appendBatchSQL, reqs)
+	applied, err := b.store.execAppend(ctx, false, reqs)
 	cancel()
 	var last int64
 	for _, p := range batch {

@@ -93,6 +93,10 @@ type Options struct {
 	OnCommitted func(lastPosition int64)
 	// BatchSizes, if set, observes the number of commands in each batch.
 	BatchSizes func(n int)
+	// NotifyChannel, if set, is the LISTEN/NOTIFY channel on which every
+	// append statement announces the last position it wrote, so that other
+	// replicas' projectors wake for it (one notification per statement).
+	NotifyChannel string
 }
 
 // Store is the event store on one PostgreSQL database.

@@ -44,7 +44,7 @@ const (
 // serveArgs: a 3 s TTL, heartbeats stored 100 ms apart at most, no reaper
 // (scenario 3's "worker dies, reaper disabled" holds for all: a silent run
 // stays open, as when the reaper is late).
-var serveArgs = []string{"--stale-after", ttl.String(), "--heartbeat-min-interval", "100ms", "--reap-interval", "1h"}
+var serveArgs = []string{"--stale-after", ttl.String(), "--heartbeat-min-interval", "0s", "--reap-interval", "1h"}
 
 // findChromium returns the browser to drive, or "".
 func findChromium() string {

@@ -348,7 +348,7 @@ func TestPage(t *testing.T) {
 		p.click(`#business-detail form button[type=submit]`)
 		p.waitFor("the replay's answer", jsShown("#replay-answer", "At "+during.UTC().Format(time.RFC3339)+" GET …/runs/active would have answered 200")+
 			" && "+jsShown("#replay-answer", ": active, 200"), 3*time.Second)
-		contains(t, "replay", p.text("#replay-answer"), "Why: run "+alpha.runID[:8]+" last sign of life")
+		contains(t, "replay", p.text("#replay-answer"), "Why: run "+strings.ReplaceAll(alpha.runID, "-", "")[24:]+" last sign of life")
 		// The first whole second past alpha's stale_at, once it has passed:
 		// the answer is 404, because alpha was silent past its TTL.
 		after := alpha.staleAt().Truncate(time.Second).Add(time.Second)

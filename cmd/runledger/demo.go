@@ -121,6 +121,7 @@ type bizState struct {
 type demoReport struct {
 	records    []runRecord
 	unexpected int
+	pauses     int64        // runs paused (and resumed) by a simulated user
 	open       []client.Run // runs still open when the demo ended
 }
 
@@ -343,7 +344,7 @@ func (d *demo) finish(ctx context.Context, started time.Time) demoReport {
 func (d *demo) report() demoReport {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	rep := demoReport{records: append([]runRecord(nil), d.records...)}
+	rep := demoReport{records: append([]runRecord(nil), d.records...), pauses: d.pauses.Load()}
 	rep.unexpected = rep.count(outError)
 	return rep
 }

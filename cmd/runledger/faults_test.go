@@ -74,7 +74,7 @@ func startRun(t *testing.T, c *apiClient, business string, total int) string {
 // active the whole time.
 func TestFrozenReplicaCannotFreezeTheOther(t *testing.T) {
 	t.Parallel()
-	dbURL := pgtest.URL(t)
+	dbURL := pgtest.IsolatedURL(t) // it holds transactions open: keep them off the shared cluster
 	args := []string{"--stale-after", "12s", "--heartbeat-min-interval", "100ms", "--reap-interval", "1s"}
 	a := servetest.Start(t, servetest.Options{DatabaseURL: dbURL, Secret: testSecret, Args: args})
 	b := servetest.Start(t, servetest.Options{DatabaseURL: dbURL, Secret: testSecret, Args: args})
@@ -97,9 +97,11 @@ func TestFrozenReplicaCannotFreezeTheOther(t *testing.T) {
 		go func() { defer wg.Done(); h.loop(ctx, func(answer) bool { return true }) }()
 	}
 	user := cb.token("acme", api.RoleUser)
+	var last answer
 	waitFor(t, 10*time.Second, "the run to be active through B", func() bool {
-		return cb.do("GET", "/v1/businesses/acme/runs/active", user, nil).status == 200
-	})
+		last = cb.do("GET", "/v1/businesses/acme/runs/active", user, nil)
+		return last.status == 200
+	}, func() string { return fmt.Sprintf("last answer %d %v %v", last.status, last.body, last.err) })
 	freezeInsideProjectorTx(t, pool, a)
 	frozenAt := time.Now()
 	defer a.Thaw()
@@ -181,7 +183,7 @@ func TestTableLockedEveryRequestAnswersInTime(t *testing.T) {
 		t.Skip("holds two locks for 30 s each")
 	}
 	t.Parallel()
-	dbURL := pgtest.URL(t)
+	dbURL := pgtest.IsolatedURL(t) // it holds transactions open: keep them off the shared cluster
 	const deadline = 2 * time.Second
 	srv := servetest.Start(t, servetest.Options{DatabaseURL: dbURL, Secret: testSecret,
 		// The TTL outlasts one lock: the workers cannot heartbeat while
@@ -299,12 +301,18 @@ func assertAckedStored(t *testing.T, pool pgxQuerier, h *heartbeater) {
 	}
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
+// waitFor polls ok until it holds, failing after d with what, and what
+// explain (if given) says of the last try.
+func waitFor(t *testing.T, d time.Duration, what string, ok func() bool, explain ...func() string) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !ok() {
 		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s", d, what)
+			var why string
+			for _, e := range explain {
+				why += " " + e()
+			}
+			t.Fatalf("waited %s for %s%s", d, what, why)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -418,9 +426,11 @@ func TestReplicasWithSkewedClocksAgree(t *testing.T) {
 	run := startRun(t, cs, "acme", 1_000_000)
 	worker, user := cs.token("acme", api.RoleWorker), cs.token("acme", api.RoleUser)
 	for _, c := range []*apiClient{cf, cs} {
+		var last answer
 		waitFor(t, 10*time.Second, "the run to be projected", func() bool {
-			return c.do("GET", "/v1/businesses/acme/runs/active", user, nil).status == 200
-		})
+			last = c.do("GET", "/v1/businesses/acme/runs/active", user, nil)
+			return last.status == 200
+		}, func() string { return fmt.Sprintf("last answer %d %v %v", last.status, last.body, last.err) })
 	}
 	completed := 0
 	for start := time.Now(); time.Since(start) < 8*time.Second; {

@@ -176,3 +176,39 @@ func withDatabase(raw, db string) string {
 	u.Path = "/" + db
 	return u.String()
 }
+
+// IsolatedURL starts a PostgreSQL cluster of the test's own (stopped when it
+// ends) and returns the URL of an empty database on it, which a served
+// process migrates. For fault tests that hold transactions open on purpose:
+// transaction ids and pg_snapshot_xmin are cluster-wide, so on the shared
+// cluster they would hold back every other test's projections too.
+func IsolatedURL(t testing.TB) string {
+	t.Helper()
+	if os.Getenv("TEST_DATABASE_URL") != "" {
+		t.Skip("pgtest: this test starts a cluster of its own; not with TEST_DATABASE_URL")
+	}
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "runledger-pgtest-isolated-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chmod(dir, 0o755)
+	cluster, err := pglocal.Start(ctx, pglocal.Options{Dir: dir + "/data", Fast: true})
+	if err != nil {
+		os.RemoveAll(dir)
+		t.Fatalf("pgtest: start an isolated cluster: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cluster.Stop(context.Background())
+		os.RemoveAll(dir)
+	})
+	if err := cluster.StopWhenGone(os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+	admin := connect(t, cluster.URL("postgres"))
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, `CREATE DATABASE runledger`); err != nil {
+		t.Fatalf("pgtest: create database: %v", err)
+	}
+	return cluster.URL("runledger")
+}
