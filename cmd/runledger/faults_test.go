@@ -455,3 +455,34 @@ func TestReplicasWithSkewedClocksAgree(t *testing.T) {
 		t.Fatalf("fast replica's measured offset = %s, want about -1m", off)
 	}
 }
+
+// The server killed (SIGKILL) under batched heartbeat load: every heartbeat
+// it answered 200 recorded:true is in the log, as answered.
+func TestKilledServerLosesNoAcknowledgedHeartbeat(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.URL(t)
+	srv := servetest.Start(t, servetest.Options{DatabaseURL: dbURL, Secret: testSecret, Args: []string{"--heartbeat-min-interval", "0s"}})
+	c := newAPIClient(t, srv.URL)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var hbs []*heartbeater
+	var wg sync.WaitGroup
+	for i := 0; i < 32; i++ {
+		business := fmt.Sprintf("k%02d", i)
+		h := &heartbeater{c: c, business: business, run: startRun(t, c, business, 1_000_000), token: c.token(business, api.RoleWorker)}
+		hbs = append(hbs, h)
+		wg.Add(1)
+		go func() { defer wg.Done(); h.loop(ctx, func(answer) bool { return true }) }()
+	}
+	time.Sleep(2 * time.Second) // load, then the crash
+	srv.Kill()
+	cancel()
+	wg.Wait()
+	pool := pgtest.Pool(t, dbURL)
+	total := 0
+	for _, h := range hbs {
+		assertAckedStored(t, pool, h)
+		total += len(h.acked)
+	}
+	t.Logf("%d heartbeats acknowledged before the kill, all in the log", total)
+}
