@@ -27,8 +27,14 @@ func (s *Server) pause(w http.ResponseWriter, r *http.Request, c call) error {
 // resume lets a paused run's worker dial again; on a run that is not paused
 // it changes nothing.
 func (s *Server) resume(w http.ResponseWriter, r *http.Request, c call) error {
-	var req struct{}
-	return s.pauseCommand(w, r, c, &req, func() domain.Command { return domain.ResumeRun{RequestedBy: c.actor()} })
+	var req pauseRequest
+	cmd := domain.ResumeRun{RequestedBy: c.actor()}
+	return s.pauseCommand(w, r, c, &req, func() domain.Command {
+		if req.Reason != nil {
+			cmd.Reason = *req.Reason
+		}
+		return cmd
+	})
 }
 
 // pauseCommand runs a pause or resume: an optional JSON body into req, the

@@ -45,6 +45,7 @@ type PauseRun struct {
 
 // ResumeRun lets a paused run's worker dial again.
 type ResumeRun struct {
+	Reason      string
 	RequestedBy string
 }
 

@@ -131,10 +131,15 @@ func decidePause(r Run, c PauseRun, now time.Time) ([]Event, error) {
 
 // decideResume acknowledges without storing a resume of a run not paused.
 func decideResume(r Run, c ResumeRun, now time.Time) ([]Event, error) {
+	var v validation
+	checkText(&v, "reason", c.Reason, maxReasonLn, false)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
 	if !r.Paused {
 		return nil, nil
 	}
-	return []Event{RunResumed{RequestedBy: c.RequestedBy, OccurredAt: now}}, nil
+	return []Event{RunResumed{Reason: c.Reason, RequestedBy: c.RequestedBy, OccurredAt: now}}, nil
 }
 
 func decideComplete(r Run, c CompleteRun, now time.Time) ([]Event, error) {

@@ -72,6 +72,7 @@ type PauseRequested struct {
 // RunResumed ends a pause. It restarts the stall clock (a pause is not a
 // stall) and is not a sign of life.
 type RunResumed struct {
+	Reason      string    `json:"reason,omitempty"`
 	RequestedBy string    `json:"requested_by,omitempty"`
 	OccurredAt  time.Time `json:"occurred_at"`
 }

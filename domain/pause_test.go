@@ -213,3 +213,15 @@ func TestPauseReasonValidation(t *testing.T) {
 		})
 	}
 }
+
+func TestResumeReasonIsValidated(t *testing.T) {
+	h := newHarness(t, 10)
+	h.mustDo(domain.PauseRun{Reason: "lunch"})
+	if _, err := h.do(domain.ResumeRun{Reason: "back\x00"}); !errors.Is(err, domain.ErrValidation) {
+		t.Fatalf("resume with a NUL reason: %v, want a validation error", err)
+	}
+	evs := h.mustDo(domain.ResumeRun{Reason: "back from lunch", RequestedBy: "user:bob"})
+	if len(evs) != 1 || evs[0].(domain.RunResumed).Reason != "back from lunch" || h.run.Paused {
+		t.Fatalf("resume = %+v, paused=%v", evs, h.run.Paused)
+	}
+}

@@ -132,7 +132,7 @@ func summarize(ev domain.Event, total int) string {
 	case domain.PauseRequested:
 		return "paused by " + orUnknown(e.RequestedBy) + reason(e.Reason)
 	case domain.RunResumed:
-		return "resumed by " + orUnknown(e.RequestedBy)
+		return "resumed by " + orUnknown(e.RequestedBy) + reason(e.Reason)
 	case domain.RunCompleted:
 		s := fmt.Sprintf("ended %s by worker: %s", e.Outcome, progress(e.CompletedCalls, e.FailedCalls, total))
 		if e.Error != "" {
