@@ -10,6 +10,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/runledger/runledger/domain"
+	"github.com/runledger/runledger/internal/bounded"
 )
 
 // Role is what a token's holder may do.
@@ -39,7 +40,14 @@ type Claims struct {
 type Authenticator struct {
 	secret []byte
 	now    func() time.Time
+	// verified remembers tokens whose signature and claims were checked: a
+	// worker sends the same token with every heartbeat, and only its expiry
+	// (and not-before) can change its verdict. Bounded; it starts over when full.
+	verified *bounded.Map[string, Claims]
 }
+
+// maxVerifiedTokens bounds the cache of verified tokens.
+const maxVerifiedTokens = 50_000
 
 // NewAuthenticator returns an Authenticator, or an error if the secret is
 // shorter than MinSecretLen bytes.
@@ -50,7 +58,7 @@ func NewAuthenticator(secret string, now func() time.Time) (*Authenticator, erro
 	if now == nil {
 		now = time.Now
 	}
-	return &Authenticator{secret: []byte(secret), now: now}, nil
+	return &Authenticator{secret: []byte(secret), now: now, verified: bounded.New[string, Claims](maxVerifiedTokens)}, nil
 }
 
 // TokenSpec describes a token to mint.
@@ -91,6 +99,13 @@ func (a *Authenticator) Mint(business string, role Role, ttl time.Duration) (str
 // Parse verifies a bearer token (signature in constant time, HS256 only,
 // expiry required) and returns its claims.
 func (a *Authenticator) Parse(token string) (Claims, error) {
+	if c, ok := a.verified.Get(token); ok {
+		now := a.now()
+		if now.Before(c.ExpiresAt.Time) && (c.NotBefore == nil || !now.Before(c.NotBefore.Time)) {
+			return c, nil
+		}
+		a.verified.Delete(token) // expired: the full check below says so
+	}
 	var c Claims
 	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return a.secret, nil },
 		jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithTimeFunc(a.now))
@@ -100,6 +115,7 @@ func (a *Authenticator) Parse(token string) (Claims, error) {
 	if err := checkClaims(c.BusinessID, c.Role, c.Subject); err != nil {
 		return Claims{}, err
 	}
+	a.verified.Put(token, c)
 	return c, nil
 }
 

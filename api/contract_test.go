@@ -489,3 +489,15 @@ func TestUnknownRoutesAnswerProblems(t *testing.T) {
 	}
 	e.must(e.do("PUT", "/v1/businesses/acme/runs", user, "{}"), 405, "method_not_allowed")
 }
+
+// A token accepted once (and remembered) still expires on time.
+func TestRememberedTokenStillExpires(t *testing.T) {
+	e := newEnv(t)
+	tok, err := e.auth.MintToken(api.TokenSpec{Business: "acme", Role: api.RoleUser, TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.must(e.do("GET", "/v1/businesses/acme/runs", tok, nil), 200, "")
+	e.clock.Advance(time.Minute)
+	e.must(e.do("GET", "/v1/businesses/acme/runs", tok, nil), 401, "unauthorized")
+}

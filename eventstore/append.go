@@ -177,8 +177,18 @@ func appendArgs(reqs []*appendReq) []any {
 			occurred = append(occurred, r.occurred[i])
 		}
 	}
-	return []any{runIDs, expected, next, ended, heartbeats, staleAts, states, businesses,
-		evRuns, evIDs, evVersions, evTypes, evSchemas, evData, evMeta, occurred}
+	return []any{rawUUIDs(runIDs), expected, next, ended, heartbeats, staleAts, states, businesses,
+		rawUUIDs(evRuns), rawUUIDs(evIDs), evVersions, evTypes, evSchemas, evData, evMeta, occurred}
+}
+
+// rawUUIDs are ids as pgx encodes them directly (a uuid.UUID goes through
+// its driver.Valuer: a string per element, parsed back).
+func rawUUIDs(ids []uuid.UUID) [][16]byte {
+	out := make([][16]byte, len(ids))
+	for i, id := range ids {
+		out[i] = id
+	}
+	return out
 }
 
 // execAppend runs the append statement for reqs and returns, per applied

@@ -166,6 +166,19 @@ func columnArrays(rows []RunRow) []any {
 	out := make([]any, len(arrays))
 	for i, a := range arrays {
 		out[i] = a.Interface()
+		if ids, ok := out[i].([]uuid.UUID); ok {
+			out[i] = rawUUIDs(ids)
+		}
+	}
+	return out
+}
+
+// rawUUIDs are ids as pgx encodes them directly (a uuid.UUID goes through
+// its driver.Valuer: a string per element, parsed back).
+func rawUUIDs(ids []uuid.UUID) [][16]byte {
+	out := make([][16]byte, len(ids))
+	for i, id := range ids {
+		out[i] = id
 	}
 	return out
 }

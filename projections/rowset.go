@@ -206,7 +206,7 @@ func (s *rowSet) update(ctx context.Context, tx pgx.Tx, prs []*pendingRow) (int6
 		FROM unnest(%[3]s, $%[4]d::uuid[], $%[5]d::bigint[]) AS v(%[6]s, exp_run_id, exp_version)
 		WHERE t.%[7]s = v.%[7]s AND t.run_id = v.exp_run_id AND t.version = v.exp_version`,
 		s.table, set.String(), unnestParams(0), n+1, n+2, runColumnList, s.proj.keyColumn)
-	tag, err := tx.Exec(ctx, sql, append(args, expIDs, expVersions)...)
+	tag, err := tx.Exec(ctx, sql, append(args, rawUUIDs(expIDs), expVersions)...)
 	return tag.RowsAffected(), err
 }
 
@@ -224,7 +224,7 @@ func (s *rowSet) delete(ctx context.Context, tx pgx.Tx, prs []*pendingRow) (int6
 		keyType = "uuid"
 	}
 	tag, err := tx.Exec(ctx, `DELETE FROM `+s.table+` AS t USING unnest($1::`+keyType+`[], $2::uuid[], $3::bigint[]) AS v(k, r, ver)
-		WHERE t.`+s.proj.keyColumn+` = v.k AND t.run_id = v.r AND t.version = v.ver`, keys, ids, versions)
+		WHERE t.`+s.proj.keyColumn+` = v.k AND t.run_id = v.r AND t.version = v.ver`, keys, rawUUIDs(ids), versions)
 	return tag.RowsAffected(), err
 }
 

@@ -38,6 +38,8 @@ type Config struct {
 	ConsistencyWait time.Duration
 	// AppendBatchMax bounds the commands appended in one statement (1: no batching).
 	AppendBatchMax int
+	// NotifyAppends makes every append statement NOTIFY the other replicas.
+	NotifyAppends bool
 
 	// envErrs are malformed environment values, reported by Policy.
 	envErrs []error
@@ -73,6 +75,7 @@ func (c *Config) bindServe(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxStreamsPerToken, "max-streams-per-token", c.envInt("RUNLEDGER_MAX_STREAMS_PER_TOKEN", 10), "open SSE streams per token (env RUNLEDGER_MAX_STREAMS_PER_TOKEN)")
 	fs.Func("consistency-wait", "how long a read given ?after= waits for its read model (env RUNLEDGER_CONSISTENCY_WAIT, default 2s)", durationFlag(&c.ConsistencyWait))
 	fs.IntVar(&c.AppendBatchMax, "append-batch-max", c.envInt("RUNLEDGER_APPEND_BATCH_MAX", 64), "commands appended in one statement; 1 turns batching off (env RUNLEDGER_APPEND_BATCH_MAX)")
+	fs.BoolVar(&c.NotifyAppends, "notify-appends", c.envBool("RUNLEDGER_NOTIFY_APPENDS", true), "each append statement wakes the other replicas' projectors through NOTIFY (env RUNLEDGER_NOTIFY_APPENDS)")
 	c.RequestTimeout = c.envDuration("RUNLEDGER_REQUEST_TIMEOUT", 5*time.Second)
 	c.ConsistencyWait = c.envDuration("RUNLEDGER_CONSISTENCY_WAIT", 2*time.Second)
 	c.MaxReadLag = c.envDuration("RUNLEDGER_MAX_READ_LAG", 5*time.Second)
@@ -140,6 +143,20 @@ func (c *Config) envInt(key string, def int) int {
 		return def
 	}
 	return n
+}
+
+// envBool reads a boolean from the environment like envDuration.
+func (c *Config) envBool(key string, def bool) bool {
+	v := os.Getenv(key)
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q: %w", key, v, err))
+		return def
+	}
+	return b
 }
 
 func durationFlag(dst *time.Duration) func(string) error {
