@@ -68,6 +68,9 @@ type group struct {
 	// availability: the next caught-up wait is short.
 	retrySoon bool
 	wake      chan struct{}
+	// siblings are this replica's other consumer groups: a batch of one
+	// holds a transaction id that hides newer events from the others.
+	siblings []*group
 	stop      <-chan struct{}
 }
 
@@ -160,8 +163,23 @@ func (g *group) committed(b *batch) {
 	}
 	g.applied = max(g.applied, c.MaxPosition)
 	g.mu.Unlock()
-	if g.opts.Feed != nil && len(b.delivered) > 0 {
+	if len(b.delivered) == 0 {
+		return
+	}
+	if g.opts.Feed != nil {
 		g.opts.Feed.Publish(c)
+	}
+	for _, s := range g.siblings {
+		s.nudge()
+	}
+}
+
+// nudge wakes the group without news of an event: a sibling group's batch
+// committed, and the events it held hidden may be visible now.
+func (g *group) nudge() {
+	select {
+	case g.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -176,29 +194,37 @@ func (g *group) notify(position int64) {
 	}
 }
 
+// retryBudget bounds how long a caught-up group keeps asking for an event
+// it was told of but cannot see yet.
+const retryBudget = 250 * time.Millisecond
+
 // caughtUpWait is how long a caught-up subscriber waits before asking
-// again: until woken, at most PollInterval; but while it was told of an
-// event nobody has applied yet, a few milliseconds, growing, for up to
-// about a quarter second (the event is hidden behind a transaction still
-// open, or the replica that applied it has not said so yet).
+// again: until woken (an append committed, a sibling group committed a
+// batch, another replica said so), at most PollInterval. While it was told
+// of an event nobody has applied yet (hidden behind a transaction still
+// open, or applied by a replica that has not said so yet), it asks again at
+// the next wake-up or after a millisecond or two, for up to retryBudget.
 func (g *group) caughtUpWait() time.Duration {
 	g.mu.Lock()
 	applied := g.applied
 	if g.opts.Feed != nil {
 		applied = max(applied, g.opts.Feed.MaxApplied(g.proj.name))
 	}
-	if g.told > applied && g.retryPause < 64*time.Millisecond {
-		g.retryPause = max(time.Millisecond, 2*g.retryPause)
-		pause := g.retryPause
-		g.mu.Unlock()
-		return pause
+	wait := g.opts.PollInterval
+	if g.told > applied && g.retryPause < retryBudget {
+		pause := min(time.Millisecond+g.retryPause/16, 8*time.Millisecond)
+		g.retryPause += pause
+		wait = pause
+	} else {
+		g.told, g.retryPause = applied, 0 // nothing pending (or given up on)
 	}
-	g.told, g.retryPause = applied, 0 // nothing pending (or given up on): wait to be woken
 	g.mu.Unlock()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
 	select {
 	case <-g.wake:
 	case <-g.stop:
-	case <-time.After(g.opts.PollInterval):
+	case <-timer.C:
 	}
 	return 0
 }

@@ -140,6 +140,13 @@ func NewProjector(pool *pgxpool.Pool, opts Options) (*Projector, error) {
 		}
 		router.AddConsumerHandler(name, Topic, sub, g.handle)
 	}
+	for _, g := range p.groups {
+		for _, o := range p.groups {
+			if o != g {
+				g.siblings = append(g.siblings, o)
+			}
+		}
+	}
 	return p, nil
 }
 

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+)
+
+// scrape reads the served process's /metrics, parsed.
+func scrape(srv *served) (map[string]*dto.MetricFamily, error) {
+	res, err := client.Get(srv.url + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	var parser expfmt.TextParser
+	return parser.TextToMetricFamilies(res.Body)
+}
+
+// labelled returns the metrics of family name whose labels include want.
+func labelled(families map[string]*dto.MetricFamily, name string, want map[string]string) []*dto.Metric {
+	f := families[name]
+	if f == nil {
+		return nil
+	}
+	var out []*dto.Metric
+	for _, m := range f.GetMetric() {
+		ok := true
+		for k, v := range want {
+			found := false
+			for _, l := range m.GetLabel() {
+				if l.GetName() == k && l.GetValue() == v {
+					found = true
+				}
+			}
+			ok = ok && found
+		}
+		if ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// serverQuantile reads the server's latency histogram of GET …/runs/active
+// and returns the bucket bound holding quantile q.
+func serverQuantile(srv *served, q float64) string {
+	families, err := scrape(srv)
+	if err != nil {
+		return "?"
+	}
+	ms := labelled(families, "runledger_http_request_duration_seconds", map[string]string{"route": "GET /v1/businesses/{b}/runs/active", "status": "200"})
+	if len(ms) == 0 {
+		return "?"
+	}
+	h := ms[0].GetHistogram()
+	for _, b := range h.GetBucket() {
+		if float64(b.GetCumulativeCount()) >= q*float64(h.GetSampleCount()) {
+			return time.Duration(b.GetUpperBound() * float64(time.Second)).String()
+		}
+	}
+	return "∞"
+}
+
+// poolWaits reads how often and how long (s) the server has waited for a database connection.
+func poolWaits(srv *served) (count, seconds float64) {
+	families, err := scrape(srv)
+	if err != nil {
+		return 0, 0
+	}
+	if ms := labelled(families, "runledger_db_pool_acquire_waits_total", nil); len(ms) > 0 {
+		count = ms[0].GetCounter().GetValue()
+	}
+	if ms := labelled(families, "runledger_db_pool_acquire_wait_seconds_total", nil); len(ms) > 0 {
+		seconds = ms[0].GetCounter().GetValue()
+	}
+	return count, seconds
+}
+
+// batchSizes returns the append batch-size histogram's buckets (upper bound
+// → cumulative count) and its sample count.
+func batchSizes(srv *served) (map[float64]uint64, uint64) {
+	families, err := scrape(srv)
+	if err != nil {
+		return nil, 0
+	}
+	ms := labelled(families, "runledger_append_batch_size", nil)
+	if len(ms) == 0 {
+		return nil, 0
+	}
+	out := map[float64]uint64{}
+	for _, b := range ms[0].GetHistogram().GetBucket() {
+		out[b.GetUpperBound()] = b.GetCumulativeCount()
+	}
+	return out, ms[0].GetHistogram().GetSampleCount()
+}
+
+// describeBatches says how the appends between two readings were batched:
+// the share of statements by size, and the mean commands per statement.
+func describeBatches(before, after map[float64]uint64, n0, n1 uint64, commands int64) string {
+	bounds := make([]float64, 0, len(after))
+	for b := range after {
+		bounds = append(bounds, b)
+	}
+	sort.Float64s(bounds)
+	statements := n1 - n0
+	if statements == 0 {
+		return "no append statements"
+	}
+	var parts []string
+	prev := uint64(0)
+	lower := 0.0
+	for _, b := range bounds {
+		c := after[b] - before[b]
+		in := c - prev
+		prev = c
+		if in > 0 {
+			parts = append(parts, fmt.Sprintf("%s: %.0f%%", sizeRange(lower, b), 100*float64(in)/float64(statements)))
+		}
+		lower = b
+	}
+	return fmt.Sprintf("%d statements for %d commands (mean %.1f per statement); by size %s", statements, commands,
+		float64(commands)/float64(statements), strings.Join(parts, ", "))
+}
+
+func sizeRange(lower, upper float64) string {
+	if math.IsInf(upper, 1) {
+		return fmt.Sprintf(">%.0f", lower)
+	}
+	if upper-lower <= 1 {
+		return fmt.Sprintf("%.0f", upper)
+	}
+	return fmt.Sprintf("%.0f-%.0f", lower+1, upper)
+}
+
+// postgresCPU is the CPU time used so far by the cluster's processes (the
+// postmaster and every backend whose command line names the data directory's
+// cluster: all processes named postgres).
+func postgresCPU() time.Duration {
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	var total time.Duration
+	for _, d := range dirs {
+		comm, err := os.ReadFile(filepath.Join(d, "comm"))
+		if err != nil || strings.TrimSpace(string(comm)) != "postgres" {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(d))
+		if err != nil {
+			continue
+		}
+		total += procCPU(pid)
+	}
+	return total
+}

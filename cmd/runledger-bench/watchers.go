@@ -1,0 +1,215 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// b9: 2,000 SSE watchers (4 on each of 500 businesses) while each business's
+// run heartbeats once a second: how long a change takes from the
+// heartbeat's answer to every watcher, and what the watchers cost the
+// database (queries per second with them ÷ without), the server's memory
+// and CPU.
+func (b *bench) b9(ctx context.Context) error {
+	url, pool, err := b.database(ctx, "bench_b9")
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
+		return err
+	}
+	srv, err := startServe(ctx, b.bin, url, "RUNLEDGER_HEARTBEAT_MIN_INTERVAL=0s")
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	runs, err := b.startHTTPRuns(srv, "b9-", b.sizes.B9Businesses, 16)
+	if err != nil {
+		return err
+	}
+	var answered sync.Map // log position → when its heartbeat was answered
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	var load sync.WaitGroup
+	for i, r := range runs {
+		load.Add(1)
+		go func() {
+			defer load.Done()
+			tick := time.NewTicker(time.Second)
+			defer tick.Stop()
+			time.Sleep(time.Duration(i) * time.Second / time.Duration(len(runs))) // spread the heartbeats over each second
+			for {
+				select {
+				case <-loadCtx.Done():
+					return
+				case <-tick.C:
+				}
+				var hb struct {
+					Position int64 `json:"position"`
+				}
+				if status, err := call("POST", srv.url+"/v1/businesses/"+r.business+"/runs/"+r.id+"/heartbeat", r.worker,
+					map[string]any{"completed_calls": r.calls.Add(1), "failed_calls": 0}, &hb); err == nil && status == 200 {
+					answered.Store(hb.Position, time.Now())
+				}
+			}
+		}()
+	}
+	d := b.sizes.B9Duration
+	time.Sleep(warmup)
+	qpsNone, err := queriesPerSecond(ctx, pool, d)
+	if err != nil {
+		return err
+	}
+	w := newWatchers()
+	if err := w.connect(srv, runs, 4); err != nil {
+		return err
+	}
+	defer w.close()
+	time.Sleep(warmup)
+	w.measuring.Store(true)
+	meter := meterCPU(srv)
+	qpsWatched, err := queriesPerSecond(ctx, pool, d)
+	if err != nil {
+		return err
+	}
+	w.measuring.Store(false)
+	gen, server := meter.shares()
+	busy := meter.machine()
+	_, rss := srv.memory()
+	stopLoad()
+	load.Wait()
+	lat := w.latencies(&answered)
+	sortDurations(lat)
+	p50, p99 := percentile(lat, 50), percentile(lat, 99)
+	notes := fmt.Sprintf("%d watchers on %d businesses, each run heartbeating 1/s (every heartbeat stored); %d deliveries measured over %s, from the heartbeat's HTTP answer to the watcher's receipt (a watcher told before the worker read its answer counts 0); %d watchers connected at the end",
+		w.count(), len(runs), len(lat), d, w.open())
+	b.report.add(Result{ID: "B9", Figure: "SSE delivery p50, 2,000 watchers", Value: ms(p50), Unit: "ms", Target: "≤ 50 ms", Pass: ms(p50) <= 50,
+		GeneratorCPU: gen, ServerCPU: server, MachineCPU: busy, Notes: notes})
+	b.report.add(Result{ID: "B9", Figure: "SSE delivery p99, 2,000 watchers", Value: ms(p99), Unit: "ms", Target: "≤ 250 ms", Pass: ms(p99) <= 250,
+		GeneratorCPU: gen, ServerCPU: server, MachineCPU: busy})
+	b.report.add(Result{ID: "B9", Figure: "database queries/s with 2,000 watchers", Value: qpsWatched, Unit: "/s",
+		Baseline: "/s without watchers", BaselineValue: qpsNone, Target: "ratio ≤ 1.1", Pass: qpsWatched/qpsNone <= 1.1,
+		Notes: "statements executed in the service's database per second (pg_stat_statements), same heartbeat load"})
+	b.report.add(Result{ID: "B9", Figure: "server resident set with 2,000 watchers", Value: float64(rss) / (1 << 20), Unit: "MiB",
+		Target: "≤ 300 MB", Pass: float64(rss) <= 300e6, ServerCPU: server})
+	return nil
+}
+
+// queriesPerSecond counts the statements the database ran over d.
+func queriesPerSecond(ctx context.Context, pool *pgxpool.Pool, d time.Duration) (float64, error) {
+	count := func() (float64, error) {
+		var n float64
+		err := pool.QueryRow(ctx, `SELECT coalesce(sum(calls), 0)::float8 FROM pg_stat_statements
+			WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&n)
+		return n, err
+	}
+	before, err := count()
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	time.Sleep(d)
+	after, err := count()
+	return (after - before) / time.Since(start).Seconds(), err
+}
+
+// watchers are the SSE clients of B9.
+type watchers struct {
+	mu        sync.Mutex
+	received  []receipt
+	bodies    []*http.Response
+	measuring atomic.Bool
+	connected int
+	live      int
+}
+
+type receipt struct {
+	position int64
+	at       time.Time
+}
+
+func newWatchers() *watchers { return &watchers{} }
+
+// connect opens per watchers streams on each run's business, in parallel.
+func (w *watchers) connect(srv *served, runs []*httpRun, per int) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, len(runs)*per)
+	sem := make(chan struct{}, 64)
+	for _, r := range runs {
+		for i := 0; i < per; i++ {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				req, _ := http.NewRequest("GET", srv.url+"/v1/businesses/"+r.business+"/runs/active/stream", nil)
+				req.Header.Set("Authorization", "Bearer "+r.user)
+				res, err := streamClient.Do(req)
+				if err != nil || res.StatusCode != 200 {
+					errs <- fmt.Errorf("stream of %s: %v %v", r.business, res, err)
+					return
+				}
+				w.mu.Lock()
+				w.bodies = append(w.bodies, res)
+				w.connected++
+				w.live++
+				w.mu.Unlock()
+				go w.read(res)
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// streamClient keeps thousands of streams open to one host.
+var streamClient = &http.Client{Transport: &http.Transport{MaxConnsPerHost: 0, MaxIdleConnsPerHost: 16}}
+
+func (w *watchers) read(res *http.Response) {
+	defer func() { w.mu.Lock(); w.live--; w.mu.Unlock() }()
+	sc := bufio.NewScanner(res.Body)
+	for sc.Scan() {
+		if id, ok := strings.CutPrefix(sc.Text(), "id: "); ok && w.measuring.Load() {
+			pos, _ := strconv.ParseInt(id, 10, 64)
+			now := time.Now()
+			w.mu.Lock()
+			w.received = append(w.received, receipt{pos, now})
+			w.mu.Unlock()
+		}
+	}
+}
+
+// latencies matches each receipt with its heartbeat's answer.
+func (w *watchers) latencies(answered *sync.Map) []time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []time.Duration
+	for _, r := range w.received {
+		if at, ok := answered.Load(r.position); ok {
+			out = append(out, max(0, r.at.Sub(at.(time.Time))))
+		}
+	}
+	return out
+}
+
+func (w *watchers) count() int { w.mu.Lock(); defer w.mu.Unlock(); return w.connected }
+func (w *watchers) open() int  { w.mu.Lock(); defer w.mu.Unlock(); return w.live }
+
+func (w *watchers) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, b := range w.bodies {
+		b.Body.Close()
+	}
+}
