@@ -12,6 +12,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // scrape reads the served process's /metrics, parsed.
@@ -21,7 +22,7 @@ func scrape(srv *served) (map[string]*dto.MetricFamily, error) {
 		return nil, err
 	}
 	defer res.Body.Close()
-	var parser expfmt.TextParser
+	parser := expfmt.NewTextParser(model.UTF8Validation)
 	return parser.TextToMetricFamilies(res.Body)
 }
 

@@ -31,7 +31,10 @@ func (b *bench) b3(ctx context.Context) error {
 		return err
 	}
 	defer srv.stop()
-	rn := eventstore.NewRunner(eventstore.New(pool), domain.Policy{StaleAfter: time.Hour})
+	// The bench appends as another replica would: its append statements
+	// NOTIFY, and the served process's projector wakes for them.
+	store := eventstore.NewWithOptions(pool, eventstore.Options{NotifyChannel: projections.AppendsChannel})
+	rn := eventstore.NewRunner(store, domain.Policy{StaleAfter: time.Hour})
 	const nRuns, writers, rate = 100, 20, 1000
 	ids := make([]uuid.UUID, nRuns)
 	for i := range ids {
@@ -138,12 +141,12 @@ func (b *bench) b3(ctx context.Context) error {
 	busy := meter.machine()
 	sortDurations(lags)
 	p50, p99 := percentile(lags, 50), percentile(lags, 99)
-	notes := fmt.Sprintf("%d appends measured in %s (%.0f/s) after a %s warm-up; the projector polls every 50 ms when caught up; visibility sampled every ~1 ms",
+	notes := fmt.Sprintf("%d appends measured in %s (%.0f/s) after a %s warm-up, made by this process as another replica would (its append statements NOTIFY; the served projector wakes on them); visibility sampled every ~1 ms",
 		len(lags), (elapsed - warmup).Round(time.Millisecond), float64(len(lags))/(elapsed-warmup).Seconds(), warmup)
-	b.report.add(Result{ID: "B3", Figure: "projection lag p50 at 1,000 appends/s", Value: ms(p50), Unit: "ms", Target: "≤ 100 ms",
-		Pass: ms(p50) <= 100, GeneratorCPU: gen, ServerCPU: server, MachineCPU: busy, Notes: notes})
-	b.report.add(Result{ID: "B3", Figure: "projection lag p99 at 1,000 appends/s", Value: ms(p99), Unit: "ms", Target: "≤ 250 ms",
-		Pass: ms(p99) <= 250, GeneratorCPU: gen, ServerCPU: server, MachineCPU: busy})
+	b.report.add(Result{ID: "B3", Figure: "projection lag p50 at 1,000 appends/s", Value: ms(p50), Unit: "ms", Target: "≤ 10 ms",
+		Pass: ms(p50) <= 10, GeneratorCPU: gen, ServerCPU: server, MachineCPU: busy, Notes: notes})
+	b.report.add(Result{ID: "B3", Figure: "projection lag p99 at 1,000 appends/s", Value: ms(p99), Unit: "ms", Target: "≤ 50 ms",
+		Pass: ms(p99) <= 50, GeneratorCPU: gen, ServerCPU: server, MachineCPU: busy})
 	return nil
 }
 
