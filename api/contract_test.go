@@ -452,7 +452,8 @@ func TestOpsEndpoints(t *testing.T) {
 	}
 	m := e.must(e.do("GET", "/metrics", "", nil), 200, "")
 	for _, name := range []string{"runledger_http_request_duration_seconds", "runledger_runs_started_total 1",
-		"runledger_active_runs 1", `runledger_projection_lag_events{projection="runs"} 0`, "runledger_oldest_open_run_silence_seconds"} {
+		"runledger_active_runs 1", `runledger_projection_lag_events{projection="runs"} 0`, "runledger_oldest_open_run_silence_seconds",
+		"runledger_stalled_runs 0", "runledger_sse_streams_open 0"} {
 		if !strings.Contains(string(m.raw), name) {
 			t.Errorf("metrics lack %q", name)
 		}

@@ -33,7 +33,9 @@ func newMetrics(reg prometheus.Registerer, s *Server) *Metrics {
 		conflicts: prometheus.NewCounter(prometheus.CounterOpts{Name: "runledger_version_conflicts_total",
 			Help: "Optimistic-concurrency conflicts retried by this process."}),
 	}
-	reg.MustRegister(m.requests, m.runsStarted, m.runsEnded, m.conflicts, &dbCollector{s: s})
+	reg.MustRegister(m.requests, m.runsStarted, m.runsEnded, m.conflicts, &dbCollector{s: s},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "runledger_sse_streams_open",
+			Help: "Watchers connected: SSE streams open on this replica."}, func() float64 { return float64(s.streams.open()) }))
 	m.consistency = newConsistencyMetrics(reg)
 	return m
 }
