@@ -232,15 +232,22 @@ func (w *worker) start(total int, workerID string) map[string]any {
 // heartbeat reports progress; it returns the run and whether a cancel was requested.
 func (w *worker) heartbeat(completed, failed int) (map[string]any, bool) {
 	w.t.Helper()
+	ans := w.answer(completed, failed)
+	return ans["run"].(map[string]any), ans["cancel_requested"] == true
+}
+
+// answer heartbeats and returns the whole answer (run, cancel_requested,
+// pause_requested).
+func (w *worker) answer(completed, failed int) map[string]any {
+	w.t.Helper()
 	status, ans := w.s.call(w.t, "POST", w.path("/"+w.runID+"/heartbeat"), w.token, map[string]any{"completed_calls": completed, "failed_calls": failed})
 	if status != http.StatusOK {
 		w.t.Fatalf("heartbeat: %d %v", status, ans)
 	}
-	run := ans["run"].(map[string]any)
 	w.mu.Lock()
-	w.last = run
+	w.last = ans["run"].(map[string]any)
 	w.mu.Unlock()
-	return run, ans["cancel_requested"] == true
+	return ans
 }
 
 // complete ends the run with outcome.

@@ -363,6 +363,42 @@ func TestPage(t *testing.T) {
 		p.screenshot("11-replay")
 	})
 
+	t.Run("14 Pause and Resume: the bar says Paused, the worker learns it, Resume brings it back", func(t *testing.T) {
+		p := newTab(t, browser, tabOptions{})
+		w := s.worker(t, "s14")
+		w.start(60, "dialer-14")
+		w.heartbeat(15, 3)
+		p.open(s.pageURL("s14", api.RoleUser, ""))
+		p.waitFor("showing a bar", jsBarShown, 5*time.Second)
+		if got := p.text("#active-run button.pause"); got != "Pause" {
+			t.Fatalf("the pause button says %q", got)
+		}
+		p.click("#active-run button.pause")
+		d := p.waitFor("the pause's answer", jsShown("#answer", "Paused — the worker pauses at its next heartbeat"), 3*time.Second)
+		within(t, "the pause's answer", d, time.Second)
+		p.waitFor("the bar marked Paused", jsShown("#active-run .badge-paused", "Paused")+" && "+jsBarShown, 2*time.Second)
+		contains(t, "rate while paused", p.text("#active-run .rate"), "paused")
+		if ans := w.answer(15, 3); ans["pause_requested"] != true {
+			t.Fatalf("the worker's heartbeat answer while paused: %v", ans)
+		}
+		// A paused worker that keeps heartbeating keeps its run live.
+		if !eval[bool](p, jsBarShown) {
+			t.Fatal("the bar went while the run was paused")
+		}
+		p.waitFor("the button offers Resume", `document.querySelector('#active-run button.pause')?.textContent === 'Resume'`, 2*time.Second)
+		p.screenshot("14-paused")
+		p.click("#active-run button.pause")
+		p.waitFor("the resume's answer", jsShown("#answer", "Resumed — the worker goes on at its next heartbeat"), 3*time.Second)
+		p.waitFor("no Paused badge", `document.querySelector('#active-run .badge-paused')?.hidden === true`, 2*time.Second)
+		if ans := w.answer(20, 3); ans["pause_requested"] != false {
+			t.Fatalf("the worker's heartbeat answer after resume: %v", ans)
+		}
+		p.waitFor("the bar at 38%", `document.querySelector('#active-run [role=progressbar]')?.getAttribute('aria-valuenow') === '38'`, 3*time.Second)
+		p.screenshot("14-resumed")
+		w.complete("completed", 57, 3)
+		p.waitFor("no bar", jsNoBar, 3*time.Second)
+	})
+
 	t.Run("12 the layout works at 360 px wide", func(t *testing.T) {
 		w := s.worker(t, "s12")
 		w.start(8, "dialer-12-with-a-rather-long-name-0123456789")
