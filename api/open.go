@@ -50,14 +50,10 @@ func (s *Server) listOpen(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := RunList{Runs: make([]RunView, len(rows))}
-	for i, row := range rows {
-		out.Runs[i] = s.rowView(row)
-	}
+	var cur string
 	if next != nil {
-		cur := encodeCursor(next.LastHeartbeatAt, next.BusinessID)
-		out.NextCursor = &cur
+		cur = encodeCursor(next.LastHeartbeatAt, next.BusinessID)
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, s.runList(rows, cur))
 	return nil
 }

@@ -345,16 +345,24 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, c call) error 
 	if err != nil {
 		return err
 	}
+	var cur string
+	if next != nil {
+		cur = encodeCursor(next.StartedAt, next.RunID.String())
+	}
+	writeJSON(w, http.StatusOK, s.runList(rows, cur))
+	return nil
+}
+
+// runList is a page of rows; cursor, when not empty, is the next page's.
+func (s *Server) runList(rows []projections.RunRow, cursor string) RunList {
 	out := RunList{Runs: make([]RunView, len(rows))}
 	for i, row := range rows {
 		out.Runs[i] = s.rowView(row)
 	}
-	if next != nil {
-		cur := encodeCursor(next.StartedAt, next.RunID.String())
-		out.NextCursor = &cur
+	if cursor != "" {
+		out.NextCursor = &cursor
 	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return out
 }
 
 // EventList is a run's events in order.

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/runledger/runledger/domain"
+	"github.com/runledger/runledger/internal/pguuid"
 )
 
 // appendReq is one command's append: its stream, the version it expects,
@@ -177,18 +178,8 @@ func appendArgs(reqs []*appendReq) []any {
 			occurred = append(occurred, r.occurred[i])
 		}
 	}
-	return []any{rawUUIDs(runIDs), expected, next, ended, heartbeats, staleAts, states, businesses,
-		rawUUIDs(evRuns), rawUUIDs(evIDs), evVersions, evTypes, evSchemas, evData, evMeta, occurred}
-}
-
-// rawUUIDs are ids as pgx encodes them directly (a uuid.UUID goes through
-// its driver.Valuer: a string per element, parsed back).
-func rawUUIDs(ids []uuid.UUID) [][16]byte {
-	out := make([][16]byte, len(ids))
-	for i, id := range ids {
-		out[i] = id
-	}
-	return out
+	return []any{pguuid.Raw(runIDs), expected, next, ended, heartbeats, staleAts, states, businesses,
+		pguuid.Raw(evRuns), pguuid.Raw(evIDs), evVersions, evTypes, evSchemas, evData, evMeta, occurred}
 }
 
 // execAppend runs the append statement for reqs and returns, per applied

@@ -71,7 +71,7 @@ type group struct {
 	// siblings are this replica's other consumer groups: a batch of one
 	// holds a transaction id that hides newer events from the others.
 	siblings []*group
-	stop      <-chan struct{}
+	stop     <-chan struct{}
 }
 
 func newGroup(proj projection, beginner wsql.Beginner, opts Options) *group {

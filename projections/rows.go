@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/runledger/runledger/domain"
+	"github.com/runledger/runledger/internal/pguuid"
 )
 
 // Querier is what read-model SQL needs: a pool, a connection or a transaction.
@@ -167,18 +168,8 @@ func columnArrays(rows []RunRow) []any {
 	for i, a := range arrays {
 		out[i] = a.Interface()
 		if ids, ok := out[i].([]uuid.UUID); ok {
-			out[i] = rawUUIDs(ids)
+			out[i] = pguuid.Raw(ids)
 		}
-	}
-	return out
-}
-
-// rawUUIDs are ids as pgx encodes them directly (a uuid.UUID goes through
-// its driver.Valuer: a string per element, parsed back).
-func rawUUIDs(ids []uuid.UUID) [][16]byte {
-	out := make([][16]byte, len(ids))
-	for i, id := range ids {
-		out[i] = id
 	}
 	return out
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/runledger/runledger/eventstore"
 	"github.com/runledger/runledger/internal/bounded"
+	"github.com/runledger/runledger/internal/pguuid"
 )
 
 // maxCachedRows bounds a live projection's row cache.
@@ -206,7 +207,7 @@ func (s *rowSet) update(ctx context.Context, tx pgx.Tx, prs []*pendingRow) (int6
 		FROM unnest(%[3]s, $%[4]d::uuid[], $%[5]d::bigint[]) AS v(%[6]s, exp_run_id, exp_version)
 		WHERE t.%[7]s = v.%[7]s AND t.run_id = v.exp_run_id AND t.version = v.exp_version`,
 		s.table, set.String(), unnestParams(0), n+1, n+2, runColumnList, s.proj.keyColumn)
-	tag, err := tx.Exec(ctx, sql, append(args, rawUUIDs(expIDs), expVersions)...)
+	tag, err := tx.Exec(ctx, sql, append(args, pguuid.Raw(expIDs), expVersions)...)
 	return tag.RowsAffected(), err
 }
 
@@ -224,7 +225,7 @@ func (s *rowSet) delete(ctx context.Context, tx pgx.Tx, prs []*pendingRow) (int6
 		keyType = "uuid"
 	}
 	tag, err := tx.Exec(ctx, `DELETE FROM `+s.table+` AS t USING unnest($1::`+keyType+`[], $2::uuid[], $3::bigint[]) AS v(k, r, ver)
-		WHERE t.`+s.proj.keyColumn+` = v.k AND t.run_id = v.r AND t.version = v.ver`, keys, rawUUIDs(ids), versions)
+		WHERE t.`+s.proj.keyColumn+` = v.k AND t.run_id = v.r AND t.version = v.ver`, keys, pguuid.Raw(ids), versions)
 	return tag.RowsAffected(), err
 }
 
