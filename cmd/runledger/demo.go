@@ -32,17 +32,20 @@ type demoConfig struct {
 	// places CallsMin..CallsMax calls.
 	CallMin, CallMax   time.Duration
 	CallsMin, CallsMax int
-	Tick               time.Duration // how often the summary is drawn
-	Seed               uint64
-	Out                io.Writer
-	Live               bool // redraw the summary in place (a terminal)
+	// PauseHold is how long a simulated user keeps a run paused at least
+	// (up to 2.5 times that).
+	PauseHold time.Duration
+	Tick      time.Duration // how often the summary is drawn
+	Seed      uint64
+	Out       io.Writer
+	Live      bool // redraw the summary in place (a terminal)
 }
 
 // runDemo is `runledger demo`: simulated dialers built on the worker SDK
 // against a running server, with a live summary.
 func runDemo(ctx context.Context, args []string) error {
 	cfg := demoConfig{CallMin: 150 * time.Millisecond, CallMax: 1200 * time.Millisecond, CallsMin: 15, CallsMax: 60,
-		Tick: time.Second, Seed: uint64(time.Now().UnixNano()), Out: os.Stdout}
+		PauseHold: 2 * time.Second, Tick: time.Second, Seed: uint64(time.Now().UnixNano()), Out: os.Stdout}
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8080", "the server (e.g. the one 'make run' started)")
 	fs.DurationVar(&cfg.Duration, "duration", 0, "stop after this long (default: until Ctrl-C)")

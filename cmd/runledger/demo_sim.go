@@ -256,7 +256,7 @@ func (d *demo) user(ctx context.Context, rng *rand.Rand, mu *sync.Mutex, busines
 		d.pauses.Add(1)
 		d.setBusiness(business, runID, f, "paused by the user")
 		mu.Lock()
-		hold := 2*time.Second + time.Duration(rng.Int64N(int64(3*time.Second)))
+		hold := d.cfg.PauseHold + time.Duration(rng.Int64N(int64(d.cfg.PauseHold)*3/2+1))
 		mu.Unlock()
 		sleep(ctx, hold)
 		// Resume even if the run is ending: a pause must not outlive its user.

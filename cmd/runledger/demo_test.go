@@ -32,7 +32,7 @@ func TestDemoAgainstRealServer(t *testing.T) {
 	var out bytes.Buffer
 	rep, err := playDemo(context.Background(), demoConfig{URL: svc.URL(), Duration: 5 * time.Second, Workers: 6, Businesses: 3,
 		Secret: testSecret, CallMin: 10 * time.Millisecond, CallMax: 60 * time.Millisecond, CallsMin: 8, CallsMax: 25,
-		Tick: 200 * time.Millisecond, Seed: 1, Out: &out})
+		PauseHold: 300 * time.Millisecond, Tick: 200 * time.Millisecond, Seed: 1, Out: &out})
 	t.Logf("demo output:\n%s", out.String())
 	if err != nil {
 		t.Fatal(err)
