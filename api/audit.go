@@ -18,6 +18,9 @@ type Timeline struct {
 func (s *Server) timeline(w http.ResponseWriter, r *http.Request, c call) error {
 	q := r.URL.Query()
 	bq := eventstore.BusinessQuery{BusinessID: c.business, Limit: 1000}
+	if err := s.awaitApplied(r, ""); err != nil { // the log holds every acknowledged position: ?after= is only checked
+		return err
+	}
 	var err error
 	if bq.Since, err = optionalTime(q.Get("since"), "since"); err != nil {
 		return err
@@ -66,6 +69,9 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request, c call) error {
 	}
 	if at.IsZero() {
 		return fieldProblem("at", "is required (RFC 3339)")
+	}
+	if err := s.awaitApplied(r, ""); err != nil { // the log holds every acknowledged position: ?after= is only checked
+		return err
 	}
 	res, err := projections.Replay(r.Context(), s.store, c.business, at, s.policy)
 	if err != nil {

@@ -1,7 +1,9 @@
 package api_test
 
 import (
+	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -41,6 +43,28 @@ func TestReadYourWrites(t *testing.T) {
 		if res.StatusCode != 404 {
 			t.Fatalf("GET active %d after the complete: %d, want 404", i, res.StatusCode)
 		}
+	}
+}
+
+// The operator's reads take ?after= too: the open runs (a read model) show
+// a run just started, 50 times with no miss; the timeline and the replay
+// (the log itself) accept it and refuse a malformed one.
+func TestOperatorReadsTakeAPosition(t *testing.T) {
+	e := newEnv(t)
+	operator := e.token(api.AnyBusiness, api.RoleOperator)
+	for i := 0; i < 50; i++ {
+		business := fmt.Sprintf("op-%d", i)
+		started := e.must(e.do("POST", "/v1/businesses/"+business+"/runs", e.token(business, api.RoleWorker),
+			map[string]any{"total_calls": 1, "worker_id": "w"}), 201, "")
+		open := e.must(e.do("GET", "/v1/runs/open?limit=100&after="+started.header.Get("Runledger-Position"), operator, nil), 200, "")
+		if !strings.Contains(string(open.raw), started.str("run_id")) {
+			t.Fatalf("open runs %d after the start do not list it: %s", i, open.raw)
+		}
+	}
+	e.must(e.do("GET", "/v1/businesses/op-0/timeline?after=1", operator, nil), 200, "")
+	e.must(e.do("GET", "/v1/businesses/op-0/replay?at=2030-01-01T00:00:00Z&after=1", operator, nil), 200, "")
+	for _, path := range []string{"/v1/runs/open?after=abc", "/v1/businesses/op-0/timeline?after=0", "/v1/businesses/op-0/replay?at=2030-01-01T00:00:00Z&after=-3"} {
+		e.must(e.do("GET", path, operator, nil), 400, "validation_failed")
 	}
 }
 

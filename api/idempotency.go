@@ -27,9 +27,6 @@ const (
 	// IdempotencyKeyTTL is how long a key's answer is kept.
 	IdempotencyKeyTTL    = 24 * time.Hour
 	maxIdempotencyKeyLen = 255
-	// idempotentCommandTimeout bounds a keyed command, which runs to its end
-	// even if its client goes away so that the retry finds its answer.
-	idempotentCommandTimeout = 30 * time.Second
 )
 
 type handlerFunc = func(http.ResponseWriter, *http.Request, call) error
@@ -59,7 +56,9 @@ func (s *Server) idempotent(h handlerFunc) handlerFunc {
 		if err != nil {
 			return err
 		}
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), idempotentCommandTimeout)
+		// A keyed command runs to its end even if its client goes away, so
+		// that the retry finds its answer; it keeps the request's deadline.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.RequestTimeout)
 		defer cancel()
 		r = r.WithContext(ctx)
 		r.Body = io.NopCloser(bytes.NewReader(body))

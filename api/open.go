@@ -46,6 +46,9 @@ func (s *Server) listOpen(w http.ResponseWriter, r *http.Request) error {
 		}
 		q.After = &projections.OpenCursor{LastHeartbeatAt: at, BusinessID: business}
 	}
+	if err := s.awaitApplied(r, projections.ActiveRuns); err != nil {
+		return err
+	}
 	rows, next, err := projections.ListOpenRuns(r.Context(), s.pool, q)
 	if err != nil {
 		return err

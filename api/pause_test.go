@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,7 +113,10 @@ func TestRunPolicySetAtStart(t *testing.T) {
 		t.Fatalf("after 70s without progress = %s", stalled.raw)
 	}
 	e.clock.Advance(2*time.Minute + time.Second) // 2m1s after the last sign of life
-	e.must(e.do("GET", b+"/runs/active", user, nil), 404, "no_active_run")
+	silent := e.must(e.do("GET", b+"/runs/active", user, nil), 404, "no_active_run")
+	if detail := silent.str("detail"); !strings.Contains(detail, "(TTL 2m0s)") {
+		t.Fatalf("the silent run's detail %q does not name its own TTL", detail)
+	}
 	r, err := reaper.New(reaper.Config{Runner: e.runner, Interval: time.Second, NoLock: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

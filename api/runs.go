@@ -288,7 +288,7 @@ func (s *Server) getActive(w http.ResponseWriter, r *http.Request, c call) error
 	}
 	if !row.Active(now, s.policy.StaleAfter) {
 		return newProblem(CodeNoActiveRun, fmt.Sprintf("run %s has been silent for %s (TTL %s): not active",
-			row.ID, row.SilentFor(now).Round(time.Second), s.policy.StaleAfter))
+			row.ID, row.SilentFor(now).Round(time.Second), s.policy.StaleAfterFor(row.Run)))
 	}
 	writeJSON(w, http.StatusOK, s.rowView(row))
 	return nil

@@ -170,10 +170,12 @@ func durationFlag(dst *time.Duration) func(string) error {
 	}
 }
 
-func newLogger(level string) *slog.Logger {
+// newLogger returns the JSON logger at level (debug, info, warn or error),
+// or an error naming the bad level.
+func newLogger(level string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(strings.ToLower(level))); err != nil {
-		l = slog.LevelInfo
+		return nil, fmt.Errorf("configuration: --log-level (RUNLEDGER_LOG_LEVEL) %q: want debug, info, warn or error", level)
 	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }

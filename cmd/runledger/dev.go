@@ -34,7 +34,10 @@ func runDev(ctx context.Context, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	logger := newLogger(cfg.LogLevel)
+	logger, err := newLogger(cfg.LogLevel)
+	if err != nil {
+		return err
+	}
 	dir, err := filepath.Abs(*dataDir)
 	if err != nil {
 		return err

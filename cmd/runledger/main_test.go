@@ -128,3 +128,18 @@ func TestMalformedEnvironmentIsAConfigurationError(t *testing.T) {
 		t.Fatalf("Policy() = %v, want an error naming RUNLEDGER_STALE_AFTER", err)
 	}
 }
+
+// An unknown log level stops serve and dev with an error naming it; it is
+// not quietly taken as info.
+func TestUnknownLogLevelIsAConfigurationError(t *testing.T) {
+	t.Setenv("RUNLEDGER_LOG_LEVEL", "verbose")
+	err := runServe(context.Background(), nil)
+	if err == nil || !strings.Contains(err.Error(), `"verbose"`) || !strings.Contains(err.Error(), "RUNLEDGER_LOG_LEVEL") {
+		t.Fatalf("serve with RUNLEDGER_LOG_LEVEL=verbose: %v", err)
+	}
+	for _, level := range []string{"debug", "INFO", "warn", "error"} {
+		if _, err := newLogger(level); err != nil {
+			t.Errorf("newLogger(%q): %v", level, err)
+		}
+	}
+}

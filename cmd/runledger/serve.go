@@ -310,7 +310,10 @@ func runServe(ctx context.Context, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	logger := newLogger(cfg.LogLevel)
+	logger, err := newLogger(cfg.LogLevel)
+	if err != nil {
+		return err
+	}
 	svc, err := newService(ctx, cfg, logger)
 	if err != nil {
 		return err
