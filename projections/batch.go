@@ -103,19 +103,38 @@ func (b *batch) Commit() error {
 	if err := b.flushLocked(context.Background()); err != nil {
 		_ = b.inner.Rollback()
 		b.g.failed(b, err)
-		return err
+		return b.endErr(err)
 	}
 	if err := b.notifyLocked(); err != nil {
 		_ = b.inner.Rollback()
 		b.g.failed(b, err)
-		return err
+		return b.endErr(err)
 	}
 	if err := b.inner.Commit(); err != nil {
 		b.g.failed(b, err)
-		return err
+		return b.endErr(err)
 	}
 	b.g.committed(b)
 	return nil
+}
+
+// endErr is a failed commit's error as the subscriber should see it. A batch
+// cut short by the projector stopping (its subscriber's context cancelled)
+// is reported as already finished (sql.ErrTxDone), which watermill does not
+// log as an error: nothing was committed, and the next start applies the
+// batch again. Any other failure is returned as it is.
+func (b *batch) endErr(err error) error {
+	stopping := errors.Is(err, context.Canceled)
+	select {
+	case <-b.g.stop:
+		stopping = true
+	default:
+	}
+	if !stopping {
+		return err
+	}
+	b.g.opts.Logger.Debug("projection batch abandoned at stop", "group", b.g.proj.name, "err", err)
+	return fmt.Errorf("%w: the projector is stopping: %v", stdsql.ErrTxDone, err)
 }
 
 // change is what this batch moved, for the feed.
