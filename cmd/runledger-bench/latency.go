@@ -8,8 +8,8 @@ import (
 )
 
 // b10: one client's heartbeat latency with group commit on, against the same
-// with --append-batch-max 1, in the same run (rounds alternate, so drift
-// hits both alike).
+// with --append-batch-max 1, in the same run (rounds alternate, and each
+// side goes first in half of them, so drift hits both alike).
 func (b *bench) b10(ctx context.Context) error {
 	on, off, err := b.twoServers(ctx, "bench_b10", []string{"RUNLEDGER_HEARTBEAT_MIN_INTERVAL=0s"},
 		[]string{"RUNLEDGER_HEARTBEAT_MIN_INTERVAL=0s", "RUNLEDGER_APPEND_BATCH_MAX=1"})
@@ -27,13 +27,18 @@ func (b *bench) b10(ctx context.Context) error {
 		return err
 	}
 	var latOn, latOff []time.Duration
-	rounds, per := 4, b.sizes.B10Heartbeats/4
+	type side struct {
+		srv *served
+		run *httpRun
+		out *[]time.Duration
+	}
+	rounds, per := 8, b.sizes.B10Heartbeats/8
 	for r := 0; r < rounds; r++ {
-		for _, c := range []struct {
-			srv *served
-			run *httpRun
-			out *[]time.Duration
-		}{{on, runOn[0], &latOn}, {off, runOff[0], &latOff}} {
+		order := []side{{on, runOn[0], &latOn}, {off, runOff[0], &latOff}}
+		if r%2 == 1 { // each side goes first in half the rounds
+			order[0], order[1] = order[1], order[0]
+		}
+		for _, c := range order {
 			for i := 0; i < per; i++ {
 				n := c.run.calls.Add(1)
 				t := time.Now()
@@ -42,7 +47,7 @@ func (b *bench) b10(ctx context.Context) error {
 				if err != nil || status != 200 {
 					return fmt.Errorf("heartbeat: %d %v", status, err)
 				}
-				if r > 0 || i >= 50 { // the first round's first 50 warm the connections
+				if r > 1 || i >= 50 { // the first rounds' first 50 warm the connections
 					*c.out = append(*c.out, time.Since(t))
 				}
 			}
