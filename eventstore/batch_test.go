@@ -229,3 +229,43 @@ func TestConcurrentHeartbeatsThroughBatchesAreStoredOnce(t *testing.T) {
 	}
 	t.Logf("largest batch: %d commands", largest)
 }
+
+// With batching off (BatchMax 1) every append is its own statement, and
+// they run side by side as before group commit: an append blocked on one
+// run's lock does not hold up another run's.
+func TestBatchingOffAppendsDoNotWaitForEachOther(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewDB(t)
+	store := eventstore.NewWithOptions(pool, eventstore.Options{BatchMax: 1})
+	a, b := uuid.New(), uuid.New()
+	ra, err := store.Append(ctx, a, 0, started(a, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Append(ctx, b, 0, started(b, "b")); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM run_snapshots WHERE run_id = $1 FOR UPDATE`, a); err != nil {
+		t.Fatal(err)
+	}
+	blocked := make(chan error, 1)
+	go func() { _, err := store.AppendTo(ctx, a, ra.Run, heartbeat(1)); blocked <- err }()
+	waitLockWaiters(t, pool, 1)
+
+	bctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if _, err := store.Append(bctx, b, 1, heartbeat(1)); err != nil {
+		t.Fatalf("run b's append while run a's is blocked: %v", err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-blocked; err != nil {
+		t.Fatalf("run a's append once the lock was released: %v", err)
+	}
+}

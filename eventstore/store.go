@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/google/uuid"
@@ -83,7 +84,8 @@ type Options struct {
 	// recorded their policy), for the snapshot's stale_at (default 15m).
 	DefaultTTL time.Duration
 	// BatchMax bounds the commands appended in one statement (default 64;
-	// 1 turns batching off).
+	// 1 turns batching off: every append is its own statement, and they run
+	// side by side, MaxInFlight notwithstanding).
 	BatchMax int
 	// MaxInFlight is the number of batch statements that may run at once
 	// (default 1: appends that arrive while one is in flight go together in
@@ -120,6 +122,9 @@ func NewWithOptions(pool *pgxpool.Pool, opts Options) *Store {
 	}
 	if opts.MaxInFlight <= 0 {
 		opts.MaxInFlight = 1
+	}
+	if opts.BatchMax == 1 {
+		opts.MaxInFlight = math.MaxInt // no batching: no reason to queue
 	}
 	s := &Store{pool: pool, opts: opts}
 	s.batches = &batcher{store: s}
