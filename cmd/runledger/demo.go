@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/runledger/runledger/api"
 	"github.com/runledger/runledger/api/client"
 )
@@ -108,6 +110,7 @@ type demo struct {
 
 	mu      sync.Mutex
 	records []runRecord
+	runIDs  []uuid.UUID // every run started, for unique short forms
 	biz     map[string]*bizState
 	blocked map[string]bool // businesses held by a crashed run
 	notes   []string
@@ -245,7 +248,7 @@ func (d *demo) summary(ctx context.Context, started time.Time) []string {
 		d.mu.Unlock()
 		note := st.note
 		if st.fate == fateCrash && (!ok || run.RunID != st.runID) {
-			note = fmt.Sprintf("run %s: worker crashed; no longer active (silent past its TTL)", short(st.runID))
+			note = fmt.Sprintf("run %s: worker crashed; no longer active (silent past its TTL)", d.short(st.runID))
 		}
 		var line string
 		switch {
@@ -254,7 +257,7 @@ func (d *demo) summary(ctx context.Context, started time.Time) []string {
 		case !ok:
 			line = fmt.Sprintf("  %-9s —          no active run", b)
 		default:
-			line = fmt.Sprintf("  %-9s %s  %-9s %s %4d/%-4d %3d failed", b, short(run.RunID), run.Status,
+			line = fmt.Sprintf("  %-9s %s  %-9s %s %4d/%-4d %3d failed", b, d.short(run.RunID), run.Status,
 				bar(run.CompletedCalls+run.FailedCalls, run.TotalCalls, 20), run.CompletedCalls+run.FailedCalls, run.TotalCalls, run.FailedCalls)
 			if silent := run.ServerTime.Sub(run.LastHeartbeatAt); silent > 3*time.Duration(d.policy.HeartbeatMinInterval)+time.Second {
 				line += fmt.Sprintf("  silent %s", silent.Round(time.Second))

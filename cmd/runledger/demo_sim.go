@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/runledger/runledger/api/client"
+	"github.com/runledger/runledger/projections"
 )
 
 // fate is what the demo makes happen to one run.
@@ -103,7 +104,11 @@ func (d *demo) runOnce(ctx context.Context, rng *rand.Rand, i int, business stri
 		d.fail(business, "", f, err)
 		return true
 	}
-	spec := client.RunSpec{RunID: uuid.Must(uuid.NewV7()).String(),
+	runID := uuid.Must(uuid.NewV7())
+	d.mu.Lock()
+	d.runIDs = append(d.runIDs, runID)
+	d.mu.Unlock()
+	spec := client.RunSpec{RunID: runID.String(),
 		TotalCalls: d.cfg.CallsMin + rng.IntN(d.cfg.CallsMax-d.cfg.CallsMin+1)}
 	if d.perRunTTL.Load() {
 		spec.StaleAfter = d.cfg.StaleAfter
@@ -208,7 +213,7 @@ func (d *demo) runOnce(ctx context.Context, rng *rand.Rand, i int, business stri
 	}
 	d.record(rec)
 	if f != fateCrash {
-		d.setBusiness(business, "", "", fmt.Sprintf("last run %s: %s", short(spec.RunID), rec.outcome))
+		d.setBusiness(business, "", "", fmt.Sprintf("last run %s: %s", d.short(spec.RunID), rec.outcome))
 	}
 	return true
 }
@@ -233,7 +238,7 @@ func (d *demo) user(ctx context.Context, rng *rand.Rand, mu *sync.Mutex, busines
 	case fateCancel:
 		d.setBusiness(business, runID, f, "user pressed Cancel")
 		if _, err := u.CancelRun(ctx, business, runID, "user pressed Cancel (demo)"); err != nil && !errors.Is(err, client.ErrRunEnded) && ctx.Err() == nil {
-			d.notef("cancel %s: %v", short(runID), err)
+			d.notef("cancel %s: %v", d.short(runID), err)
 		}
 	case fatePause:
 		if !d.pauseOffered.Load() {
@@ -249,7 +254,7 @@ func (d *demo) user(ctx context.Context, rng *rand.Rand, mu *sync.Mutex, busines
 		}
 		if err != nil {
 			if !errors.Is(err, client.ErrRunEnded) && ctx.Err() == nil {
-				d.notef("pause %s: %v", short(runID), err)
+				d.notef("pause %s: %v", d.short(runID), err)
 			}
 			return
 		}
@@ -263,7 +268,7 @@ func (d *demo) user(ctx context.Context, rng *rand.Rand, mu *sync.Mutex, busines
 		if _, err := u.ResumeRun(context.WithoutCancel(ctx), business, runID, "user pressed Resume (demo)"); err == nil {
 			d.setBusiness(business, runID, f, "resumed")
 		} else if !errors.Is(err, client.ErrRunEnded) {
-			d.notef("resume %s: %v", short(runID), err)
+			d.notef("resume %s: %v", d.short(runID), err)
 		}
 	}
 }
@@ -280,13 +285,17 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// short is a run id's last 8 characters (a UUIDv7 begins with its time,
-// so runs started close together share their first characters).
-func short(id string) string {
-	if len(id) < 8 {
+// short names a run by the audit's rule (projections.ShortIDs): the tail of
+// its id, lengthened until no two runs this demo started read the same.
+func (d *demo) short(id string) string {
+	u, err := uuid.Parse(id)
+	if err != nil {
 		return id
 	}
-	return "…" + id[len(id)-8:]
+	d.mu.Lock()
+	ids := append(append([]uuid.UUID(nil), d.runIDs...), u)
+	d.mu.Unlock()
+	return "…" + projections.ShortIDs(ids)[u]
 }
 
 // mayCrash reports whether a run of business may crash: fewer than half the
