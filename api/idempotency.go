@@ -58,8 +58,21 @@ func (s *Server) idempotent(h handlerFunc) handlerFunc {
 		}
 		// A keyed command runs to its end even if its client goes away, so
 		// that the retry finds its answer; it keeps the request's deadline.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.RequestTimeout)
+		deadline, ok := r.Context().Deadline()
+		if !ok {
+			deadline = time.Now().Add(s.cfg.RequestTimeout)
+		}
+		ctx, cancel := context.WithDeadline(context.WithoutCancel(r.Context()), deadline)
 		defer cancel()
+		// Its key's transaction holds a commands connection while the
+		// command's own appends need others: at most half the pool may be
+		// held by keys, or a burst of keyed commands would wait on itself.
+		select {
+		case s.keySlots <- struct{}{}:
+			defer func() { <-s.keySlots }()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 		r = r.WithContext(ctx)
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		scope := idempotencyScope{business: c.business, method: r.Method, path: r.URL.Path, key: key}

@@ -4,13 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/runledger/runledger/api"
+	"github.com/runledger/runledger/domain"
+	"github.com/runledger/runledger/eventstore"
 )
 
 func keyed(key string) http.Header { return http.Header{"Idempotency-Key": {key}} }
@@ -269,4 +274,59 @@ func TestPolicyEndpoint(t *testing.T) {
 	}
 	e.must(e.do("GET", "/v1/policy", "", nil), 401, "unauthorized")
 	e.must(e.do("GET", "/v1/policy", "garbage", nil), 401, "unauthorized")
+}
+
+// Keyed commands hold their key's transaction while they run, on the
+// commands pool; however many arrive at once, they must leave connections
+// for the appends they wait on. 16 keyed starts on a pool of 4: all 201,
+// none waits for the request deadline.
+func TestKeyedCommandsLeaveConnectionsForTheirAppends(t *testing.T) {
+	e := newEnvWith(t, func(c *api.Config) {
+		cfg, err := pgxpool.ParseConfig(c.Pool.Config().ConnString())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.MaxConns = 4
+		small, err := pgxpool.NewWithConfig(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(small.Close)
+		c.Runner = eventstore.NewRunner(eventstore.New(small), domain.DefaultPolicy())
+		c.RequestTimeout = 3 * time.Second
+	})
+	const n = 16
+	statuses := make([]int, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	began := time.Now()
+	for i := range n {
+		business := fmt.Sprintf("k%d", i)
+		token := e.token(business, api.RoleWorker)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			req, _ := http.NewRequest("POST", e.url+"/v1/businesses/"+business+"/runs", strings.NewReader(`{"total_calls":3,"worker_id":"w"}`))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+token)
+			req.Header.Set("Idempotency-Key", "start-"+business)
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return
+			}
+			res.Body.Close()
+			statuses[i] = res.StatusCode
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i, s := range statuses {
+		if s != http.StatusCreated {
+			t.Fatalf("keyed start %d answered %d (all: %v) after %s", i, s, statuses, time.Since(began).Round(time.Millisecond))
+		}
+	}
+	if took := time.Since(began); took > 2*time.Second {
+		t.Fatalf("16 keyed starts took %s: they waited for connections", took)
+	}
 }

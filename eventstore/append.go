@@ -80,9 +80,10 @@ func (s *Store) newAppend(streamID uuid.UUID, base domain.Run, events []NewEvent
 //
 // With notify, the statement also sends the highest position it wrote on
 // the LISTEN/NOTIFY channel $17 (delivered at commit), once per statement:
-// the other replicas' projectors wake for it. A statement that wrote nothing
-// sends nothing: whichever side of the join the plan evaluates first, the
-// notification is filtered on a position having been written.
+// the other replicas' projectors wake for it. The notification is a
+// materialized CTE, so it runs once whatever the plan; a statement that wrote
+// nothing sends nothing (it is filtered on a position having been written,
+// which a generic plan would otherwise send as an empty payload).
 func appendSQL(strict, notify bool) string {
 	onConflict := ` ON CONFLICT DO NOTHING`
 	if strict {
@@ -90,9 +91,10 @@ func appendSQL(strict, notify bool) string {
 	}
 	final := `SELECT stream_id, max(position) FROM written GROUP BY stream_id`
 	if notify {
-		final = `SELECT w.stream_id, max(w.position) FROM written w,
-		(SELECT pg_notify($17, top::text) FROM (SELECT max(position) AS top FROM written) m
-		 WHERE top IS NOT NULL) AS notified GROUP BY w.stream_id`
+		final = `, notified AS MATERIALIZED (
+		SELECT pg_notify($17, top::text) FROM (SELECT max(position) AS top FROM written) m WHERE top IS NOT NULL
+	)
+	SELECT w.stream_id, max(w.position) FROM written w, notified GROUP BY w.stream_id`
 	}
 	return `WITH input AS MATERIALIZED (
 		SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bool[], $5::timestamptz[], $6::timestamptz[], $7::bytea[], $8::text[])

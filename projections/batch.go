@@ -100,41 +100,39 @@ func (b *batch) Commit() error {
 		return stdsql.ErrTxDone
 	}
 	b.done = true
-	if err := b.flushLocked(context.Background()); err != nil {
+	err := b.flushLocked(context.Background())
+	if err == nil {
+		err = b.notifyLocked()
+	}
+	if err != nil {
 		_ = b.inner.Rollback()
-		b.g.failed(b, err)
-		return b.endErr(err)
+	} else if err = b.inner.Commit(); err == nil {
+		b.g.committed(b)
+		return nil
 	}
-	if err := b.notifyLocked(); err != nil {
-		_ = b.inner.Rollback()
-		b.g.failed(b, err)
-		return b.endErr(err)
+	if b.stopping(err) {
+		// Cut short by the stop: nothing was committed, the next start
+		// applies the batch again, and its events are not suspects. Told
+		// as a finished transaction (sql.ErrTxDone), which watermill does
+		// not log as an error.
+		b.g.failed(b, nil)
+		b.g.opts.Logger.Debug("projection batch abandoned at stop", "group", b.g.proj.name, "err", err)
+		return fmt.Errorf("%w: the projector is stopping: %v", stdsql.ErrTxDone, err)
 	}
-	if err := b.inner.Commit(); err != nil {
-		b.g.failed(b, err)
-		return b.endErr(err)
-	}
-	b.g.committed(b)
-	return nil
+	b.g.failed(b, err)
+	return err
 }
 
-// endErr is a failed commit's error as the subscriber should see it. A batch
-// cut short by the projector stopping (its subscriber's context cancelled)
-// is reported as already finished (sql.ErrTxDone), which watermill does not
-// log as an error: nothing was committed, and the next start applies the
-// batch again. Any other failure is returned as it is.
-func (b *batch) endErr(err error) error {
-	stopping := errors.Is(err, context.Canceled)
+// stopping reports whether err ended the batch because the projector is
+// stopping: its stop was asked for, or the subscriber's context (which only
+// a stop cancels) was cancelled.
+func (b *batch) stopping(err error) bool {
 	select {
 	case <-b.g.stop:
-		stopping = true
+		return true
 	default:
+		return errors.Is(err, context.Canceled)
 	}
-	if !stopping {
-		return err
-	}
-	b.g.opts.Logger.Debug("projection batch abandoned at stop", "group", b.g.proj.name, "err", err)
-	return fmt.Errorf("%w: the projector is stopping: %v", stdsql.ErrTxDone, err)
 }
 
 // change is what this batch moved, for the feed.
