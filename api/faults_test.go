@@ -105,3 +105,45 @@ func serveHTTP(t *testing.T, srv *api.Server) string {
 	t.Cleanup(hs.Close)
 	return hs.URL
 }
+
+// The two read models are applied by separate consumer groups, so
+// active_runs may be ahead of runs. A stream opened then starts from the
+// active_runs row (not a 500), and follows the runs model as it catches up.
+func TestStreamWhileRunsModelIsBehindActiveRuns(t *testing.T) {
+	e := newEnv(t)
+	e.stopProjector()
+	worker, user := e.token("acme", api.RoleWorker), e.token("acme", api.RoleUser)
+	started := e.must(e.do("POST", "/v1/businesses/acme/runs", worker, map[string]any{"total_calls": 10, "worker_id": "w1"}), 201, "")
+	id := started.str("run_id")
+	runProjector := func(names ...string) {
+		proj, err := projections.NewProjector(e.pool, projections.Options{Projections: names, Feed: e.feed,
+			PollInterval: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- proj.Run(ctx) }()
+		<-proj.Running()
+		t.Cleanup(func() { cancel(); <-done })
+	}
+	runProjector(projections.ActiveRuns) // runs stays behind: it has never seen the run
+	waitStatus(t, e, "/v1/businesses/acme/runs/active", user, 200)
+
+	events := e.openStreamAs("acme", user)
+	if first := nextData(t, events); first.event != "run" || first.run["run_id"] != id {
+		t.Fatalf("first event %+v, want the run from active_runs", first)
+	}
+	runProjector(projections.Runs)
+	e.clock.Advance(6 * time.Second) // past the coalescing interval: the heartbeat is stored
+	e.must(e.do("POST", "/v1/businesses/acme/runs/"+id+"/heartbeat", worker, map[string]any{"completed_calls": 4, "failed_calls": 1}), 200, "")
+	for {
+		ev := nextData(t, events)
+		if ev.event != "run" {
+			t.Fatalf("event %+v, want the heartbeat's run", ev)
+		}
+		if ev.run["completed_calls"] == float64(4) {
+			break
+		}
+	}
+}

@@ -58,10 +58,16 @@ func (s *Server) streamActive(w http.ResponseWriter, r *http.Request, c call) er
 	sub := s.cfg.Feed.Subscribe(c.business)
 	defer sub.Close()
 	// Read the run again now that changes are followed: nothing committed
-	// between the first read and the subscription is missed.
-	cur, err := s.fetchRun(r.Context(), c.business, open.ID)
+	// between the first read and the subscription is missed. The runs read
+	// model may be behind active_runs (another consumer group): then the
+	// open row is the newest state, and the runs model's commits to come
+	// reach the subscription.
+	cur, ok, err := s.fetchRun(r.Context(), c.business, open.ID)
 	if err != nil {
 		return err
+	}
+	if !ok || cur.Version < open.Version {
+		cur = open
 	}
 	st := &sseStream{s: s, w: w, rc: http.NewResponseController(w)}
 	st.lastID, _ = strconv.ParseInt(r.Header.Get("Last-Event-ID"), 10, 64)
@@ -175,22 +181,24 @@ func (st *sseStream) latest(ctx context.Context, sub *projections.Subscription, 
 	if !mustRead {
 		return projections.RunRow{}, false, nil // another run of the business moved
 	}
-	row, err := st.s.fetchRun(ctx, business, cur.ID)
-	return row, err == nil, err
+	return st.s.fetchRun(ctx, business, cur.ID) // not there yet: nothing newer to show
 }
 
-// fetchRun reads a run from the runs read model; concurrent reads of one
+// fetchRun reads a run from the runs read model, and whether it is there
+// (the model may not have applied its start yet); concurrent reads of one
 // run (every watcher woken by one change) share a single query.
-func (s *Server) fetchRun(ctx context.Context, business string, runID uuid.UUID) (projections.RunRow, error) {
+func (s *Server) fetchRun(ctx context.Context, business string, runID uuid.UUID) (projections.RunRow, bool, error) {
+	type found struct {
+		row projections.RunRow
+		ok  bool
+	}
 	v, err, _ := s.runReads.Do(business+"/"+runID.String(), func() (any, error) {
 		row, ok, err := projections.GetRun(context.WithoutCancel(ctx), s.pool, business, runID)
-		if err == nil && !ok {
-			err = fmt.Errorf("run %s is not in the runs read model", runID)
-		}
-		return row, err
+		return found{row, ok}, err
 	})
 	if err != nil {
-		return projections.RunRow{}, err
+		return projections.RunRow{}, false, err
 	}
-	return v.(projections.RunRow), nil
+	f := v.(found)
+	return f.row, f.ok, nil
 }
