@@ -386,6 +386,7 @@ func TestPage(t *testing.T) {
 			t.Fatal("the bar went while the run was paused")
 		}
 		p.waitFor("the button offers Resume", `document.querySelector('#active-run button.pause')?.textContent === 'Resume'`, 2*time.Second)
+		p.waitFor("the history to say Paused", jsShown("#history tbody tr", "Paused"), 3*time.Second)
 		p.screenshot("14-paused")
 		p.click("#active-run button.pause")
 		p.waitFor("the resume's answer", jsShown("#answer", "Resumed — the worker goes on at its next heartbeat"), 3*time.Second)

@@ -68,6 +68,9 @@ test('rates, ETAs, statuses and endings read as sentences', () => {
   assert.equal(statusText(run()), 'Running');
   assert.equal(statusText(run({ active: false })), 'Not active (silent)');
   assert.equal(statusText(run({ cancel_requested: true })), 'Stopping');
+  assert.equal(statusText(run({ paused: true })), 'Paused');
+  assert.equal(statusText(run({ stalled: true })), 'Stalled');
+  assert.equal(statusText(run({ paused: true, active: false })), 'Not active (silent)');
   assert.equal(statusText(run({ status: 'cancelled', active: false })), 'Cancelled');
   assert.equal(counts(run()), '30 completed · 10 failed · 60 pending of 100');
   assert.equal(describeEnd(run({ status: 'cancelled', end_reason: 'cancel_forced' })), 'Cancelled: the worker was silent; 30 completed, 10 failed of 100.');

@@ -100,6 +100,8 @@ const STATUS_TEXT = { running: 'Running', completed: 'Completed', failed: 'Faile
 export function statusText(run) {
   if (run.status === 'running' && run.active === false) return 'Not active (silent)';
   if (run.status === 'running' && run.cancel_requested) return 'Stopping';
+  if (run.status === 'running' && run.paused === true) return 'Paused';
+  if (run.status === 'running' && run.stalled === true) return 'Stalled';
   return STATUS_TEXT[run.status] ?? run.status;
 }
 
