@@ -27,7 +27,6 @@ type streamLimiter struct {
 	max, perToken int
 	total         int
 	byToken       map[string]int
-	onChange      func(total int)
 }
 
 func newStreamLimiter(max, perToken int) *streamLimiter {

@@ -457,19 +457,14 @@ const (
 	jsNoBar    = `!` + jsBarShown
 )
 
-// jsTextShown holds when the visible text of the page contains s.
-func jsTextShown(s string) string {
-	return fmt.Sprintf(`document.body.innerText.includes(%q)`, s)
-}
-
 // jsShown holds when an element matching css is visible and its text contains s.
 func jsShown(css, s string) string {
 	return fmt.Sprintf(`(() => { const n = document.querySelector(%q); return !!n && n.getClientRects().length > 0 && n.innerText.includes(%q); })()`, css, s)
 }
 
-// barValue is the progress bar's aria-valuenow.
-func (p *tab) barValue() string {
-	return eval[string](p, `document.querySelector('#active-run [role=progressbar]')?.getAttribute('aria-valuenow') ?? ''`)
+// jsBarAt holds when the progress bar's aria-valuenow is pct.
+func jsBarAt(pct string) string {
+	return fmt.Sprintf(`document.querySelector('#active-run [role=progressbar]')?.getAttribute('aria-valuenow') === %q`, pct)
 }
 
 // within fails the test when d exceeds limit.

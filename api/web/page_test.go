@@ -30,7 +30,7 @@ func TestPage(t *testing.T) {
 		for i, hb := range [][2]int{{4, 1}, {9, 1}, {14, 2}} {
 			w.heartbeat(hb[0], hb[1])
 			want := fmt.Sprint((hb[0] + hb[1]) * 100 / 20)
-			d := p.waitFor("the bar at "+want+"%", fmt.Sprintf(`document.querySelector('#active-run [role=progressbar]')?.getAttribute('aria-valuenow') === %q`, want), 3*time.Second)
+			d := p.waitFor("the bar at "+want+"%", jsBarAt(want), 3*time.Second)
 			within(t, fmt.Sprintf("heartbeat %d to reach the bar", i+1), d, time.Second)
 		}
 		contains(t, "counts", p.text("#active-run .counts"), "14 completed · 2 failed · 4 pending of 20")
@@ -51,7 +51,7 @@ func TestPage(t *testing.T) {
 		p.open(s.pageURL("s02", api.RoleUser, ""))
 		p.waitFor("showing a bar", jsBarShown, 5*time.Second)
 		w.heartbeat(7, 1)
-		p.waitFor("the bar at 80%", `document.querySelector('#active-run [role=progressbar]')?.getAttribute('aria-valuenow') === '80'`, 3*time.Second)
+		p.waitFor("the bar at 80%", jsBarAt("80"), 3*time.Second)
 		w.complete("completed", 9, 1)
 		within(t, "the bar to go after complete", p.waitFor("no bar", jsNoBar, 3*time.Second), time.Second)
 		p.waitFor("the ending explained", jsShown("#watch-note", "Run completed: 9 completed, 1 failed of 10."), 2*time.Second)
@@ -66,7 +66,7 @@ func TestPage(t *testing.T) {
 		p.open(s.pageURL("s03", api.RoleUser, ""))
 		p.waitFor("showing a bar", jsBarShown, 5*time.Second)
 		w.heartbeat(10, 2)
-		p.waitFor("the bar at 24%", `document.querySelector('#active-run [role=progressbar]')?.getAttribute('aria-valuenow') === '24'`, 3*time.Second)
+		p.waitFor("the bar at 24%", jsBarAt("24"), 3*time.Second)
 		staleAt := w.staleAt() // the worker dies after this heartbeat
 		p.waitFor("no bar", jsNoBar, ttl+2*time.Second)
 		off := time.Since(staleAt)
@@ -92,7 +92,7 @@ func TestPage(t *testing.T) {
 		p.open(s4.pageURL("s04", api.RoleUser, ""))
 		p.waitFor("showing a bar", jsBarShown, 5*time.Second)
 		w.heartbeat(6, 0)
-		p.waitFor("the bar at 20%", `document.querySelector('#active-run [role=progressbar]')?.getAttribute('aria-valuenow') === '20'`, 3*time.Second)
+		p.waitFor("the bar at 20%", jsBarAt("20"), 3*time.Second)
 		s4.srv.Kill()
 		d := p.waitFor(`"lost contact" and no bar`, jsShown("#watch-note", "Lost contact with the server")+" && "+jsNoBar, 8*time.Second)
 		within(t, "lost contact after the kill", d, 5*time.Second)
@@ -394,7 +394,7 @@ func TestPage(t *testing.T) {
 		if ans := w.answer(20, 3); ans["pause_requested"] != false {
 			t.Fatalf("the worker's heartbeat answer after resume: %v", ans)
 		}
-		p.waitFor("the bar at 38%", `document.querySelector('#active-run [role=progressbar]')?.getAttribute('aria-valuenow') === '38'`, 3*time.Second)
+		p.waitFor("the bar at 38%", jsBarAt("38"), 3*time.Second)
 		p.screenshot("14-resumed")
 		w.complete("completed", 57, 3)
 		p.waitFor("no bar", jsNoBar, 3*time.Second)
@@ -409,7 +409,7 @@ func TestPage(t *testing.T) {
 		p.open(s.pageURL("s12", api.RoleUser, ""))
 		p.waitFor("showing a bar", jsBarShown, 5*time.Second)
 		w.heartbeat(40, 5)
-		p.waitFor("the bar at 37%", `document.querySelector('#active-run [role=progressbar]')?.getAttribute('aria-valuenow') === '37'`, 3*time.Second)
+		p.waitFor("the bar at 37%", jsBarAt("37"), 3*time.Second)
 		p.waitFor("two runs in the history", `document.querySelectorAll('#history tbody tr').length === 2`, 3*time.Second)
 		noOverflow(t, p)
 		if wide := eval[float64](p, `document.querySelector('#active-run [role=progressbar]').getBoundingClientRect().width`); wide < 200 {
