@@ -38,3 +38,13 @@ it('shows the bar while the run is active and says why it went', async () => {
   unmount();
   expect(vi.getTimerCount()).toBe(0);
 });
+
+it("is the README's example, word for word", async () => {
+  const { readFileSync } = await import('node:fs');
+  const { resolve } = await import('node:path');
+  // Vitest runs from the package's directory (npm test, make test).
+  const readme = readFileSync(resolve(process.cwd(), '../../README.md'), 'utf8');
+  const example = readFileSync(resolve(process.cwd(), 'examples/ActiveRunBar.tsx'), 'utf8');
+  const blocks = [...readme.matchAll(/```tsx\n([\s\S]*?)```/g)].map((m) => m[1]);
+  expect(blocks).toContain(example);
+});
