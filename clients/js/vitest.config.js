@@ -4,6 +4,8 @@ import { defineConfig } from 'vitest/config';
 const here = (p) => fileURLToPath(new URL(p, import.meta.url));
 
 export default defineConfig({
+  // React 17+'s automatic JSX runtime, as tsconfig.json's "jsx": "react-jsx".
+  esbuild: { jsx: 'automatic' },
   resolve: {
     // The package's own names, as a consumer imports them (the README's example does).
     alias: [
