@@ -145,7 +145,7 @@ export interface WatcherOptions extends Partial<WatcherTunables> {
 export declare class Watcher extends EventTarget {
   constructor(options: WatcherOptions);
   /** The watcher's state. */
-  readonly state: WatcherState | 'stopped';
+  readonly state: WatcherState;
   /** The run shown as a bar, or null when no bar may show. */
   readonly run: Run | null;
   /** The server's current time in ms since the epoch, or null before any message. */

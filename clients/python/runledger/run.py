@@ -205,14 +205,21 @@ class Run:
         except APIError as err:
             # Ended as asked: a complete of ours whose answer (and stored key) was lost.
             if err.run is None or not _ended_as(err.run, outcome):
-                if exc is None:
-                    raise
-                self._client.logger.error("runledger: could not end run %s as %s: %s", self.run_id, outcome, err)
-                return False
+                return self._not_ended(outcome, err, exc)
             final = err.run
+        except Error as err:
+            return self._not_ended(outcome, err, exc)
         self.info = final
         self._client.logger.info("runledger: run %s ended %s", self.run_id, final.get("status"))
         return outcome == "cancelled" and isinstance(exc, RunCancelled)
+
+    def _not_ended(self, outcome: str, err: Error, exc: Optional[BaseException]) -> bool:
+        """A complete that failed: raised from a block that exited normally;
+        logged when the block raised, so that its exception is the one seen."""
+        if exc is None:
+            raise err
+        self._client.logger.error("runledger: could not end run %s as %s: %s", self.run_id, outcome, err)
+        return False
 
     def _stop_heartbeats(self) -> None:
         self._halt.set()

@@ -39,7 +39,11 @@ class ExampleTest(unittest.TestCase):
         self.assertEqual(job.returncode, 0, err)
         run_id, status, completed, failed = out.split()
         self.assertEqual((status, int(completed) + int(failed)), ("completed", 20))
-        got = client(b, "user").get_run(b, run_id)
+        # Another client's read: it has no session with the job's commands, so
+        # it waits for the projection itself.
+        user = client(b, "user")
+        wait_for("the end projected", lambda: user.get_run(b, run_id)["status"] != "running")
+        got = user.get_run(b, run_id)
         self.assertEqual((got["status"], got["completed_calls"], got["failed_calls"]),
                          ("completed", int(completed), int(failed)))
 
