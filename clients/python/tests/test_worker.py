@@ -80,6 +80,29 @@ class WorkerTest(unittest.TestCase):
         self.assertEqual(w.dialer.calls_after(reaped + INTERVAL), 0, "calls placed after the run was reaped")
         self.assertEqual(w.dialer.calls_after(w.dialer.stopped_at), 0, "calls placed after the fence")
 
+    def test_run_ended_elsewhere_fences_on_409(self) -> None:
+        # The proxy holds a heartbeat while another worker token ends the run;
+        # released, the heartbeat is answered 409 run_ended, which stops the
+        # work at once; the block does not end the run again.
+        w = Worker(client(self.b, via_proxy=True), self.b, Dialer())
+        w.start()
+        self.assertTrue(w.dialer.first_call.wait(10))
+        time.sleep(3 * INTERVAL)
+        control("POST", "/proxy/hold-heartbeats?business=" + self.b)
+        time.sleep(2 * INTERVAL)  # a heartbeat is held now
+        client(self.b).complete_run(self.b, w.run_id, "completed", w.total_calls, 0)
+        self.assertTrue(w.is_alive(), "the work stopped before the 409 could tell it")
+        released = time.time()
+        control("POST", "/proxy/release-heartbeats?business=" + self.b)
+        err = w.result(5)
+        self.assertIsInstance(err, runledger.RunEnded)
+        self.assertEqual(err.run["status"], "completed")
+        took = w.dialer.stopped_at - released
+        print("the 409 reached the work %.3fs after the heartbeat was released" % took)
+        self.assertLessEqual(took, SLACK)
+        self.assertEqual(w.dialer.calls_after(w.dialer.stopped_at), 0)
+        self.assertEqual(count(events(self.b, w.run_id), "RunCompleted"), 1)
+
     def test_server_stopped_raises_liveness_lost_before_the_ttl(self) -> None:
         w = Worker(client(self.b), self.b, Dialer())
         w.start()
