@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,9 +60,9 @@ func runDemo(ctx context.Context, args []string) error {
 	if cfg.Workers < 1 || cfg.Businesses < 1 {
 		return errors.New("demo: --workers and --businesses must be at least 1")
 	}
-	secret, err := demoSecret(*dataDir)
+	secret, _, err := signingSecret(*dataDir)
 	if err != nil {
-		return err
+		return fmt.Errorf("demo: %w", err)
 	}
 	cfg.Secret = secret
 	if fi, err := os.Stdout.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
@@ -77,19 +76,6 @@ func runDemo(ctx context.Context, args []string) error {
 		return exitError(1)
 	}
 	return nil
-}
-
-// demoSecret is RUNLEDGER_AUTH_SECRET, or the dev data directory's secret.
-func demoSecret(dataDir string) (string, error) {
-	if s := os.Getenv("RUNLEDGER_AUTH_SECRET"); s != "" {
-		return s, nil
-	}
-	path := filepath.Join(dataDir, "auth-secret")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("demo: no secret to sign tokens with: set RUNLEDGER_AUTH_SECRET, or start `make run` first (it writes %s): %w", path, err)
-	}
-	return strings.TrimSpace(string(b)), nil
 }
 
 // demo is one demo's state.
