@@ -3,6 +3,8 @@ package demo
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -120,5 +122,51 @@ func TestShortIDsAreUnique(t *testing.T) {
 	d := &demo{cfg: Config{ShortIDs: projections.ShortIDs}, runIDs: []uuid.UUID{a, b}}
 	if sa, sb := d.short(a.String()), d.short(b.String()); sa == sb || !strings.HasSuffix(a.String(), strings.TrimPrefix(sa, "…")) {
 		t.Fatalf("short forms %q and %q", sa, sb)
+	}
+}
+
+// The random dialing plays every fate, and the demo's end stops the runs it
+// still has open as a user would, with a human reason: each ends cancelled,
+// its cancel reason "the demo ended", never failed with Go error text; no
+// run is left open (crashes are dealt only while their TTL passes before the
+// end, so the reaper ends them on screen).
+func TestDemoEndCancelsItsRunsWithAHumanReason(t *testing.T) {
+	cfg, srv := testDemo(t, 8*time.Second)
+	cfg.OpeningAct, cfg.Businesses = false, 3
+	var out bytes.Buffer
+	cfg.Out = &out
+	rep, err := Play(context.Background(), cfg)
+	t.Logf("demo output:\n%s", out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Unexpected != 0 || len(rep.Open) != 0 {
+		t.Fatalf("%d unexpected outcomes, %d runs left open", rep.Unexpected, len(rep.Open))
+	}
+	for _, o := range []Outcome{OutCompleted, OutFailed, OutCancelled, OutStale, OutEnded} {
+		if rep.Count(o) == 0 {
+			t.Errorf("no run ended %s", o)
+		}
+	}
+	auth, _ := api.NewAuthenticator(testSecret, nil)
+	for _, rec := range rep.Records {
+		if rec.Outcome != OutEnded {
+			continue
+		}
+		tok, _ := auth.Mint(rec.Business, api.RoleUser, time.Hour)
+		req, _ := http.NewRequest("GET", srv.URL+"/v1/businesses/"+rec.Business+"/runs/"+rec.RunID+"/events", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if !strings.Contains(string(body), `"reason":"`+endReason+`"`) || !strings.Contains(string(body), `"outcome":"cancelled"`) {
+			t.Errorf("run %s ended by the demo: its events do not say cancelled for %q:\n%s", rec.RunID, endReason, body)
+		}
+		if strings.Contains(string(body), "context") {
+			t.Errorf("run %s: Go error text in its events:\n%s", rec.RunID, body)
+		}
 	}
 }

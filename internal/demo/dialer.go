@@ -143,6 +143,8 @@ func (d *demo) runOnce(ctx context.Context, rng *rand.Rand, i int, business stri
 	// The user acts at a random point of the run's expected length.
 	userDelay := time.Duration(float64(spec.TotalCalls) * float64(d.cfg.CallMin+d.cfg.CallMax) / 2 * (0.2 + 0.4*rng.Float64()))
 
+	hold := d.cfg.PauseHold + time.Duration(rng.Int64N(int64(d.cfg.PauseHold)*3/2+1)) // how long a pause lasts
+
 	userCtx, stopUser := context.WithCancel(ctx)
 	var userDone sync.WaitGroup
 	started := make(chan struct{})
@@ -190,7 +192,6 @@ func (d *demo) runOnce(ctx context.Context, rng *rand.Rand, i int, business stri
 				return
 			}
 			if sleep(userCtx, userDelay) {
-				hold := d.cfg.PauseHold + time.Duration(rng.Int64N(int64(d.cfg.PauseHold)*3/2+1))
 				d.user(userCtx, business, spec.RunID, f, hold)
 			}
 		}()
@@ -280,7 +281,7 @@ func (d *demo) user(ctx context.Context, business, runID string, f Fate, hold ti
 // businesses (at least one) are blocked by a crashed run, not this one, and
 // the run's TTL passes before the demo ends (so the reaper ends it on screen).
 func (d *demo) mayCrash(business string) bool {
-	if !d.deadline.IsZero() && time.Now().Add(d.ttl+5*time.Second).After(d.deadline) {
+	if !d.deadline.IsZero() && time.Now().Add(d.ttl+d.ttl/10+time.Second).After(d.deadline) {
 		return false
 	}
 	d.mu.Lock()
