@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -167,6 +168,21 @@ func TestDemoEndCancelsItsRunsWithAHumanReason(t *testing.T) {
 		}
 		if strings.Contains(string(body), "context") {
 			t.Errorf("run %s: Go error text in its events:\n%s", rec.RunID, body)
+		}
+	}
+}
+
+// The demo is a client of the HTTP contract: of this module it imports the
+// worker SDK only (tokens and short ids are handed in by the command).
+func TestDemoImportsNoServerPackage(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "github.com/runledger/runledger/internal/demo").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		if strings.HasPrefix(pkg, "github.com/runledger/runledger/") && pkg != "github.com/runledger/runledger/internal/demo" &&
+			pkg != "github.com/runledger/runledger/api/client" {
+			t.Errorf("internal/demo depends on %s", pkg)
 		}
 	}
 }
