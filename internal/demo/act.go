@@ -231,7 +231,7 @@ func (d *demo) actRun(ctx context.Context, b string, n int, f Fate, title string
 		out := d.outcome(spec.RunID, f, err)
 		d.record(Record{Business: b, RunID: spec.RunID, Fate: f, Outcome: out, EndReason: run.EndReason, Err: err})
 		if out != OutCrashed {
-			d.setBusiness(b, "", "", fmt.Sprintf("run %s: %s", d.short(spec.RunID), out))
+			d.settle(b, spec.RunID, fmt.Sprintf("run %s: %s", d.short(spec.RunID), out))
 		}
 		return spec.RunID
 	}

@@ -329,6 +329,17 @@ func (d *demo) setBusiness(business, runID string, f Fate, note string) {
 	s.runID, s.fate, s.note = runID, f, note
 }
 
+// settle records that run id of business has ended, unless another run of
+// the business has started since (its dialer may have started it the moment
+// this one ended): that one stays the business's open run.
+func (d *demo) settle(business, id, note string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if s := d.biz[business]; s.runID == id || s.runID == "" {
+		s.runID, s.fate, s.note = "", "", note
+	}
+}
+
 // notef keeps a note for the summary (each distinct note once).
 func (d *demo) notef(format string, args ...any) {
 	n := fmt.Sprintf(format, args...)

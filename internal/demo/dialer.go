@@ -212,7 +212,7 @@ func (d *demo) runOnce(ctx context.Context, rng *rand.Rand, i int, business stri
 	}
 	d.record(rec)
 	if f != FateCrash {
-		d.setBusiness(business, "", "", fmt.Sprintf("last run %s: %s", d.short(spec.RunID), rec.Outcome))
+		d.settle(business, spec.RunID, fmt.Sprintf("last run %s: %s", d.short(spec.RunID), rec.Outcome))
 	}
 	return true
 }
