@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/runledger/runledger/api"
+	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/internal/demo"
 	"github.com/runledger/runledger/projections"
 )
@@ -33,8 +34,11 @@ func runDemo(ctx context.Context, args []string) error {
 	if cfg.Workers < 1 || cfg.Businesses < 1 {
 		return errors.New("demo: --workers and --businesses must be at least 1")
 	}
-	if cfg.Duration < 0 || cfg.StaleAfter < 0 {
-		return errors.New("demo: --duration and --stale-after must not be negative")
+	if cfg.Duration < 0 {
+		return errors.New("demo: --duration must not be negative")
+	}
+	if cfg.StaleAfter != 0 && (cfg.StaleAfter < domain.RunPolicyMin || cfg.StaleAfter > domain.RunPolicyMax) {
+		return fmt.Errorf("demo: --stale-after must be between %s and %s (what a run may ask for), or 0 for the server's", domain.RunPolicyMin, domain.RunPolicyMax)
 	}
 	secret, source, err := signingSecret(*dataDir)
 	if err != nil {
