@@ -241,7 +241,7 @@ func Play(ctx context.Context, cfg Config) (Report, error) {
 		}
 	}
 	stop()
-	fmt.Fprintln(cfg.Out, "demo: ending: every run still open is cancelled (\"the demo ended\"); its worker stops at its next heartbeat …")
+	fmt.Fprintln(cfg.Out, "demo: ending: any run still open is cancelled (\"the demo ended\"); its worker stops at its next heartbeat …")
 	d.end(ctx)
 	workers.Wait()
 	act.Wait()

@@ -15,7 +15,9 @@ func (d *demo) draw(ctx context.Context, previous int) int {
 	lines := d.summary(ctx)
 	var b strings.Builder
 	if d.cfg.Live && previous > 0 {
-		fmt.Fprintf(&b, "\x1b[%dA\x1b[J", previous)
+		// Home and clear rather than move up by the lines drawn: a line
+		// wider than the terminal wraps, and would be counted wrong.
+		b.WriteString("\x1b[H\x1b[2J")
 	}
 	for _, l := range lines {
 		b.WriteString(l + "\n")
@@ -33,17 +35,17 @@ func (d *demo) header() string {
 	if d.cfg.Duration > 0 {
 		head += " of " + d.cfg.Duration.String()
 	}
-	if d.acting.Load() {
-		head += " · opening act: every ending of a run, one business each (about the TTL long)"
-	}
-	return head + fmt.Sprintf(" · %s · %d dialers on %d businesses · runs' TTL %s (the reaper ends a run silent that long), stall after %s · Ctrl-C stops",
+	return head + fmt.Sprintf(" · %s · %d dialers on %d businesses · Ctrl-C stops\n  runs' TTL %s (the reaper ends a run silent that long) · stall after %s",
 		d.cfg.URL, d.cfg.Workers, d.cfg.Businesses, d.ttl, d.stall)
 }
 
 // summary is one line per business (the server's view of its active run,
 // beside what the demo is doing to it), then the running totals.
 func (d *demo) summary(ctx context.Context) []string {
-	lines := []string{d.header()}
+	lines := strings.Split(d.header(), "\n")
+	if d.acting.Load() {
+		lines[len(lines)-1] += " · opening act playing: every ending of a run, one business each"
+	}
 	for _, b := range d.businesses {
 		qctx, cancel := context.WithTimeout(ctx, time.Second)
 		run, ok, err := d.users[b].GetActive(qctx, b)
@@ -81,7 +83,7 @@ func (d *demo) summary(ctx context.Context) []string {
 		}
 		lines = append(lines, line)
 	}
-	lines = append(lines, "  "+d.totals(d.report()))
+	lines = append(lines, strings.Split("  "+d.totals(d.report()), "\n")...)
 	d.mu.Lock()
 	for _, n := range d.notes[max(0, len(d.notes)-3):] {
 		lines = append(lines, "  note: "+n)
@@ -98,9 +100,9 @@ func (d *demo) totals(rep Report) string {
 			ended++
 		}
 	}
-	return fmt.Sprintf("runs started %d, ended %d: completed %d · failed (carrier) %d · cancelled by a user %d · reaped as stale %d · "+
-		"cancel forced %d · cancelled as the demo ended %d · fenced by the SDK %d · unexpected %d | calls placed %d · runs paused %d · "+
-		"runs seen stalled %d · starts refused because the business had an active run (as designed; the dialer retries) %d",
+	return fmt.Sprintf("runs started %d, ended %d: completed %d · failed (carrier) %d · cancelled by a user %d · reaped as stale %d\n"+
+		"    cancel forced %d · cancelled as the demo ended %d · fenced by the SDK %d · unexpected %d\n"+
+		"  calls placed %d · runs paused %d · runs seen stalled %d · starts refused while the business had an active run (by design; the dialer retries) %d",
 		d.runsStarted.Load(), ended, rep.Count(OutCompleted), rep.Count(OutFailed), rep.Count(OutCancelled), rep.Count(OutStale),
 		rep.Count(OutForced), rep.Count(OutEnded), rep.Count(OutFenced), rep.Unexpected, d.calls.Load(), d.pauses.Load(), d.stalls.Load(), d.waits.Load())
 }
