@@ -16,7 +16,7 @@ import (
 // cancelled, a stall).
 const actBusinesses = 4
 
-// The reasons the opening act's users give.
+// The reasons the demo's simulated users give.
 const (
 	reasonCancel = "the user pressed Cancel (demo)"
 	reasonDead   = "the worker is gone: the user cancelled its silent run (demo)"
@@ -193,7 +193,7 @@ func (d *demo) actStall(ctx context.Context, b string) {
 func (d *demo) actRun(ctx context.Context, b string, n int, f Fate, title string, total int,
 	work func(context.Context, *client.Progress, *crashTransport) error, user func(context.Context, string)) string {
 	for ctx.Err() == nil && !d.isEnding() {
-		c, tr, err := d.newWorker(b, 100+n)
+		c, tr, err := d.newWorker(b, 100+n, f)
 		if err != nil {
 			d.fail(b, "", f, err)
 			return ""

@@ -100,10 +100,18 @@ func (d *demo) worker(ctx context.Context, i int) {
 }
 
 // newWorker is a worker's SDK client behind a transport the demo can crash.
-func (d *demo) newWorker(business string, i int) (*client.Client, *crashTransport, error) {
+// A worker that will crash retries briefly: its complete, sent through the
+// dead transport, is given up within a fraction of a second, so the demo
+// goes on to what follows the crash (the reaper, or the user's cancel) well
+// before the run's TTL.
+func (d *demo) newWorker(business string, i int, f Fate) (*client.Client, *crashTransport, error) {
 	transport := &crashTransport{base: d.transport}
-	c, err := client.New(client.Options{BaseURL: d.cfg.URL, Token: d.workerTokens[business], WorkerID: fmt.Sprintf("dialer-%d", i+1),
-		HTTPClient: &http.Client{Transport: transport}, Logger: d.logger})
+	opts := client.Options{BaseURL: d.cfg.URL, Token: d.workerTokens[business], WorkerID: fmt.Sprintf("dialer-%d", i+1),
+		HTTPClient: &http.Client{Transport: transport}, Logger: d.logger}
+	if f == FateCrash || f == FateDead {
+		opts.MinBackoff, opts.MaxBackoff = 10*time.Millisecond, 50*time.Millisecond
+	}
+	c, err := client.New(opts)
 	return c, transport, err
 }
 
@@ -126,7 +134,7 @@ func (d *demo) runOnce(ctx context.Context, rng *rand.Rand, i int, business stri
 	if d.isEnding() {
 		return true
 	}
-	c, transport, err := d.newWorker(business, i)
+	c, transport, err := d.newWorker(business, i, f)
 	if err != nil {
 		d.fail(business, "", f, err)
 		return true
@@ -255,7 +263,7 @@ func (d *demo) user(ctx context.Context, business, runID string, f Fate, hold ti
 	switch f {
 	case FateCancel:
 		d.setBusiness(business, runID, f, "user pressed Cancel")
-		if _, err := u.CancelRun(ctx, business, runID, "the user pressed Cancel (demo)"); err != nil && !errors.Is(err, client.ErrRunEnded) && ctx.Err() == nil {
+		if _, err := u.CancelRun(ctx, business, runID, reasonCancel); err != nil && !errors.Is(err, client.ErrRunEnded) && ctx.Err() == nil {
 			d.notef("cancel %s: %v", d.short(runID), err)
 		}
 	case FatePause:
