@@ -106,6 +106,7 @@ type demo struct {
 	cfg          Config
 	businesses   []string
 	workerTokens map[string]string
+	userTokens   map[string]string
 	users        map[string]*client.Client
 	transport    *http.Transport
 	logger       *slog.Logger
@@ -154,7 +155,7 @@ func Play(ctx context.Context, cfg Config) (Report, error) {
 	if cfg.Poll <= 0 {
 		cfg.Poll = 500 * time.Millisecond
 	}
-	d := &demo{cfg: cfg, workerTokens: map[string]string{}, users: map[string]*client.Client{}, biz: map[string]*bizState{},
+	d := &demo{cfg: cfg, workerTokens: map[string]string{}, userTokens: map[string]string{}, users: map[string]*client.Client{}, biz: map[string]*bizState{},
 		blocked: map[string]bool{}, endedBy: map[string]bool{},
 		transport: http.DefaultTransport.(*http.Transport).Clone(), logger: slog.New(slog.DiscardHandler)}
 	defer d.transport.CloseIdleConnections()
@@ -174,6 +175,7 @@ func Play(ctx context.Context, cfg Config) (Report, error) {
 		if err != nil {
 			return Report{}, fmt.Errorf("demo: %w", err)
 		}
+		d.userTokens[b] = user
 		if d.users[b], err = client.New(client.Options{BaseURL: cfg.URL, Token: user, HTTPClient: &http.Client{Transport: d.transport},
 			Logger: d.logger, MaxAttempts: 3}); err != nil {
 			return Report{}, err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"strings"
 	"testing"
@@ -69,7 +70,7 @@ func TestOpeningActPlaysEveryEnding(t *testing.T) {
 		var got []string
 		lost := 0
 		for _, r := range rep.Records {
-			if r.Business == "demo-3" && r.Fate == FateDead && r.Outcome == OutStale && lost < deadWorkerAttempts-1 && len(got) == 0 {
+			if b == "demo-3" && r.Business == b && r.Fate == FateDead && r.Outcome == OutStale && lost < deadWorkerAttempts-1 && len(got) == 0 {
 				lost++ // the reaper won the race at the TTL; the act plays it again
 				continue
 			}
@@ -101,7 +102,14 @@ func TestOpeningActPlaysEveryEnding(t *testing.T) {
 	for _, rec := range rep.Records {
 		tok, _ := auth.Mint(rec.Business, api.RoleUser, time.Hour)
 		c, _ := client.New(client.Options{BaseURL: srv.URL, Token: tok})
-		run, err := c.GetRun(context.Background(), rec.Business, rec.RunID)
+		var run client.Run
+		var err error
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			// The read model may be a moment behind the run's last event.
+			if run, err = c.GetRun(context.Background(), rec.Business, rec.RunID); err != nil || run.Ended() || time.Now().After(deadline) {
+				break
+			}
+		}
 		c.CloseIdleConnections()
 		if err != nil {
 			t.Fatalf("run %s: %v", rec.RunID, err)
@@ -183,6 +191,35 @@ func TestDemoImportsNoServerPackage(t *testing.T) {
 		if strings.HasPrefix(pkg, "github.com/runledger/runledger/") && pkg != "github.com/runledger/runledger/internal/demo" &&
 			pkg != "github.com/runledger/runledger/api/client" {
 			t.Errorf("internal/demo depends on %s", pkg)
+		}
+	}
+}
+
+// pressCancelAt's cancel is decided once its body is whole, which is never
+// before the instant it aims at: a server that notes when the body
+// completed sees it at or after that instant.
+func TestPressCancelAtIsNeverEarly(t *testing.T) {
+	var completed time.Time
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		completed = time.Now()
+		if r.URL.Path != "/v1/businesses/acme/runs/r1/cancel" || r.Header.Get("Authorization") != "Bearer tok" ||
+			string(body) != `{"reason":"`+reasonDead+`"}` {
+			http.Error(w, "unexpected request "+r.URL.Path+" "+string(body), http.StatusBadRequest)
+			return
+		}
+		_, _ = io.WriteString(w, `{"run_id":"r1","status":"cancelled","end_reason":"cancel_forced"}`)
+	}))
+	defer srv.Close()
+	d := &demo{cfg: Config{URL: srv.URL}, userTokens: map[string]string{"acme": "tok"}, transport: http.DefaultTransport.(*http.Transport).Clone()}
+	for range 5 {
+		at := time.Now().Add(80 * time.Millisecond)
+		run, err := d.pressCancelAt(context.Background(), "acme", "r1", at)
+		if err != nil || run.EndReason != "cancel_forced" {
+			t.Fatalf("pressCancelAt: %+v, %v", run, err)
+		}
+		if completed.Before(at) {
+			t.Fatalf("the cancel's body was whole %s before the instant it aimed at", at.Sub(completed))
 		}
 	}
 }
