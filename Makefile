@@ -12,7 +12,8 @@ run: build
 	./$(BIN) dev
 
 ## demo: simulated dialers on the worker SDK against the server `make run` started (in another
-## terminal); tokens signed with RUNLEDGER_AUTH_SECRET or .data/auth-secret; DEMO_ARGS="--duration 60s"
+## terminal), opening with an act that plays every ending of a run (about 70 s); tokens signed
+## with RUNLEDGER_AUTH_SECRET or .data/auth-secret; DEMO_ARGS="--duration 60s"
 demo: build
 	./$(BIN) demo $(DEMO_ARGS)
 
