@@ -5,7 +5,8 @@
 import { cell, el, replace, setText } from './dom.js';
 import { businessPath } from './api.js';
 import { mountBusiness } from './business.js';
-import { formatDateTime, formatDuration, formatTime, localInputValue, shortId } from './format.js';
+import { formatDateTime, localInputValue, shortId } from './format.js';
+import { mountOpenRuns } from './openruns.js';
 
 const BUSINESS_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
@@ -15,68 +16,13 @@ const BUSINESS_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
  * onUnauthorized. It returns {stop}.
  */
 export function mountOperator(root, { api, claims, getToken, watch = {}, onUnauthorized = () => {} }) {
-  let serverNowMs = null; // the server's clock at the last answer that told it
   let live = null; // the mounted live view of the selected business
+  let followNow = null; // keeps the replay instant at now until the operator edits it
 
-  // --- open runs ---------------------------------------------------------------
-  const openBody = el('tbody');
-  const openEmpty = el('p', { class: 'muted', text: 'No business has an open run.', hidden: true });
-  const openError = el('p', { class: 'error-text', role: 'alert', hidden: true });
-  const asOf = el('span', { class: 'muted' });
-  const more = el('button', { type: 'button', text: 'More', hidden: true, on: { click: () => loadOpen(false) } });
-  let openCursor = null;
-  const openHead = el('tr', {}, ...['Business', 'Run', 'Worker', 'Silent for', 'Stale at', 'State', 'Calls'].map((h) => el('th', { scope: 'col', text: h })));
-  const openSection = el(
-    'section',
-    { class: 'card', id: 'open-runs', 'aria-label': 'Open runs' },
-    el('div', { class: 'section-head' }, el('h2', { text: 'Open runs, longest silence first' }), el('span', {}, asOf, ' ', el('button', { type: 'button', text: 'Refresh', on: { click: () => loadOpen(true) } }))),
-    el('div', { class: 'table-wrap' }, el('table', { class: 'runs open' }, el('thead', {}, openHead), openBody)),
-    openEmpty,
-    openError,
-    el('div', { class: 'pager' }, more),
-  );
-
-  function openRow(run, _, page) {
-    const now = Date.parse(run.server_time);
-    const silent = now - Date.parse(run.last_heartbeat_at);
-    const pick = el('button', { type: 'button', class: 'link', text: run.business_id, on: { click: () => select(run.business_id, run.run_id) } });
-    const state = run.active ? 'live' : 'silent past TTL';
-    const tr = el(
-      'tr',
-      { class: run.active ? 'status-running' : 'status-silent', title: run.run_id, dataset: { runId: run.run_id, business: run.business_id } },
-      cell('Business', pick),
-      cell('Run', el('span', { class: 'mono', text: shortId(run.run_id, page.map((r) => r.run_id)) })),
-      cell('Worker', run.worker_id),
-      cell('Silent for', formatDuration(silent)),
-      cell('Stale at', formatTime(run.stale_at)),
-      cell('State', el('span', { class: `dot dot-${run.active ? 'running' : 'silent'}`, 'aria-hidden': 'true' }), state),
-      cell('Calls', `${run.completed_calls + run.failed_calls} / ${run.total_calls}`),
-    );
-    return tr;
-  }
-
-  async function loadOpen(reset) {
-    if (reset) openCursor = null;
-    const q = new URLSearchParams({ limit: '50' });
-    if (openCursor) q.set('cursor', openCursor);
-    try {
-      const res = await api.get(`/v1/runs/open?${q}`);
-      const runs = res.body.runs ?? [];
-      const rows = runs.map(openRow);
-      if (reset) replace(openBody, rows);
-      else openBody.append(...rows);
-      openCursor = res.body.next_cursor ?? null;
-      more.hidden = !openCursor;
-      openEmpty.hidden = openBody.rows.length > 0;
-      openError.hidden = true;
-      if (runs.length) serverNowMs = Date.parse(runs[0].server_time);
-      setText(asOf, runs.length ? `as of ${formatTime(runs[0].server_time)}` : '');
-    } catch (err) {
-      if (err.status === 401) return onUnauthorized(401);
-      setText(openError, `Could not load the open runs: ${err.message}.`);
-      openError.hidden = false;
-    }
-  }
+  // --- open runs: pushed by the server, counted on its clock ---------------------
+  const open = mountOpenRuns({ getToken, onPick: (business, runId) => select(business, runId), onDenied: onUnauthorized });
+  const openSection = open.section;
+  const serverNow = () => open.serverNow() ?? Date.now();
 
   // --- one business: replay, timeline, live view ---------------------------------
   const fixed = claims.business_id !== '*';
@@ -102,7 +48,14 @@ export function mountOperator(root, { api, claims, getToken, watch = {}, onUnaut
     live = null;
 
     // Replay at an instant.
-    const at = el('input', { id: 'replay-at', type: 'datetime-local', step: '1', required: true, value: localInputValue(serverNowMs ?? Date.now()) });
+    const at = el('input', { id: 'replay-at', type: 'datetime-local', step: '1', required: true, value: localInputValue(serverNow()) });
+    // The instant is now, on the server's clock, until the operator edits it.
+    clearInterval(followNow);
+    followNow = setInterval(() => {
+      if (!at.isConnected || at.dataset.edited) return clearInterval(followNow);
+      if (document.activeElement !== at) at.value = localInputValue(serverNow());
+    }, 1000);
+    at.addEventListener('input', () => (at.dataset.edited = 'yes'));
     const replayOut = el('div', { id: 'replay-answer', class: 'replay', role: 'status', 'aria-live': 'polite' });
     const replayForm = el(
       'form',
@@ -217,10 +170,11 @@ export function mountOperator(root, { api, claims, getToken, watch = {}, onUnaut
     }
   }
 
-  loadOpen(true);
   if (fixed) select(claims.business_id, null);
   return {
     stop() {
+      open.stop();
+      clearInterval(followNow);
       live?.stop();
       live = null;
     },

@@ -1,0 +1,112 @@
+package web_test
+
+// The operator's console in real Chromium (issue 19, items 4, 8, 9, 10): a
+// list of open runs that is pushed and ticks on the server's clock, one time
+// zone named on screen, the Business field, and a timeline people can read.
+// Each scenario ends with axe-core at 1280 and 360 px.
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/runledger/runledger/api"
+)
+
+// jsOpenRow holds when the open-runs list shows a row for business.
+func jsOpenRow(business string) string {
+	return fmt.Sprintf(`!!document.querySelector('#open-runs tbody tr[data-business=%q]')`, business)
+}
+
+// openCell is the text of the named column of business's open-run row.
+func openCell(p *tab, business, label string) string {
+	return eval[string](p, fmt.Sprintf(`document.querySelector('#open-runs tbody tr[data-business=%q] td[data-label=%q]')?.innerText ?? ''`, business, label))
+}
+
+// silentSeconds reads "12 s" / "1 min 3 s" as seconds (-1 when unreadable).
+func silentSeconds(s string) int {
+	m := regexp.MustCompile(`^(?:(\d+) min ?)?(?:(\d+) s)?$`).FindStringSubmatch(strings.TrimSpace(s))
+	if m == nil || (m[1] == "" && m[2] == "") {
+		return -1
+	}
+	var min, sec int
+	fmt.Sscan("0"+m[1], &min)
+	fmt.Sscan("0"+m[2], &sec)
+	return min*60 + sec
+}
+
+func TestOperator(t *testing.T) {
+	browser := startBrowser(t)
+	s := newStack(t)
+
+	t.Run("O4 the open-runs list is pushed: a start and an end elsewhere show within 1 s, silences tick on the server's clock", func(t *testing.T) {
+		alpha := s.worker(t, "o4-alpha")
+		alpha.start(23, "dialer-a")
+		// The browser's clock is an hour ahead: silences must still be the server's.
+		p := newTab(t, browser, tabOptions{initScripts: []string{shiftDate(time.Hour)}})
+		p.open(s.pageURL("*", api.RoleOperator, ""))
+		p.waitFor("alpha listed", jsOpenRow("o4-alpha"), 5*time.Second)
+		loaded := time.Now()
+
+		bravo := s.worker(t, "o4-bravo")
+		bravo.start(10, "dialer-b")
+		within(t, "a run started elsewhere to appear", p.waitFor("bravo listed", jsOpenRow("o4-bravo"), 5*time.Second), time.Second)
+
+		alpha.complete("completed", 23, 0)
+		within(t, "a run ended elsewhere to leave", p.waitFor("alpha gone", "!"+jsOpenRow("o4-alpha"), 5*time.Second), time.Second)
+
+		// bravo's silence counts up with no click, from the server's clock.
+		first := silentSeconds(openCell(p, "o4-bravo", "Silent for"))
+		if first < 0 || first > 3 {
+			t.Fatalf("bravo silent for %q with the browser's clock an hour ahead, want a few seconds", openCell(p, "o4-bravo", "Silent for"))
+		}
+		p.waitFor("bravo's silence to tick", fmt.Sprintf(`(() => { const c = document.querySelector('#open-runs tbody tr[data-business="o4-bravo"] td[data-label="Silent for"]'); return !!c && /^\d+ s$/.test(c.innerText) && parseInt(c.innerText) >= %d; })()`, first+2), 5*time.Second)
+		contains(t, "bravo's state", openCell(p, "o4-bravo", "State"), "live")
+		// Past its TTL, with no reaper, it is silent past the TTL: the page says so by itself.
+		p.waitFor("bravo silent past its TTL", fmt.Sprintf(`document.querySelector('#open-runs tbody tr[data-business="o4-bravo"] td[data-label="State"]')?.innerText.includes('silent past TTL')`), ttl+3*time.Second)
+		p.screenshot("O4-open-runs-live")
+
+		// The replay instant defaults to now, not to when the list loaded.
+		p2 := newTab(t, browser, tabOptions{})
+		p2.open(s.pageURL("*", api.RoleOperator, ""))
+		p2.waitFor("bravo listed", jsOpenRow("o4-bravo"), 5*time.Second)
+		p2Loaded := time.Now()
+		p2.waitFor("two seconds of ticking", fmt.Sprintf(`Date.now() >= %d`, p2Loaded.Add(2*time.Second).UnixMilli()), 5*time.Second)
+		p2.click(`#open-runs tbody tr[data-business="o4-bravo"] button`)
+		p2.waitFor("the replay form", `!!document.getElementById('replay-at')`, 3*time.Second)
+		value := eval[string](p2, `document.getElementById('replay-at').value`)
+		shown, err := time.ParseInLocation("2006-01-02 15:04:05", strings.Replace(value, "T", " ", 1), time.UTC) // the tab runs in UTC
+		if err != nil {
+			t.Fatalf("replay instant %q: %v", value, err)
+		}
+		if d := time.Since(shown); d > 1500*time.Millisecond || d < -time.Second {
+			t.Fatalf("the replay instant defaults to %s, %s before now (the list loaded at %s)", value, d.Round(time.Millisecond), p2Loaded.UTC().Format(time.TimeOnly))
+		}
+		_ = loaded
+		p.axeAtWidths("O4 open runs")
+	})
+}
+
+// updateScreenshot writes the tab's page as docs/NAME.png when
+// UPDATE_SCREENSHOTS=1 (the README's images come from the tests).
+func updateScreenshot(p *tab, name string) {
+	p.t.Helper()
+	if os.Getenv("UPDATE_SCREENSHOTS") != "1" {
+		return
+	}
+	png, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(90))
+	if err != nil {
+		p.t.Fatalf("screenshot %s: %v", name, err)
+	}
+	file := filepath.Join("..", "..", "docs", name+".png")
+	if err := os.WriteFile(file, png, 0o644); err != nil {
+		p.t.Fatal(err)
+	}
+	p.t.Logf("wrote %s", file)
+}
