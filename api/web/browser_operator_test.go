@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
 	"github.com/runledger/runledger/api"
@@ -90,6 +91,59 @@ func TestOperator(t *testing.T) {
 		}
 		_ = loaded
 		p.axeAtWidths("O4 open runs")
+	})
+
+	t.Run("O8 one time zone, named, 24-hour: the list, the replay's input and its answer in a browser in America/Sao_Paulo", func(t *testing.T) {
+		const zone = "America/Sao_Paulo"
+		saoPaulo, err := time.LoadLocation(zone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := s.worker(t, "o8")
+		w.start(40, "dialer-8")
+		run, _ := w.heartbeat(12, 3)
+		p := newTab(t, browser, tabOptions{})
+		if _, err := chromedp.Call(p.ctx, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: zone}); err != nil {
+			t.Fatal(err)
+		}
+		p.open(s.pageURL("*", api.RoleOperator, ""))
+		p.waitFor("o8 listed", jsOpenRow("o8"), 5*time.Second)
+		if got := eval[string](p, `Intl.DateTimeFormat().resolvedOptions().timeZone`); got != zone {
+			t.Fatalf("the tab's zone is %q, want %q", got, zone)
+		}
+		p.waitFor("the zone named on screen", jsShown("#zone", "Times in America/Sao_Paulo (UTC-03:00), 24-hour"), 3*time.Second)
+		staleAt, _ := time.Parse(time.RFC3339Nano, run["stale_at"].(string))
+		if got, want := openCell(p, "o8", "Stale at"), staleAt.In(saoPaulo).Format("15:04:05"); got != want {
+			t.Fatalf("stale at %q, want %q (America/Sao_Paulo)", got, want)
+		}
+
+		p.click(`#open-runs tbody tr[data-business="o8"] button`)
+		p.waitFor("the replay form", `!!document.getElementById('replay-at')`, 3*time.Second)
+		contains(t, "the instant's label", eval[string](p, `document.querySelector('label[for=replay-at]').innerText`), "America/Sao_Paulo")
+		lhb, _ := time.Parse(time.RFC3339Nano, run["last_heartbeat_at"].(string))
+		// The instant follows now: wait for the first whole second after the heartbeat.
+		p.waitFor("the instant past the heartbeat", fmt.Sprintf(`document.getElementById('replay-at').value > %q`, lhb.In(saoPaulo).Format("2006-01-02 15:04:05")), 3*time.Second)
+		value := eval[string](p, `document.getElementById('replay-at').value`)
+		instant, err := time.ParseInLocation("2006-01-02 15:04:05", value, saoPaulo)
+		if err != nil {
+			t.Fatalf("the replay instant reads %q, want YYYY-MM-DD HH:MM:SS: %v", value, err)
+		}
+		if d := time.Since(instant); d < -time.Second || d > 2*time.Second {
+			t.Fatalf("the replay instant %q (America/Sao_Paulo) is %s from now", value, d)
+		}
+		p.click(`#business-detail form.replay-form button[type=submit]`)
+		p.waitFor("the replay's answer", jsShown("#replay-answer", "At "+value+" (America/Sao_Paulo)"), 3*time.Second)
+		contains(t, "the replay's answer", p.text("#replay-answer"), "last sign of life "+lhb.In(saoPaulo).Format("2006-01-02 15:04:05"))
+		p.waitFor("the timeline", jsShown("#business-detail table.timeline", "RunStarted"), 3*time.Second)
+		started, _ := time.Parse(time.RFC3339Nano, run["started_at"].(string))
+		contains(t, "the timeline's first time", eval[string](p, `document.querySelector('#business-detail table.timeline tbody td[data-label=Time]').innerText`),
+			started.In(saoPaulo).Format("2006-01-02 15:04:05"))
+		text := p.visibleText()
+		if m := regexp.MustCompile(`\b(AM|PM)\b|\d{4}-\d\d-\d\dT\d\d:\d\d|\d\d:\d\d:\d\dZ`).FindString(text); m != "" {
+			t.Fatalf("the page shows %q: another clock or zone than the one it names:\n%s", m, text)
+		}
+		p.screenshot("O8-sao-paulo")
+		p.axeAtWidths("O8 replay in America/Sao_Paulo")
 	})
 }
 

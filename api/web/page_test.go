@@ -344,9 +344,9 @@ func TestPage(t *testing.T) {
 		if !during.Before(started.Add(ttl)) {
 			during = started.Truncate(time.Second).Add(time.Second)
 		}
-		p.do(chromedp.SetValue(chromedp.CSS("#replay-at"), during.UTC().Format("2006-01-02T15:04:05")))
+		p.do(chromedp.SetValue(chromedp.CSS("#replay-at"), during.UTC().Format(time.DateTime)))
 		p.click(`#business-detail form button[type=submit]`)
-		p.waitFor("the replay's answer", jsShown("#replay-answer", "At "+during.UTC().Format(time.RFC3339)+" GET …/runs/active would have answered 200")+
+		p.waitFor("the replay's answer", jsShown("#replay-answer", "At "+during.UTC().Format(time.DateTime)+" (UTC) GET …/runs/active would have answered 200")+
 			" && "+jsShown("#replay-answer", ": active, 200"), 3*time.Second)
 		contains(t, "replay", p.text("#replay-answer"), "Why: run "+strings.ReplaceAll(alpha.runID, "-", "")[24:]+" last sign of life")
 		// The first whole second past alpha's stale_at, once it has passed:
@@ -355,9 +355,9 @@ func TestPage(t *testing.T) {
 		for time.Now().Before(after) {
 			time.Sleep(20 * time.Millisecond)
 		}
-		p.do(chromedp.SetValue(chromedp.CSS("#replay-at"), after.UTC().Format("2006-01-02T15:04:05")))
+		p.do(chromedp.SetValue(chromedp.CSS("#replay-at"), after.UTC().Format(time.DateTime)))
 		p.click(`#business-detail form button[type=submit]`)
-		p.waitFor("the replay's answer", jsShown("#replay-answer", "At "+after.UTC().Format(time.RFC3339)+" GET …/runs/active would have answered 404")+
+		p.waitFor("the replay's answer", jsShown("#replay-answer", "At "+after.UTC().Format(time.DateTime)+" (UTC) GET …/runs/active would have answered 404")+
 			" && "+jsShown("#replay-answer", "not active, 404 no_active_run"), 3*time.Second)
 		contains(t, "replay", p.text("#replay-answer"), "silent for")
 		p.screenshot("11-replay")

@@ -5,7 +5,7 @@
 import { cell, el, replace, setText } from './dom.js';
 import { businessPath } from './api.js';
 import { mountBusiness } from './business.js';
-import { formatDateTime, localInputValue, shortId } from './format.js';
+import { formatDateTime, localInputValue, localizeTimes, parseLocalInput, shortId, timeZoneName } from './format.js';
 import { mountOpenRuns } from './openruns.js';
 
 const BUSINESS_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -48,7 +48,11 @@ export function mountOperator(root, { api, claims, getToken, watch = {}, onUnaut
     live = null;
 
     // Replay at an instant.
-    const at = el('input', { id: 'replay-at', type: 'datetime-local', step: '1', required: true, value: localInputValue(serverNow()) });
+    const zone = timeZoneName();
+    const at = el('input', {
+      id: 'replay-at', type: 'text', inputmode: 'numeric', autocomplete: 'off', spellcheck: 'false', required: true,
+      value: localInputValue(serverNow()), 'aria-describedby': 'replay-at-help',
+    });
     // The instant is now, on the server's clock, until the operator edits it.
     clearInterval(followNow);
     followNow = setInterval(() => {
@@ -59,10 +63,11 @@ export function mountOperator(root, { api, claims, getToken, watch = {}, onUnaut
     const replayOut = el('div', { id: 'replay-answer', class: 'replay', role: 'status', 'aria-live': 'polite' });
     const replayForm = el(
       'form',
-      { class: 'inline', on: { submit: (e) => (e.preventDefault(), replay(business, at.value, replayOut)) } },
-      el('label', { for: 'replay-at', text: 'Instant (your local time)' }),
+      { class: 'inline replay-form', on: { submit: (e) => (e.preventDefault(), replay(business, at.value, replayOut)) } },
+      el('label', { for: 'replay-at', text: `Instant (${zone})` }),
       at,
       el('button', { type: 'submit', text: 'Replay' }),
+      el('span', { id: 'replay-at-help', class: 'muted help', text: 'YYYY-MM-DD HH:MM:SS, 24-hour; now until you change it' }),
     );
 
     // Timeline.
@@ -88,7 +93,7 @@ export function mountOperator(root, { api, claims, getToken, watch = {}, onUnaut
             cell('Run', el('span', { class: 'mono', text: shortId(ev.run_id, shown) })),
             cell('Event', ev.type),
             cell('Actor', ev.actor),
-            cell('What happened', ev.summary),
+            cell('What happened', localizeTimes(ev.summary)),
           ),
         );
         if (reset) replace(tlBody, rows);
@@ -138,20 +143,22 @@ export function mountOperator(root, { api, claims, getToken, watch = {}, onUnaut
   }
 
   async function replay(business, value, out) {
-    const ms = Date.parse(value); // a datetime-local value without a zone is local time
+    const zone = timeZoneName();
+    const ms = parseLocalInput(value);
     if (!Number.isFinite(ms)) {
-      replace(out, el('p', { class: 'error-text', text: 'Pick an instant first.' }));
+      out.className = 'replay';
+      replace(out, el('p', { class: 'error-text', text: `Write the instant as YYYY-MM-DD HH:MM:SS in ${zone}, e.g. ${localInputValue(serverNow())}.` }));
       return;
     }
     const iso = new Date(ms).toISOString();
-    replace(out, el('p', { class: 'muted', text: `Replaying ${iso}…` }));
+    replace(out, el('p', { class: 'muted', text: `Replaying ${formatDateTime(iso)} (${zone})…` }));
     try {
       const res = await api.get(`${businessPath(business)}/replay?${new URLSearchParams({ at: iso })}`);
       const r = res.body;
       const verdict = r.answer_status === 200 ? 'active' : 'no active run';
       const lines = [
-        el('p', { class: 'replay-status' }, 'At ', el('span', { class: 'mono', text: r.at }), ` GET …/runs/active would have answered `, el('strong', { text: String(r.answer_status) }), ` (${verdict}).`),
-        el('p', { class: 'replay-reason' }, el('strong', { text: 'Why: ' }), r.reason),
+        el('p', { class: 'replay-status' }, `At ${formatDateTime(r.at)} (${zone}) GET …/runs/active would have answered `, el('strong', { text: String(r.answer_status) }), ` (${verdict}).`),
+        el('p', { class: 'replay-reason' }, el('strong', { text: 'Why: ' }), localizeTimes(r.reason)),
       ];
       if (r.run) {
         const run = r.run;
