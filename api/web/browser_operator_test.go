@@ -145,6 +145,51 @@ func TestOperator(t *testing.T) {
 		p.screenshot("O8-sao-paulo")
 		p.axeAtWidths("O8 replay in America/Sao_Paulo")
 	})
+
+	t.Run("O9 the Business field says what is wrong with an id instead of dropping it", func(t *testing.T) {
+		w := s.worker(t, "o9.shop")
+		w.start(5, "dialer-9")
+		p := newTab(t, browser, tabOptions{})
+		p.open(s.pageURL("*", api.RoleOperator, ""))
+		p.waitFor("the Business field", `!!document.getElementById('business-input')`, 5*time.Second)
+		// Chromium compiles pattern with the v flag; an invalid one is a console error and no check at all.
+		if !eval[bool](p, `(() => { const i = document.getElementById('business-input'); if (!i.hasAttribute('pattern')) return true; try { new RegExp('^(?:' + i.pattern + ')$', 'v'); return true; } catch { return false; } })()`) {
+			t.Fatalf("the Business field's pattern %q is not a valid regular expression", eval[string](p, `document.getElementById('business-input').pattern`))
+		}
+		for _, c := range []struct{ typed, want string }{
+			{"café", `"café" cannot be a business id: "é" is not allowed. Use letters A–Z, digits, "_", "." and "-" (at most 64), starting with a letter or digit.`},
+			{" o9.shop", `" o9.shop" cannot be a business id: it starts with a space. Use letters A–Z, digits, "_", "." and "-" (at most 64), starting with a letter or digit.`},
+			{"", `Type a business id.`},
+		} {
+			typeInto(p, "#business-input", c.typed)
+			p.click(`#business-panel form button[type=submit]`)
+			p.waitFor("the message for "+c.typed, jsShown("#business-error", c.want), 3*time.Second)
+			if got := eval[string](p, `document.getElementById('business-input').getAttribute('aria-invalid')`); got != "true" {
+				t.Fatalf("%q: aria-invalid = %q", c.typed, got)
+			}
+			if eval[bool](p, `document.activeElement?.id === 'business-input'`) == false {
+				t.Fatalf("%q: focus is not back on the field", c.typed)
+			}
+			if eval[bool](p, `!!document.getElementById('replay-at')`) {
+				t.Fatalf("%q: a business was shown anyway", c.typed)
+			}
+		}
+		p.screenshot("O9-business-field-message")
+		p.axeAtWidths("O9 business field with a message")
+		typeInto(p, "#business-input", "o9.shop")
+		p.click(`#business-panel form button[type=submit]`)
+		p.waitFor("o9.shop shown", jsShown("#business-detail h3", "Replay of o9.shop")+` && document.getElementById('business-error').hidden`, 3*time.Second)
+		if got := eval[string](p, `document.getElementById('business-input').getAttribute('aria-invalid') ?? ''`); got == "true" {
+			t.Fatal("a valid id still marked invalid")
+		}
+	})
+}
+
+// typeInto replaces the value of the field css with text, as typing would
+// (an input event follows).
+func typeInto(p *tab, css, text string) {
+	p.t.Helper()
+	eval[bool](p, fmt.Sprintf(`(() => { const i = document.querySelector(%q); i.focus(); i.value = %q; i.dispatchEvent(new Event('input', { bubbles: true })); return true; })()`, css, text))
 }
 
 // updateScreenshot writes the tab's page as docs/NAME.png when

@@ -205,3 +205,26 @@ export function parseLocalInput(text) {
 export function localizeTimes(text) {
   return String(text ?? '').replace(/\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})/g, (iso) => formatDateTime(iso));
 }
+
+const BUSINESS_ID_RULE = 'Use letters A–Z, digits, "_", "." and "-" (at most 64), starting with a letter or digit.';
+
+/**
+ * businessIdProblem says what keeps text from being a business id (the
+ * server's rule: 1–64 of A–Z a–z 0–9 _ . -, starting with a letter or
+ * digit), or "" when it is one.
+ */
+export function businessIdProblem(text) {
+  const t = String(text ?? '');
+  if (t === '') return 'Type a business id.';
+  const chars = [...t];
+  let why = '';
+  if (/^\s/u.test(t)) why = 'it starts with a space';
+  else if (/\s$/u.test(t)) why = 'it ends with a space';
+  else {
+    const bad = chars.find((c) => !/^[A-Za-z0-9_.-]$/.test(c));
+    if (bad !== undefined) why = /\s/u.test(bad) ? 'it contains a space' : `"${bad}" is not allowed`;
+    else if (!/^[A-Za-z0-9]/.test(t)) why = `it starts with "${chars[0]}"`;
+    else if (chars.length > 64) why = `it is ${chars.length} characters long`;
+  }
+  return why ? `"${t}" cannot be a business id: ${why}. ${BUSINESS_ID_RULE}` : '';
+}

@@ -5,10 +5,8 @@
 import { cell, el, replace, setText } from './dom.js';
 import { businessPath } from './api.js';
 import { mountBusiness } from './business.js';
-import { formatDateTime, localInputValue, localizeTimes, parseLocalInput, shortId, timeZoneName } from './format.js';
+import { businessIdProblem, formatDateTime, localInputValue, localizeTimes, parseLocalInput, shortId, timeZoneName } from './format.js';
 import { mountOpenRuns } from './openruns.js';
-
-const BUSINESS_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
 /**
  * mountOperator renders the console into root. opts: api, claims (the
@@ -26,24 +24,41 @@ export function mountOperator(root, { api, claims, getToken, watch = {}, onUnaut
 
   // --- one business: replay, timeline, live view ---------------------------------
   const fixed = claims.business_id !== '*';
+  // No pattern attribute: the browser would only mark the field, and drop the
+  // input without a word; the page says what is wrong instead.
   const businessInput = el('input', {
-    id: 'business-input', name: 'business', type: 'text', required: true, pattern: BUSINESS_ID.source, autocomplete: 'off',
-    spellcheck: 'false', value: fixed ? claims.business_id : '', readonly: fixed, 'aria-label': 'Business id',
+    id: 'business-input', name: 'business', type: 'text', autocomplete: 'off',
+    spellcheck: 'false', value: fixed ? claims.business_id : '', readonly: fixed, 'aria-describedby': 'business-error',
   });
+  const businessError = el('p', { id: 'business-error', class: 'error-text', role: 'alert', hidden: true });
+  function pickTyped() {
+    const problem = businessIdProblem(businessInput.value);
+    setText(businessError, problem);
+    businessError.hidden = problem === '';
+    if (problem) {
+      businessInput.setAttribute('aria-invalid', 'true');
+      businessInput.focus();
+      return;
+    }
+    businessInput.removeAttribute('aria-invalid');
+    select(businessInput.value, null);
+  }
   const pickForm = el(
     'form',
-    { class: 'inline', on: { submit: (e) => (e.preventDefault(), BUSINESS_ID.test(businessInput.value) && select(businessInput.value.trim(), null)) } },
+    { class: 'inline', novalidate: true, on: { submit: (e) => (e.preventDefault(), pickTyped()) } },
     el('label', { for: 'business-input', text: 'Business' }),
     businessInput,
     el('button', { type: 'submit', text: 'Show' }),
   );
   const detail = el('div', { id: 'business-detail' }, el('p', { class: 'muted', text: 'Pick a business in the list above, or type its id, to see its timeline, replay an instant, and watch it live.' }));
-  const businessSection = el('section', { class: 'card', id: 'business-panel', 'aria-label': 'One business' }, el('h2', { text: 'One business' }), pickForm, detail);
+  const businessSection = el('section', { class: 'card', id: 'business-panel', 'aria-label': 'One business' }, el('h2', { text: 'One business' }), pickForm, businessError, detail);
 
   replace(root, openSection, businessSection);
 
   function select(business, runId) {
     businessInput.value = business;
+    businessInput.removeAttribute('aria-invalid');
+    businessError.hidden = true;
     live?.stop();
     live = null;
 
