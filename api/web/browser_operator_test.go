@@ -183,7 +183,78 @@ func TestOperator(t *testing.T) {
 			t.Fatal("a valid id still marked invalid")
 		}
 	})
+
+	t.Run("O10 the timeline folds heartbeats, names each actor one way and says the replay in words", func(t *testing.T) {
+		w := s.worker(t, "o10")
+		start := w.start(23, "dialer-10") // a worker token without a subject: the start names the body's worker_id
+		for i := 1; i <= 6; i++ {
+			w.heartbeat(i, 0)
+		}
+		alice, err := s.auth.MintToken(api.TokenSpec{Business: "o10", Role: api.RoleUser, Subject: "alice", TTL: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if status, ans := s.call(t, "POST", w.path("/"+w.runID+"/pause"), alice, map[string]any{}); status != 200 {
+			t.Fatalf("pause: %d %v", status, ans)
+		}
+		for i := 7; i <= 9; i++ {
+			w.heartbeat(i, 1)
+		}
+		last, _ := w.heartbeat(10, 1)
+
+		p := newTab(t, browser, tabOptions{})
+		p.open(s.pageURL("*", api.RoleOperator, ""))
+		p.waitFor("o10 listed", jsOpenRow("o10"), 5*time.Second)
+		p.click(`#open-runs tbody tr[data-business="o10"] button`)
+		p.waitFor("o10's timeline", jsShown("#business-detail table.timeline", "RunStarted"), 3*time.Second)
+		rows := eval[[]string](p, jsTimelineRows)
+		want := []string{
+			"RunStarted | worker dialer-10 | started by worker dialer-10: 23 calls",
+			"Heartbeat ×6 | worker dialer-10 | 6 heartbeats over ",
+			"PauseRequested | user alice | paused by user alice",
+			"Heartbeat ×4 | worker dialer-10 | 4 heartbeats over ",
+		}
+		if len(rows) != len(want) {
+			t.Fatalf("the timeline shows %d rows, want %d:\n%s", len(rows), len(want), strings.Join(rows, "\n"))
+		}
+		for i := range want {
+			if !strings.HasPrefix(rows[i], want[i]) {
+				t.Fatalf("row %d = %q, want it to start with %q", i, rows[i], want[i])
+			}
+		}
+		contains(t, "the first fold", rows[1], ": 1/23 → 6/23 done, 0 failed")
+		contains(t, "the second fold", rows[3], ": 7/23 → 10/23 done, 1 failed")
+		// A fold opens with the keyboard and shows each heartbeat, named the same way.
+		p.do(chromedp.Focus(chromedp.CSS(`#business-detail table.timeline tbody tr.hb-group button`)), chromedp.KeyEvent("\r"))
+		p.waitFor("the first fold open", `document.querySelector('#business-detail table.timeline tbody tr.hb-group button').getAttribute('aria-expanded') === 'true'`, 2*time.Second)
+		rows = eval[[]string](p, jsTimelineRows)
+		if len(rows) != len(want)+6 || !strings.HasPrefix(rows[2], "Heartbeat | worker dialer-10 | 1/23 done") || !strings.HasPrefix(rows[7], "Heartbeat | worker dialer-10 | 6/23 done") {
+			t.Fatalf("the open fold shows:\n%s", strings.Join(rows, "\n"))
+		}
+		p.screenshot("O10-timeline-folded")
+
+		// The replay in words, at an instant the run was live.
+		lhb, _ := time.Parse(time.RFC3339Nano, last["last_heartbeat_at"].(string))
+		at := lhb.Truncate(time.Second).Add(time.Second)
+		for time.Now().Before(at) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		typeInto(p, "#replay-at", at.UTC().Format(time.DateTime))
+		p.click(`#business-detail form.replay-form button[type=submit]`)
+		silent := fmt.Sprintf("%.1f s", float64(int(at.Sub(lhb.Truncate(time.Millisecond))/(100*time.Millisecond)))/10) // tenths, rounded down
+		p.waitFor("the replay in words", jsShown("#replay-answer", "At "+at.UTC().Format(time.DateTime)+" (UTC) the page would have shown the bar: the run was live, last sign of life "+silent+" before, paused by user alice."), 3*time.Second)
+		if got := p.text("#replay-answer"); strings.Contains(got, "GET") || strings.Contains(got, "404") || strings.Contains(got, "200") {
+			t.Fatalf("the replay speaks the API's jargon: %q", got)
+		}
+		_ = start
+		p.screenshot("O10-replay-in-words")
+		p.axeAtWidths("O10 timeline and replay")
+	})
 }
+
+// jsTimelineRows is the visible rows of the timeline as "event | actor | what happened".
+const jsTimelineRows = `[...document.querySelectorAll('#business-detail table.timeline tbody tr')].filter((r) => r.getClientRects().length > 0)
+	.map((r) => ['Event', 'Actor', 'What happened'].map((l) => r.querySelector('td[data-label="' + l + '"]')?.innerText.trim() ?? '').join(' | '))`
 
 // typeInto replaces the value of the field css with text, as typing would
 // (an input event follows).

@@ -5,7 +5,8 @@
 import { cell, el, replace, setText } from './dom.js';
 import { businessPath } from './api.js';
 import { mountBusiness } from './business.js';
-import { businessIdProblem, formatDateTime, localInputValue, localizeTimes, parseLocalInput, shortId, timeZoneName } from './format.js';
+import { businessIdProblem, formatDateTime, localInputValue, parseLocalInput, shortId, shortIds, timeZoneName } from './format.js';
+import { actorName, foldSummary, foldTimeline, replayWords, whatHappened } from './timeline.js';
 import { mountOpenRuns } from './openruns.js';
 
 /**
@@ -91,31 +92,81 @@ export function mountOperator(root, { api, claims, getToken, watch = {}, onUnaut
     const tlNote = el('p', { class: 'muted' });
     const onlyRun = { id: runId };
     const scope = el('p', { class: 'muted' });
-    const tl = { cursor: null };
+    const tl = { cursor: null, events: [], open: new Set() }; // open: the folds shown in full, by first position
+    function eventRow(ev, short, workerOf, extra = {}) {
+      return el(
+        'tr',
+        { class: `ev-${ev.type}`, ...extra },
+        cell('Time', formatDateTime(ev.occurred_at)),
+        cell('Run', el('span', { class: 'mono', text: short.get(ev.run_id) })),
+        cell('Event', ev.type),
+        cell('Actor', actorName(ev.actor, workerOf.get(ev.run_id))),
+        cell('What happened', whatHappened(ev)),
+      );
+    }
+    function renderTimeline() {
+      const short = shortIds(tl.events.map((ev) => ev.run_id));
+      const workerOf = new Map(tl.events.filter((ev) => ev.type === 'RunStarted').map((ev) => [ev.run_id, ev.data?.worker_id]));
+      const rows = [];
+      for (const item of foldTimeline(tl.events)) {
+        if (item.kind === 'event') {
+          rows.push(eventRow(item.ev, short, workerOf));
+          continue;
+        }
+        const evs = item.events;
+        const key = evs[0].position;
+        const open = tl.open.has(key);
+        const first = evs[0];
+        const last = evs.at(-1);
+        const detail = evs.map((ev) => eventRow(ev, short, workerOf, { class: 'ev-Heartbeat hb-detail', hidden: !open }));
+        const toggle = el('button', {
+          type: 'button', class: 'link fold', 'aria-expanded': String(open),
+          title: open ? 'Hide these heartbeats' : 'Show each heartbeat',
+          text: `Heartbeat ×${evs.length}`,
+          on: {
+            click: () => {
+              const now = toggle.getAttribute('aria-expanded') !== 'true';
+              if (now) tl.open.add(key);
+              else tl.open.delete(key);
+              toggle.setAttribute('aria-expanded', String(now));
+              toggle.title = now ? 'Hide these heartbeats' : 'Show each heartbeat';
+              for (const r of detail) r.hidden = !now;
+            },
+          },
+        });
+        const from = formatDateTime(first.occurred_at);
+        const to = formatDateTime(last.occurred_at);
+        const span = from === to ? from : `${from} – ${from.slice(0, 10) === to.slice(0, 10) ? to.slice(11) : to}`;
+        rows.push(
+          el(
+            'tr',
+            { class: 'ev-Heartbeat hb-group' },
+            cell('Time', span),
+            cell('Run', el('span', { class: 'mono', text: short.get(first.run_id) })),
+            cell('Event', toggle),
+            cell('Actor', actorName(first.actor, workerOf.get(first.run_id))),
+            cell('What happened', foldSummary(evs)),
+          ),
+          ...detail,
+        );
+      }
+      replace(tlBody, rows);
+      tlMore.hidden = !tl.cursor;
+      setText(tlNote, tl.events.length ? '' : 'No events.');
+    }
     async function loadTimeline(reset) {
-      if (reset) tl.cursor = null;
+      if (reset) {
+        tl.cursor = null;
+        tl.events = [];
+      }
       const q = new URLSearchParams({ limit: '200' });
       if (onlyRun.id) q.set('run', onlyRun.id);
       if (tl.cursor) q.set('cursor', tl.cursor);
       try {
         const res = await api.get(`${businessPath(business)}/timeline?${q}`);
-        const shown = (res.body.events ?? []).map((ev) => ev.run_id);
-        const rows = (res.body.events ?? []).map((ev) =>
-          el(
-            'tr',
-            { class: `ev-${ev.type}` },
-            cell('Time', formatDateTime(ev.occurred_at)),
-            cell('Run', el('span', { class: 'mono', text: shortId(ev.run_id, shown) })),
-            cell('Event', ev.type),
-            cell('Actor', ev.actor),
-            cell('What happened', localizeTimes(ev.summary)),
-          ),
-        );
-        if (reset) replace(tlBody, rows);
-        else tlBody.append(...rows);
+        tl.events.push(...(res.body.events ?? []));
         tl.cursor = res.body.next_cursor ?? null;
-        tlMore.hidden = !tl.cursor;
-        setText(tlNote, tlBody.rows.length ? '' : 'No events.');
+        renderTimeline();
       } catch (err) {
         setText(tlNote, `Could not load the timeline: ${err.message}.`);
       }
@@ -170,22 +221,9 @@ export function mountOperator(root, { api, claims, getToken, watch = {}, onUnaut
     try {
       const res = await api.get(`${businessPath(business)}/replay?${new URLSearchParams({ at: iso })}`);
       const r = res.body;
-      const verdict = r.answer_status === 200 ? 'active' : 'no active run';
-      const lines = [
-        el('p', { class: 'replay-status' }, `At ${formatDateTime(r.at)} (${zone}) GET …/runs/active would have answered `, el('strong', { text: String(r.answer_status) }), ` (${verdict}).`),
-        el('p', { class: 'replay-reason' }, el('strong', { text: 'Why: ' }), localizeTimes(r.reason)),
-      ];
-      if (r.run) {
-        const run = r.run;
-        lines.push(
-          el('p', {
-            class: 'muted',
-            text: `Run ${shortId(run.run_id)}: status ${run.status}, ${run.completed_calls} completed, ${run.failed_calls} failed of ${run.total_calls}, last sign of life ${formatDateTime(run.last_heartbeat_at)}; ${r.events_folded} events folded, TTL ${r.stale_after}.`,
-          }),
-        );
-      }
-      out.className = `replay replay-${r.answer_status === 200 ? 'active' : 'inactive'}`;
-      replace(out, ...lines);
+      const words = replayWords(r, zone);
+      out.className = `replay replay-${r.active ? 'active' : 'inactive'}`;
+      replace(out, el('p', { class: 'replay-status', text: words.answer }), words.detail ? el('p', { class: 'muted', text: words.detail }) : null);
     } catch (err) {
       out.className = 'replay';
       replace(out, el('p', { class: 'error-text', text: `Replay failed: ${err.message}.` }));
