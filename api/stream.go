@@ -43,6 +43,12 @@ func (s *Server) streamActive(w http.ResponseWriter, r *http.Request, c call) er
 			return err
 		}
 	}
+	if wait, err := wantsWait(r); err != nil || wait {
+		if err != nil {
+			return err
+		}
+		return s.streamBusiness(w, r, c) // stream_wait.go
+	}
 	open, ok, err := projections.GetOpenRun(r.Context(), s.pool, c.business)
 	if err != nil {
 		return err

@@ -16,11 +16,15 @@ const who = document.getElementById('who');
 const signOutBtn = document.getElementById('signout');
 let view = null;
 
-/** watchOptions reads ?max_watch=90s (shorter watches only, at least 1 s). */
+/**
+ * watchOptions reads ?max_watch=90s (shorter watches only, at least 1 s):
+ * it bounds streaming too, where by default only polling is bounded.
+ */
 function watchOptions() {
   const asked = parseDuration(new URLSearchParams(location.search).get('max_watch') ?? '');
-  const maxWatchMs = Number.isFinite(asked) ? Math.min(MAX_WATCH_MS, Math.max(1000, asked)) : MAX_WATCH_MS;
-  return { maxWatchMs };
+  if (!Number.isFinite(asked)) return { maxWatchMs: MAX_WATCH_MS }; // polling (the fallback) only: a stream lasts
+  const maxWatchMs = Math.min(MAX_WATCH_MS, Math.max(1000, asked));
+  return { maxWatchMs, maxStreamWatchMs: maxWatchMs };
 }
 
 function showSignIn(problem) {
