@@ -7,8 +7,6 @@ package web_test
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -248,6 +246,7 @@ func TestOperator(t *testing.T) {
 		}
 		_ = start
 		p.screenshot("O10-replay-in-words")
+		p.screenshotDocs("page-operator") // the README's picture, with UPDATE_SCREENSHOTS=1
 		p.axeAtWidths("O10 timeline and replay")
 	})
 }
@@ -261,22 +260,4 @@ const jsTimelineRows = `[...document.querySelectorAll('#business-detail table.ti
 func typeInto(p *tab, css, text string) {
 	p.t.Helper()
 	eval[bool](p, fmt.Sprintf(`(() => { const i = document.querySelector(%q); i.focus(); i.value = %q; i.dispatchEvent(new Event('input', { bubbles: true })); return true; })()`, css, text))
-}
-
-// updateScreenshot writes the tab's page as docs/NAME.png when
-// UPDATE_SCREENSHOTS=1 (the README's images come from the tests).
-func updateScreenshot(p *tab, name string) {
-	p.t.Helper()
-	if os.Getenv("UPDATE_SCREENSHOTS") != "1" {
-		return
-	}
-	png, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(90))
-	if err != nil {
-		p.t.Fatalf("screenshot %s: %v", name, err)
-	}
-	file := filepath.Join("..", "..", "docs", name+".png")
-	if err := os.WriteFile(file, png, 0o644); err != nil {
-		p.t.Fatal(err)
-	}
-	p.t.Logf("wrote %s", file)
 }
