@@ -51,7 +51,6 @@ func TestOperator(t *testing.T) {
 		p := newTab(t, browser, tabOptions{initScripts: []string{shiftDate(time.Hour)}})
 		p.open(s.pageURL("*", api.RoleOperator, ""))
 		p.waitFor("alpha listed", jsOpenRow("o4-alpha"), 5*time.Second)
-		loaded := time.Now()
 
 		bravo := s.worker(t, "o4-bravo")
 		bravo.start(10, "dialer-b")
@@ -87,7 +86,6 @@ func TestOperator(t *testing.T) {
 		if d := time.Since(shown); d > 1500*time.Millisecond || d < -time.Second {
 			t.Fatalf("the replay instant defaults to %s, %s before now (the list loaded at %s)", value, d.Round(time.Millisecond), p2Loaded.UTC().Format(time.TimeOnly))
 		}
-		_ = loaded
 		p.axeAtWidths("O4 open runs")
 	})
 
@@ -184,7 +182,7 @@ func TestOperator(t *testing.T) {
 
 	t.Run("O10 the timeline folds heartbeats, names each actor one way and says the replay in words", func(t *testing.T) {
 		w := s.worker(t, "o10")
-		start := w.start(23, "dialer-10") // a worker token without a subject: the start names the body's worker_id
+		w.start(23, "dialer-10") // a worker token without a subject: the start names the body's worker_id
 		for i := 1; i <= 6; i++ {
 			w.heartbeat(i, 0)
 		}
@@ -244,9 +242,12 @@ func TestOperator(t *testing.T) {
 		if got := p.text("#replay-answer"); strings.Contains(got, "GET") || strings.Contains(got, "404") || strings.Contains(got, "200") {
 			t.Fatalf("the replay speaks the API's jargon: %q", got)
 		}
-		_ = start
 		p.screenshot("O10-replay-in-words")
-		p.screenshotDocs("page-operator") // the README's picture, with UPDATE_SCREENSHOTS=1
+		// The README's picture (UPDATE_SCREENSHOTS=1), with o10's worker alive again.
+		w.heartbeat(12, 1)
+		p.waitFor("o10 live again, at 13 calls", `document.querySelector('#open-runs tbody tr[data-business="o10"] td[data-label="Calls"]')?.innerText.trim() === '13 / 23' && `+
+			`document.querySelector('#open-runs tbody tr[data-business="o10"] td[data-label="State"]')?.innerText.trim() === 'live'`, 3*time.Second)
+		p.screenshotDocs("page-operator")
 		p.axeAtWidths("O10 timeline and replay")
 	})
 }

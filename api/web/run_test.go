@@ -114,7 +114,7 @@ func (p *tab) screenshotDocs(name string) {
 	if os.Getenv("UPDATE_SCREENSHOTS") != "1" {
 		return
 	}
-	png, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(100)) // 100: PNG; below it Chromium sends JPEG
 	if err != nil {
 		p.t.Fatal(err)
 	}
