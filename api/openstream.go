@@ -106,6 +106,12 @@ func (s *Server) streamOpen(w http.ResponseWriter, r *http.Request) error {
 	send(rows.rows, rows.next)
 	keepAlive := time.NewTicker(s.cfg.StreamKeepAlive)
 	defer keepAlive.Stop()
+	// Many runs heartbeating make many batches: read at most once per
+	// openStreamGap, the last change included (a wall-clock pace, not a
+	// judgement of liveness, so not the server's injected clock).
+	pace := time.NewTimer(0)
+	defer pace.Stop()
+	paced, due := true, false // paced: the gap since the last read has passed
 	ctx := r.Context()
 	for !st.failed {
 		select {
@@ -117,20 +123,30 @@ func (s *Server) streamOpen(w http.ResponseWriter, r *http.Request) error {
 			st.write(": keepalive\n\n")
 		case <-changed:
 			changed = feed.Changed()
-			off := feed.Offset(projections.ActiveRuns)
-			if !applied.Before(off) {
-				continue // another consumer group moved
+			if applied.Before(feed.Offset(projections.ActiveRuns)) {
+				due = true // else another consumer group moved
 			}
-			applied = off
-			page, err := s.openPage(ctx, q, off)
-			if err != nil {
-				return nil // the client reconnects and gets a problem it can act on
-			}
-			send(page.rows, page.next)
+		case <-pace.C:
+			paced = true
 		}
+		if !due || !paced {
+			continue
+		}
+		applied, due, paced = feed.Offset(projections.ActiveRuns), false, false
+		pace.Reset(openStreamGap)
+		page, err := s.openPage(ctx, q, applied)
+		if err != nil {
+			return nil // the client reconnects and gets a problem it can act on
+		}
+		send(page.rows, page.next)
 	}
 	return nil
 }
+
+// openStreamGap is the shortest time between two reads of one open-runs
+// stream: changes within it are sent together, well within the second an
+// operator may wait.
+const openStreamGap = 200 * time.Millisecond
 
 type openRunsPage struct {
 	rows []projections.RunRow
