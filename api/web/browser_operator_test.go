@@ -249,6 +249,9 @@ func TestOperator(t *testing.T) {
 			`document.querySelector('#open-runs tbody tr[data-business="o10"] td[data-label="State"]')?.innerText.trim() === 'live'`, 3*time.Second)
 		p.screenshotDocs("page-operator")
 		p.axeAtWidths("O10 timeline and replay")
+		p.do(chromedp.EmulateViewport(360, 760, chromedp.EmulateMobile))
+		noOverflow(t, p)
+		p.screenshot("O10-360px")
 	})
 }
 
