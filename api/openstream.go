@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/runledger/runledger/projections"
 )
 
@@ -25,10 +27,14 @@ type OpenRunsSnapshot struct {
 	ServerTime time.Time `json:"server_time"`
 }
 
-// routesOpenStream registers the operators' pushed list of open runs.
+// routesOpenStream registers the operators' pushed list of open runs, and
+// the count of the reads its streams make.
 func (s *Server) routesOpenStream() {
+	reads := prometheus.NewCounter(prometheus.CounterOpts{Name: "runledger_open_stream_reads_total",
+		Help: "Reads of the open runs made for GET /v1/runs/open/stream: one per change of active_runs, shared by the streams it woke; none while nothing changes."})
+	s.cfg.Registry.MustRegister(reads)
 	s.handle("GET /v1/runs/open/stream", func(w http.ResponseWriter, r *http.Request) {
-		if err := s.streamOpen(w, r); err != nil {
+		if err := s.streamOpen(w, r, reads); err != nil {
 			s.writeError(w, r, err)
 		}
 	})
@@ -43,7 +49,7 @@ func (s *Server) routesOpenStream() {
 // Silence is not pushed: every event carries server_time and each run its
 // last_heartbeat_at and stale_at, so a page counts silences on the server's
 // clock by itself.
-func (s *Server) streamOpen(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) streamOpen(w http.ResponseWriter, r *http.Request, reads prometheus.Counter) error {
 	claims, token, err := s.authenticate(r)
 	if err != nil {
 		return err
@@ -73,7 +79,7 @@ func (s *Server) streamOpen(w http.ResponseWriter, r *http.Request) error {
 	// the read and the wait closes this channel, and is read.
 	changed := feed.Changed()
 	applied := feed.Offset(projections.ActiveRuns)
-	rows, err := s.openPage(r.Context(), q, applied)
+	rows, err := s.openPage(r.Context(), q, applied, reads)
 	if err != nil {
 		return err
 	}
@@ -134,7 +140,7 @@ func (s *Server) streamOpen(w http.ResponseWriter, r *http.Request) error {
 		}
 		applied, due, paced = feed.Offset(projections.ActiveRuns), false, false
 		pace.Reset(openStreamGap)
-		page, err := s.openPage(ctx, q, applied)
+		page, err := s.openPage(ctx, q, applied, reads)
 		if err != nil {
 			return nil // the client reconnects and gets a problem it can act on
 		}
@@ -155,9 +161,10 @@ type openRunsPage struct {
 
 // openPage reads the first page of q once active_runs has applied off; the
 // streams of one scope woken by the same batch share the read.
-func (s *Server) openPage(ctx context.Context, q projections.OpenRunsQuery, off projections.Offset) (openRunsPage, error) {
+func (s *Server) openPage(ctx context.Context, q projections.OpenRunsQuery, off projections.Offset, reads prometheus.Counter) (openRunsPage, error) {
 	key := fmt.Sprintf("open/%s/%d/%d/%d", q.BusinessID, q.Limit, off.TxID, off.Position)
 	v, err, _ := s.runReads.Do(key, func() (any, error) {
+		reads.Inc()
 		rows, next, err := projections.ListOpenRuns(context.WithoutCancel(ctx), s.pool, q)
 		return openRunsPage{rows, next}, err
 	})

@@ -2,7 +2,9 @@ package api_test
 
 import (
 	"net/http"
+	"regexp"
 	"testing"
+	"time"
 
 	"github.com/runledger/runledger/api"
 )
@@ -75,4 +77,61 @@ func TestOpenRunsStream(t *testing.T) {
 	e.must(e.do("GET", "/v1/runs/open/stream", e.token("alpha", api.RoleUser), nil), 403, "forbidden")
 	e.must(e.do("GET", "/v1/runs/open/stream", "", nil), 401, "unauthorized")
 	e.must(e.do("GET", "/v1/runs/open/stream?limit=0", e.token("*", api.RoleOperator), nil), 400, "validation_failed")
+}
+
+// openStreamReads is runledger_open_stream_reads_total from /metrics.
+func (e *env) openStreamReads() string {
+	e.t.Helper()
+	r := e.do("GET", "/metrics", "", nil)
+	m := regexp.MustCompile(`(?m)^runledger_open_stream_reads_total (\S+)$`).FindSubmatch(r.raw)
+	if m == nil {
+		e.t.Fatalf("no runledger_open_stream_reads_total in /metrics")
+	}
+	return string(m[1])
+}
+
+// Open-runs streams cost no query while nothing changes: twenty operators
+// idle through several keep-alives and the stream reads do not move; a start
+// reaches every one of them.
+func TestOpenRunsStreamIdleCostsNoQuery(t *testing.T) {
+	e := newEnvWith(t, func(c *api.Config) { c.MaxStreamsPerToken = 100 })
+	e.start("alpha", 5)
+	op := e.token("*", api.RoleOperator)
+	var streams []<-chan sse
+	for range 20 {
+		ev := e.openRunsStream(op)
+		if got := openBusinesses(t, nextData(t, ev)); len(got) != 1 {
+			t.Fatalf("first event lists %v", got)
+		}
+		streams = append(streams, ev)
+	}
+	before := e.openStreamReads()
+	for _, ev := range streams { // three keep-alives each (50 ms apart here): idle time passed on every stream
+		for seen := 0; seen < 3; {
+			select {
+			case c, ok := <-ev:
+				if !ok {
+					t.Fatal("a stream ended")
+				}
+				if c.event != "" {
+					t.Fatalf("an event while nothing changed: %+v", c)
+				}
+				seen++
+			case <-time.After(10 * time.Second):
+				t.Fatal("no keep-alive")
+			}
+		}
+	}
+	if after := e.openStreamReads(); after != before {
+		t.Fatalf("idle open-runs streams read the database: %s reads, then %s", before, after)
+	}
+	e.start("bravo", 3)
+	for _, ev := range streams {
+		if got := openBusinesses(t, nextData(t, ev)); len(got) != 2 {
+			t.Fatalf("after a start, a stream lists %v", got)
+		}
+	}
+	if after := e.openStreamReads(); after == before {
+		t.Fatal("the start was pushed without a read")
+	}
 }
