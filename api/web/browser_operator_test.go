@@ -134,6 +134,10 @@ func TestOperator(t *testing.T) {
 		started, _ := time.Parse(time.RFC3339Nano, run["started_at"].(string))
 		contains(t, "the timeline's first time", eval[string](p, `document.querySelector('#business-detail table.timeline tbody td[data-label=Time]').innerText`),
 			started.In(saoPaulo).Format("2006-01-02 15:04:05"))
+		// The business's live view, opened from the console, speaks the same zone.
+		p.click("#live-view summary")
+		p.waitFor("the live view's history", jsShown("#history tbody tr", started.In(saoPaulo).Format("2006-01-02 15:04:05")), 5*time.Second)
+		p.waitFor("the run card's start", jsShown("#active-run .started", started.In(saoPaulo).Format("15:04:05")), 5*time.Second)
 		text := p.visibleText()
 		if m := regexp.MustCompile(`\b(AM|PM)\b|\d{4}-\d\d-\d\dT\d\d:\d\d|\d\d:\d\d:\d\dZ`).FindString(text); m != "" {
 			t.Fatalf("the page shows %q: another clock or zone than the one it names:\n%s", m, text)

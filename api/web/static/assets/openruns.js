@@ -4,7 +4,7 @@
 // and state are counted every second on the server's clock (the offset from
 // the last event's server_time), so the list never goes stale.
 
-import { cell, el, replace, setText } from './dom.js';
+import { cell, el, setText } from './dom.js';
 import { OpenRunsFeed } from './openfeed.js';
 import { formatDuration, formatTime, shortIds } from './format.js';
 
@@ -44,6 +44,7 @@ export function mountOpenRuns({ getToken, onPick, onDenied }) {
 
   let clock = null; // {serverMs, mono}: the server's time at a monotonic instant
   let runs = [];
+  let hasMore = false; // more open runs than the first page
   let feedStatus = 'connecting';
   const rows = new Map(); // run id → {tr, silent, state, ...}
   const serverNow = () => (clock === null ? null : clock.serverMs + (performance.now() - clock.mono));
@@ -106,7 +107,6 @@ export function mountOpenRuns({ getToken, onPick, onDenied }) {
     tick();
   }
 
-  let hasMore = false;
   function tick() {
     const now = serverNow();
     if (now !== null) {
@@ -139,7 +139,6 @@ export function mountOpenRuns({ getToken, onPick, onDenied }) {
   });
   feed.start();
   const ticker = setInterval(tick, 250);
-  replace(body);
   return {
     section,
     serverNow,
