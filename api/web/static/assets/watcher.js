@@ -221,8 +221,9 @@ export function silentAfterMs(run, samples) {
  * etaMs}: state "silent" (no heartbeat for silentAfterMs), "stopping" (cancel
  * requested), "paused", "stalled" (heartbeats without progress: the server's
  * flag; lastProgressMs is its last progress), "measuring" (fewer than two
- * heartbeats with progress at least a second apart in the last 5 minutes) or
- * "working". ratePerMin and
+ * heartbeats with progress in the last 5 minutes) or "working". samples are
+ * heartbeats only: a start is no measure of pace (a start, then a heartbeat
+ * 1 ms later that reports 18 calls, is not 1 million calls a minute). ratePerMin and
  * etaMs are numbers only when working (etaMs 0 once nothing is pending):
  * measured over recent heartbeats only (the last 10 within 5 minutes), never
  * since the start.
@@ -244,8 +245,7 @@ export function runPace(run, samples, nowMs, windowMs = 5 * 60e3) {
     .sort((a, b) => a.t - b.t)
     .slice(-11);
   const first = points[0];
-  // Less than a second of heartbeats measures nothing (a start, then a heartbeat 1 ms later).
-  if (!first || last - first.t < 1000 || done <= first.done) return { ...out, state: pending === 0 ? 'working' : 'measuring', etaMs: pending === 0 ? 0 : null };
+  if (!first || last <= first.t || done <= first.done) return { ...out, state: pending === 0 ? 'working' : 'measuring', etaMs: pending === 0 ? 0 : null };
   const ratePerMin = ((done - first.done) / (last - first.t)) * 60e3;
   return { ...out, ratePerMin, etaMs: pending === 0 ? 0 : (pending / ratePerMin) * 60e3 };
 }
