@@ -77,9 +77,15 @@ func (s *Server) streamBusiness(w http.ResponseWriter, r *http.Request, c call) 
 			if err := st.follow(ctx, sub, c.business, open); err != nil || st.failed || ctx.Err() != nil || s.isClosing() {
 				return err
 			}
-			// The run ended or went silent: what is open now?
+			// The run ended or went silent: what is open now? active_runs may
+			// not have applied the end the runs model told: an ended run is
+			// not open, whatever it says.
+			followed := open.ID
 			if open, ok, err = s.fetchOpen(ctx, c.business); err != nil {
 				return nil // the client reconnects and gets a problem it can act on
+			}
+			if ok && open.ID == followed && st.lastEvent == sseEnded {
+				ok = false
 			}
 			fromFeed = false
 			continue

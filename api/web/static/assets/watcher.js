@@ -13,7 +13,12 @@
  *    Last-Event-ID, reconnects with jittered exponential backoff, and falls
  *    back to polling GET …/runs/active when streaming fails twice in a row;
  *  - while no run is active, asks GET …/runs/active every idlePollMs, so a
- *    run that starts shows within about that time;
+ *    run that starts shows within about that time; or, with waitForStart
+ *    (the page's choice), holds GET …/runs/active/stream?wait=true open, a
+ *    stream of the business that pushes the start and each run's end (also
+ *    the end of a run that went silent), so an idle watch costs no request;
+ *    polling is then the fallback when streaming fails, and maxWatchMs bounds
+ *    only it (maxStreamWatchMs bounds the stream);
  *  - validates every message: anything but a well-formed run with
  *    status "running" and active true removes the bar at once;
  *  - keeps its own TTL: the bar goes when the run's stale_at passes, judged on
