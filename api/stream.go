@@ -88,6 +88,9 @@ type sseStream struct {
 	rc     *http.ResponseController
 	lastID int64
 	failed bool // the client is gone
+
+	// lastEvent is the last run event sent (stream_wait.go: how a followed run left).
+	lastEvent string
 }
 
 func (st *sseStream) start() {
@@ -117,6 +120,7 @@ func (st *sseStream) send(event string, row projections.RunRow) {
 	}
 	st.write(fmt.Sprintf("id: %d\nevent: %s\ndata: %s\n\n", row.LastPosition, event, data))
 	st.lastID = max(st.lastID, row.LastPosition)
+	st.lastEvent = event
 }
 
 // follow sends cur and what follows it until the run ends, goes silent, the

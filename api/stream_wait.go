@@ -64,34 +64,47 @@ func (s *Server) streamBusiness(w http.ResponseWriter, r *http.Request, c call) 
 	st.lastID, _ = strconv.ParseInt(r.Header.Get("Last-Event-ID"), 10, 64)
 	st.start()
 	ctx := r.Context()
+	fromFeed := false // open came with a change (the newest state), not from active_runs
 	for {
 		if ok && open.Active(s.now(), s.policy.StaleAfter) {
-			if cur, found, err := s.fetchRun(ctx, c.business, open.ID); err == nil && found && cur.Version >= open.Version {
-				open = cur
+			// active_runs may be ahead of the runs model (another consumer
+			// group): the newer of the two, as streamActive does.
+			if !fromFeed {
+				if cur, found, err := s.fetchRun(ctx, c.business, open.ID); err == nil && found && cur.Version >= open.Version {
+					open = cur
+				}
 			}
 			if err := st.follow(ctx, sub, c.business, open); err != nil || st.failed || ctx.Err() != nil || s.isClosing() {
 				return err
 			}
-			// The run ended or went silent: what is open now?
+			// The run ended or went silent: what is open now? active_runs may
+			// not have applied the end the runs model told: an ended run is
+			// not open, whatever it says.
+			followed := open.ID
 			if open, ok, err = s.fetchOpen(ctx, c.business); err != nil {
 				return nil // the client reconnects and gets a problem it can act on
 			}
+			if ok && open.ID == followed && st.lastEvent == sseEnded {
+				ok = false
+			}
+			fromFeed = false
 			continue
 		}
 		var silent *projections.RunRow
 		if ok {
 			silent = &open
 		}
-		if open, ok, err = st.wait(ctx, sub, c.business, silent); err != nil || !ok {
+		if open, ok, fromFeed, err = st.wait(ctx, sub, c.business, silent); err != nil || !ok {
 			return nil // the client or the server left; or the client reconnects and gets a problem it can act on
 		}
 	}
 }
 
-// wait sends "waiting" and returns when the business has an active run (ok),
-// or when the client or the server leaves (st.failed, ctx, closing). silent
-// is the open run that is not active, followed to its end ("ended").
-func (st *sseStream) wait(ctx context.Context, sub *projections.Subscription, business string, silent *projections.RunRow) (projections.RunRow, bool, error) {
+// wait sends "waiting" and returns when the business has an active run (ok;
+// fromFeed when the row came with the change rather than from a read), or
+// when the client or the server leaves (st.failed, ctx, closing). silent is
+// the open run that is not active, followed to its end ("ended").
+func (st *sseStream) wait(ctx context.Context, sub *projections.Subscription, business string, silent *projections.RunRow) (row projections.RunRow, ok, fromFeed bool, err error) {
 	s := st.s
 	st.sendWaiting(silent)
 	keepAlive := time.NewTicker(s.cfg.StreamKeepAlive)
@@ -99,12 +112,12 @@ func (st *sseStream) wait(ctx context.Context, sub *projections.Subscription, bu
 	for {
 		select {
 		case <-ctx.Done():
-			return projections.RunRow{}, false, nil
+			return projections.RunRow{}, false, false, nil
 		case <-s.closing:
-			return projections.RunRow{}, false, nil
+			return projections.RunRow{}, false, false, nil
 		case <-keepAlive.C:
 			if st.write(": keepalive\n\n"); st.failed {
-				return projections.RunRow{}, false, nil
+				return projections.RunRow{}, false, false, nil
 			}
 		case <-sub.C():
 			rows, mustRead := sub.Take()
@@ -123,14 +136,14 @@ func (st *sseStream) wait(ctx context.Context, sub *projections.Subscription, bu
 				}
 			}
 			if next != nil {
-				return *next, true, nil
+				return *next, true, true, nil
 			}
 			if !mustRead {
 				continue
 			}
 			open, ok, err := s.fetchOpen(ctx, business)
 			if err != nil {
-				return projections.RunRow{}, false, err
+				return projections.RunRow{}, false, false, err
 			}
 			if silent != nil && (!ok || open.ID != silent.ID) {
 				if final, found, err := s.fetchRun(ctx, business, silent.ID); err == nil && found && final.Ended() {
@@ -139,14 +152,14 @@ func (st *sseStream) wait(ctx context.Context, sub *projections.Subscription, bu
 				silent = nil
 			}
 			if ok && open.Active(s.now(), s.policy.StaleAfter) {
-				return open, true, nil
+				return open, true, false, nil
 			}
 			if ok {
 				silent = &open
 			}
 		}
 		if st.failed {
-			return projections.RunRow{}, false, nil
+			return projections.RunRow{}, false, false, nil
 		}
 	}
 }

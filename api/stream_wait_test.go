@@ -1,11 +1,16 @@
 package api_test
 
 import (
+	"context"
+	"io"
+	"log/slog"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/runledger/runledger/api"
+	"github.com/runledger/runledger/projections"
 )
 
 // openWaitStream opens …/runs/active/stream?wait=true as a user.
@@ -94,4 +99,48 @@ func TestBusinessStreamOption(t *testing.T) {
 	e.must(e.do("GET", "/v1/businesses/acme/runs/active/stream?wait=false", user, nil), 404, "no_active_run")
 	e.must(e.do("GET", "/v1/businesses/acme/runs/active/stream?wait=yes", user, nil), 400, "validation_failed")
 	e.must(e.do("GET", "/v1/businesses/globex/runs/active/stream?wait=true", user, nil), 404, "not_found")
+}
+
+// TestBusinessStreamWhileActiveRunsIsBehind: the run ends while active_runs
+// (another consumer group) has not applied the end: the stream still goes
+// back to waiting, rather than following the ended run again.
+func TestBusinessStreamWhileActiveRunsIsBehind(t *testing.T) {
+	e := newEnv(t)
+	e.stopProjector()
+	worker, user := e.token("acme", api.RoleWorker), e.token("acme", api.RoleUser)
+	runProjector := func(names ...string) (stop func()) {
+		proj, err := projections.NewProjector(e.pool, projections.Options{Projections: names, Feed: e.feed,
+			PollInterval: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- proj.Run(ctx) }()
+		<-proj.Running()
+		var once sync.Once
+		stop = func() { once.Do(func() { cancel(); <-done }) }
+		t.Cleanup(stop)
+		return stop
+	}
+	stopActive := runProjector(projections.ActiveRuns)
+	runProjector(projections.Runs)
+	events := e.openWaitStream("acme")
+	if ev := nextData(t, events); ev.event != "waiting" {
+		t.Fatalf("first event %+v, want waiting", ev)
+	}
+	id := e.must(e.do("POST", "/v1/businesses/acme/runs", worker, map[string]any{"total_calls": 10, "worker_id": "w1"}), 201, "").str("run_id")
+	if ev := nextData(t, events); ev.event != "run" || ev.run["run_id"] != id {
+		t.Fatalf("event %+v, want the start", ev)
+	}
+	waitStatus(t, e, "/v1/businesses/acme/runs/active", user, 200) // active_runs has the run
+	stopActive()                                                   // … and will not learn of its end
+	e.must(e.do("POST", "/v1/businesses/acme/runs/"+id+"/complete", worker,
+		map[string]any{"outcome": "completed", "completed_calls": 10, "failed_calls": 0}), 200, "")
+	if ev := nextData(t, events); ev.event != "ended" {
+		t.Fatalf("event %+v, want ended", ev)
+	}
+	if ev := nextData(t, events); ev.event != "waiting" || ev.run["run"] != nil {
+		t.Fatalf("event %+v, want waiting with no run", ev)
+	}
 }

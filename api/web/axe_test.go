@@ -25,9 +25,10 @@ var (
 	axeErr    error
 )
 
-// axeScript returns axe.min.js from api/web/node_modules. Without it the
-// test fails when RUNLEDGER_REQUIRE_BROWSER=1 (CI), else it is skipped.
-func axeScript(t *testing.T) string {
+// axeScript returns axe.min.js from api/web/node_modules, and whether it
+// is there. Without it the test fails when RUNLEDGER_REQUIRE_BROWSER=1 (CI);
+// else the accessibility checks are left out, and the test says so.
+func axeScript(t *testing.T) (string, bool) {
 	t.Helper()
 	axeOnce.Do(func() {
 		var raw []byte
@@ -39,9 +40,10 @@ func axeScript(t *testing.T) string {
 		if os.Getenv("RUNLEDGER_REQUIRE_BROWSER") == "1" {
 			t.Fatal(msg)
 		}
-		t.Skip(msg)
+		t.Log(msg + "; the accessibility check is left out")
+		return "", false
 	}
-	return axeSource
+	return axeSource, true
 }
 
 // axeViolation is one rule axe found broken, with the elements that break it.
@@ -57,10 +59,13 @@ type axeViolation struct {
 }
 
 // axeViolations runs axe on the tab's whole document as it is now and
-// returns what it reports broken.
+// returns what it reports broken (nothing without axe-core: see axeScript).
 func (p *tab) axeViolations() []axeViolation {
 	p.t.Helper()
-	src := axeScript(p.t)
+	src, ok := axeScript(p.t)
+	if !ok {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(p.ctx, 60*time.Second)
 	defer cancel()
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`typeof window.axe === 'object' || (()=>{`+src+`
@@ -82,6 +87,9 @@ func (p *tab) axeViolations() []axeViolation {
 // each (rule, impact, the elements).
 func (p *tab) axeClean(state string) {
 	p.t.Helper()
+	if _, ok := axeScript(p.t); !ok {
+		return
+	}
 	vs := p.axeViolations()
 	if len(vs) == 0 {
 		p.t.Logf("axe-core: no violation (%s)", state)
@@ -122,6 +130,9 @@ func (p *tab) axeAtWidths(state string) {
 // inject it, reports a table header with no text and a button with no name.
 func TestAxeHarness(t *testing.T) {
 	browser := startBrowser(t)
+	if _, ok := axeScript(t); !ok {
+		t.Skip("axe-core is not installed: run `npm ci` in api/web")
+	}
 	p := newTab(t, browser, tabOptions{})
 	p.open(`data:text/html,<!doctype html><html lang="en"><title>t</title><main><table><tr><th>Calls</th><th></th></tr><tr><td>1</td><td>2</td></tr></table><button></button></main></html>`)
 	got := map[string]bool{}

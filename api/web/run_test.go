@@ -114,7 +114,7 @@ func (p *tab) screenshotDocs(name string) {
 	if os.Getenv("UPDATE_SCREENSHOTS") != "1" {
 		return
 	}
-	png, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(100)) // 100: PNG; below it Chromium sends JPEG
+	png, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(100)) // 100: PNG (less is JPEG)
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -372,7 +372,21 @@ func TestBusinessRun(t *testing.T) {
 		if calls != "[hidden ✓][completed,][hidden ✗][failed,]" {
 			t.Fatalf("the Calls cell's marks: %s", calls)
 		}
+		// For the README's picture: a worker at work, so that the rate is measured.
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			for i := 1; ; i++ {
+				select {
+				case <-done:
+					return
+				case <-time.After(400 * time.Millisecond):
+				}
+				_, _, _ = s.send("POST", w.path("/"+w.runID+"/heartbeat"), w.token, map[string]any{"completed_calls": 45 + i, "failed_calls": 6})
+			}
+		}()
 		p.do(chromedp.EmulateViewport(1280, 900))
+		p.waitFor("a measured rate", jsShown("#active-run .rate", "calls/min"), 10*time.Second)
 		p.screenshotDocs("page-business")
 	})
 }

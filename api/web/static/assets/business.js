@@ -147,7 +147,7 @@ export function mountBusiness(root, { business, api, getToken, canAct = true, wa
     if (knownEnded.has(run.run_id)) return hideBar();
     if (!samples.has(run.run_id)) historyView.reload(); // a new run: list it
     historyView.note(run);
-    const list = samples.get(run.run_id) ?? [{ t: Date.parse(run.started_at), done: 0 }];
+    const list = samples.get(run.run_id) ?? []; // heartbeats only: the start measures no pace
     const t = Date.parse(run.last_heartbeat_at);
     if (!list.length || list.at(-1).t < t) list.push({ t, done: run.completed_calls + run.failed_calls });
     samples.set(run.run_id, list.slice(-50));

@@ -1,4 +1,4 @@
-// format.js — pure formatting and estimates for the page (no DOM, no clock:
+// format.js — pure formatting for the page (no DOM, no clock:
 // every "now" is passed in, measured on the server's clock).
 
 /** formatDuration renders ms as "12 s", "3 min 5 s", "2 h 3 min" (rounded down to the second). */
@@ -52,33 +52,6 @@ export function shortId(id, among = []) {
   return shortIds([...among, id]).get(String(id ?? ''));
 }
 
-/**
- * progressStats returns what the bar shows for run: done (completed +
- * failed), pct of total, ratePerMin and etaMs (null until known). samples are
- * earlier {t, done} points of this run (t = last_heartbeat_at in ms); the
- * rate is measured over the last windowMs of them, else since the start.
- */
-export function progressStats(run, samples = [], windowMs = 5 * 60e3) {
-  const done = run.completed_calls + run.failed_calls;
-  const total = run.total_calls;
-  const pct = total > 0 ? (100 * done) / total : 100;
-  const last = { t: Date.parse(run.last_heartbeat_at), done };
-  const points = [{ t: Date.parse(run.started_at), done: 0 }, ...samples, last]
-    .filter((p) => Number.isFinite(p.t) && p.t <= last.t)
-    .sort((a, b) => a.t - b.t);
-  let first = points.find((p) => p.t >= last.t - windowMs && p.t < last.t);
-  if (!first) first = points[0];
-  let ratePerMin = null;
-  if (first && last.t > first.t && last.done > first.done) {
-    ratePerMin = ((last.done - first.done) / (last.t - first.t)) * 60e3;
-  }
-  const pending = total - done;
-  let etaMs = null;
-  if (pending === 0) etaMs = 0;
-  else if (ratePerMin) etaMs = (pending / ratePerMin) * 60e3;
-  return { done, total, pct, ratePerMin, etaMs, pending };
-}
-
 /** formatRate renders calls per minute: "12 calls/min", "0.4 calls/min", or "—". */
 export function formatRate(perMin) {
   if (perMin === null || !Number.isFinite(perMin)) return '—';
@@ -105,42 +78,9 @@ export function statusText(run) {
   return STATUS_TEXT[run.status] ?? run.status;
 }
 
-const REASON_TEXT = {
-  completed: 'finished its list',
-  worker_failed: 'the worker reported a failure',
-  cancelled: 'cancelled by a user; the worker stopped',
-  cancel_forced: 'cancelled: the worker was silent',
-  stale: 'the worker went silent past the TTL',
-};
-
-/** endReasonText explains a run's end_reason, or "" for a run that has not ended. */
-export function endReasonText(run) {
-  if (!run.end_reason) return '';
-  return REASON_TEXT[run.end_reason] ?? run.end_reason;
-}
-
 /** counts renders a run's progress as "30 completed · 5 failed · 65 pending of 100". */
 export function counts(run) {
   return `${run.completed_calls} completed · ${run.failed_calls} failed · ${run.pending_calls} pending of ${run.total_calls}`;
-}
-
-/** describeEnd is one sentence about how a run ended. */
-export function describeEnd(run) {
-  const what = `${run.completed_calls} completed, ${run.failed_calls} failed of ${run.total_calls}`;
-  switch (run.end_reason) {
-    case 'completed':
-      return `Run completed: ${what}.`;
-    case 'worker_failed':
-      return `Run failed: the worker reported a failure${run.last_error ? ` (${run.last_error})` : ''}; ${what}.`;
-    case 'cancelled':
-      return `Run cancelled: the worker stopped; ${what}.`;
-    case 'cancel_forced':
-      return `Cancelled: the worker was silent; ${what}.`;
-    case 'stale':
-      return `Run failed: the worker went silent past the TTL; ${what}, ${run.abandoned_calls ?? run.pending_calls} abandoned.`;
-    default:
-      return `Run ${run.status}: ${what}.`;
-  }
 }
 
 // Times: every time on the page is in one zone, the browser's, named on

@@ -13,7 +13,12 @@
  *    Last-Event-ID, reconnects with jittered exponential backoff, and falls
  *    back to polling GET …/runs/active when streaming fails twice in a row;
  *  - while no run is active, asks GET …/runs/active every idlePollMs, so a
- *    run that starts shows within about that time;
+ *    run that starts shows within about that time; or, with waitForStart
+ *    (the page's choice), holds GET …/runs/active/stream?wait=true open, a
+ *    stream of the business that pushes the start and each run's end (also
+ *    the end of a run that went silent), so an idle watch costs no request;
+ *    polling is then the fallback when streaming fails, and maxWatchMs bounds
+ *    only it (maxStreamWatchMs bounds the stream);
  *  - validates every message: anything but a well-formed run with
  *    status "running" and active true removes the bar at once;
  *  - keeps its own TTL: the bar goes when the run's stale_at passes, judged on
@@ -221,8 +226,9 @@ export function silentAfterMs(run, samples) {
  * etaMs}: state "silent" (no heartbeat for silentAfterMs), "stopping" (cancel
  * requested), "paused", "stalled" (heartbeats without progress: the server's
  * flag; lastProgressMs is its last progress), "measuring" (fewer than two
- * heartbeats with progress at least a second apart in the last 5 minutes) or
- * "working". ratePerMin and
+ * heartbeats with progress in the last 5 minutes) or "working". samples are
+ * heartbeats only: a start is no measure of pace (a start, then a heartbeat
+ * 1 ms later that reports 18 calls, is not 1 million calls a minute). ratePerMin and
  * etaMs are numbers only when working (etaMs 0 once nothing is pending):
  * measured over recent heartbeats only (the last 10 within 5 minutes), never
  * since the start.
@@ -244,8 +250,7 @@ export function runPace(run, samples, nowMs, windowMs = 5 * 60e3) {
     .sort((a, b) => a.t - b.t)
     .slice(-11);
   const first = points[0];
-  // Less than a second of heartbeats measures nothing (a start, then a heartbeat 1 ms later).
-  if (!first || last - first.t < 1000 || done <= first.done) return { ...out, state: pending === 0 ? 'working' : 'measuring', etaMs: pending === 0 ? 0 : null };
+  if (!first || last <= first.t || done <= first.done) return { ...out, state: pending === 0 ? 'working' : 'measuring', etaMs: pending === 0 ? 0 : null };
   const ratePerMin = ((done - first.done) / (last - first.t)) * 60e3;
   return { ...out, ratePerMin, etaMs: pending === 0 ? 0 : (pending / ratePerMin) * 60e3 };
 }
