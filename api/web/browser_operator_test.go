@@ -256,6 +256,11 @@ func TestOperator(t *testing.T) {
 		p.do(chromedp.EmulateViewport(360, 760, chromedp.EmulateMobile))
 		noOverflow(t, p)
 		p.screenshot("O10-360px")
+		open := eval[float64](p, `document.querySelector('#business-detail table.timeline').getBoundingClientRect().height`)
+		p.click(`#business-detail table.timeline tbody tr.hb-group button[aria-expanded="true"]`)
+		p.waitFor("the fold closed", `!document.querySelector('#business-detail table.timeline tbody tr.hb-group button[aria-expanded="true"]')`, 2*time.Second)
+		folded := eval[float64](p, `document.querySelector('#business-detail table.timeline').getBoundingClientRect().height`)
+		t.Logf("the timeline of 12 events at 360 px: %.0f px with one fold open, %.0f px folded", open, folded)
 	})
 }
 
