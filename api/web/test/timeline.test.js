@@ -30,7 +30,7 @@ test('consecutive plain heartbeats of one run fold into one item; anything else 
 
 test('a fold says how many, over how long, and the progress from → to', () => {
   assert.equal(foldSummary([hb(R1, 1, 1, 0), hb(R1, 2, 2, 0), hb(R1, 26, 6, 0)]), '3 heartbeats over 25 s: 1/23 → 6/23 done, 0 failed');
-  assert.equal(foldSummary([hb(R1, 1, 7, 1), hb(R1, 9, 10, 3)]), '2 heartbeats over 8 s: 7/23 → 10/23 done, 1 → 3 failed');
+  assert.equal(foldSummary([hb(R1, 1, 7, 1), hb(R1, 9, 10, 3)]), '2 heartbeats over 8.0 s: 7/23 → 10/23 done, 1 → 3 failed');
 });
 
 test('actors are named one way', () => {
@@ -52,10 +52,10 @@ const run = (over = {}) => ({
 test('the replay says what the page would have shown, in words, never the API', () => {
   const at = '2026-11-30T02:00:12Z';
   const live = replayWords({ at, stale_after: '15m0s', active: true, run: run(), events_folded: 4, reason: 'x' }, 'UTC');
-  assert.equal(live.answer, 'At 2026-11-30 02:00:12 (UTC) the page would have shown the bar: the run was live, last sign of life 12.0 s before.');
+  assert.equal(live.answer, 'At 2026-11-30 02:00:12 (UTC) the page would have shown the bar: the run was live, last sign of life 12 s before.');
   assert.equal(live.detail, 'Run 000000a1 of worker dialer-3: 5/23 done, 1 failed, 17 pending; last sign of life 2026-11-30 02:00:00; TTL 15 min; 4 events replayed.');
   const paused = replayWords({ at, stale_after: '15m0s', active: true, run: run({ paused: true, paused_by: 'user:alice' }), reason: 'run … stalled since 2026-11-30T01:50:00.000Z (no progress for 10m12s)' }, 'UTC');
-  assert.equal(paused.answer, 'At 2026-11-30 02:00:12 (UTC) the page would have shown the bar: the run was live, last sign of life 12.0 s before, paused by user alice, stalled: no progress since 2026-11-30 01:50:00.');
+  assert.equal(paused.answer, 'At 2026-11-30 02:00:12 (UTC) the page would have shown the bar: the run was live, last sign of life 12 s before, paused by user alice, stalled: no progress since 2026-11-30 01:50:00.');
   const silent = replayWords({ at: '2026-11-30T02:00:03.2Z', stale_after: '3s', active: false, run: run() }, 'UTC');
   assert.equal(silent.answer, 'At 2026-11-30 02:00:03 (UTC) the page would have shown no bar: run 000000a1 had been silent for 3.2 s, past its TTL of 3 s.');
   const ended = replayWords({ at, stale_after: '15m0s', active: false, run: run({ status: 'failed', end_reason: 'worker_failed', last_error: 'carrier down', ended_at: '2026-11-30T02:00:05Z' }) }, 'UTC');
@@ -68,5 +68,6 @@ test('the replay says what the page would have shown, in words, never the API', 
 test('silence reads in tenths under a minute', () => {
   assert.equal(silence(3200), '3.2 s');
   assert.equal(silence(2999), '2.9 s');
+  assert.equal(silence(12500), '12 s');
   assert.equal(silence(61000), '1 min 1 s');
 });

@@ -71,13 +71,16 @@ export function foldSummary(events) {
   const f = (ev) => ev.data?.failed_calls;
   const of = Number.isFinite(total) ? `/${total}` : '';
   const failed = f(first) === f(last) ? `${f(last)} failed` : `${f(first)} → ${f(last)} failed`;
-  return `${events.length} heartbeats over ${formatDuration(span)}: ${c(first)}${of} → ${c(last)}${of} done, ${failed}`;
+  return `${events.length} heartbeats over ${silence(span)}: ${c(first)}${of} → ${c(last)}${of} done, ${failed}`;
 }
 
-/** silence renders how long a run had been silent: tenths of a second under a minute ("3.2 s"), so that it reads past a TTL of "3 s". */
+/**
+ * silence renders a short span with tenths of a second under 10 s ("3.2 s",
+ * so that a silence reads past a TTL of "3 s"), else as formatDuration.
+ */
 export function silence(ms) {
   if (!Number.isFinite(ms)) return '—';
-  return ms < 60e3 ? `${(Math.floor(Math.max(0, ms) / 100) / 10).toFixed(1)} s` : formatDuration(ms);
+  return ms < 10e3 ? `${(Math.floor(Math.max(0, ms) / 100) / 10).toFixed(1)} s` : formatDuration(ms);
 }
 
 const ENDED = {
