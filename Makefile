@@ -21,10 +21,13 @@ build:
 	$(GO) build -o $(BIN) ./cmd/runledger
 
 ## test: vet, then every test against a private PostgreSQL cluster the tests start themselves
-## (with Chromium installed, the page's browser tests too: their screenshots are kept under
-## test-artifacts/_artifacts/), then the page's JavaScript unit tests when node is installed
+## (with Chromium installed, the page's browser tests too, with axe-core from api/web's npm ci:
+## their screenshots are kept under test-artifacts/_artifacts/), then the page's JavaScript
+## unit tests when node is installed
 test: vet fmt-check
 	@rm -rf $(ARTIFACTS) && mkdir -p $(ARTIFACTS)
+	@if [ ! -d api/web/node_modules/axe-core ] && command -v npm >/dev/null 2>&1; then \
+	  (cd api/web && npm ci --no-audit --no-fund) || echo "npm ci failed: the browser tests run without axe-core"; fi
 	$(GO) test -race -count=1 -timeout 8m -artifacts -outputdir $(CURDIR)/$(ARTIFACTS) $(PKGS)
 	@if command -v node >/dev/null 2>&1; then node --test api/web/test/; \
 	else echo "node not found: skipped the page's JavaScript unit tests (node --test api/web/test/)"; fi

@@ -43,6 +43,12 @@ func (s *Server) streamActive(w http.ResponseWriter, r *http.Request, c call) er
 			return err
 		}
 	}
+	if wait, err := wantsWait(r); err != nil || wait {
+		if err != nil {
+			return err
+		}
+		return s.streamBusiness(w, r, c) // stream_wait.go
+	}
 	open, ok, err := projections.GetOpenRun(r.Context(), s.pool, c.business)
 	if err != nil {
 		return err
@@ -82,6 +88,9 @@ type sseStream struct {
 	rc     *http.ResponseController
 	lastID int64
 	failed bool // the client is gone
+
+	// lastEvent is the last run event sent (stream_wait.go: how a followed run left).
+	lastEvent string
 }
 
 func (st *sseStream) start() {
@@ -111,6 +120,7 @@ func (st *sseStream) send(event string, row projections.RunRow) {
 	}
 	st.write(fmt.Sprintf("id: %d\nevent: %s\ndata: %s\n\n", row.LastPosition, event, data))
 	st.lastID = max(st.lastID, row.LastPosition)
+	st.lastEvent = event
 }
 
 // follow sends cur and what follows it until the run ends, goes silent, the

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { ago, counts, describeEnd, formatDuration, formatEta, formatRate, parseDuration, progressStats, shortId, shortIds, statusText } from '../static/assets/format.js';
+import { ago, counts, formatDuration, formatEta, formatRate, parseDuration, shortId, shortIds, statusText } from '../static/assets/format.js';
 import { readClaims, takeTokenFromFragment, currentToken } from '../static/assets/session.js';
 
 const run = (over = {}) => ({
@@ -38,25 +38,6 @@ test('parseDuration reads what ?max_watch= accepts', () => {
   for (const bad of ['', 'soon', '5x', '5 m', '-1s']) assert.ok(Number.isNaN(parseDuration(bad)), bad);
 });
 
-test('progressStats: rate over the recent window, ETA from the pending calls', () => {
-  // 40 calls in 4 minutes since the start: 10 calls/min, 60 pending: 6 min.
-  let s = progressStats(run());
-  assert.equal(s.done, 40);
-  assert.equal(s.pct, 40);
-  assert.equal(s.ratePerMin, 10);
-  assert.equal(s.etaMs, 6 * 60e3);
-  // Recent samples win over the whole run: 20 calls in the last minute.
-  s = progressStats(run(), [{ t: Date.parse('2026-11-28T09:03:00Z'), done: 20 }], 90e3);
-  assert.equal(s.ratePerMin, 20);
-  assert.equal(s.etaMs, 3 * 60e3);
-  // No progress yet: no rate, no ETA; nothing pending: done.
-  s = progressStats(run({ completed_calls: 0, failed_calls: 0, pending_calls: 100 }));
-  assert.equal(s.ratePerMin, null);
-  assert.equal(s.etaMs, null);
-  assert.equal(progressStats(run({ completed_calls: 90, pending_calls: 0 })).etaMs, 0);
-  assert.equal(progressStats(run({ total_calls: 0, completed_calls: 0, failed_calls: 0, pending_calls: 0 })).pct, 100);
-});
-
 test('rates, ETAs, statuses and endings read as sentences', () => {
   assert.equal(formatRate(12.4), '12 calls/min');
   assert.equal(formatRate(0.44), '0.4 calls/min');
@@ -73,8 +54,6 @@ test('rates, ETAs, statuses and endings read as sentences', () => {
   assert.equal(statusText(run({ paused: true, active: false })), 'Not active (silent)');
   assert.equal(statusText(run({ status: 'cancelled', active: false })), 'Cancelled');
   assert.equal(counts(run()), '30 completed · 10 failed · 60 pending of 100');
-  assert.equal(describeEnd(run({ status: 'cancelled', end_reason: 'cancel_forced' })), 'Cancelled: the worker was silent; 30 completed, 10 failed of 100.');
-  assert.equal(describeEnd(run({ status: 'failed', end_reason: 'stale', abandoned_calls: 60 })), 'Run failed: the worker went silent past the TTL; 30 completed, 10 failed of 100, 60 abandoned.');
   assert.equal(shortId('0190f0c2-7b1e-7cc3-9d7e-3f5a2b1c4d5e'), '5a2b1c4d5e'.slice(-8));
   // Runs started in the same millisecond share their first 12 digits; the
   // tails differ, and a shared tail is lengthened until it does not.

@@ -530,3 +530,83 @@ describe('Watcher', () => {
     assert.ok(streams[0].aborted, 'the silent stream was aborted');
   });
 });
+
+describe('Watcher with waitForStart (the business stream)', () => {
+  test('an idle watch is one open stream: the start, the end and the next start are pushed on it', async () => {
+    const streams = [];
+    const srv = fakeServer({
+      '/runs/active/stream': (req) => {
+        assert.ok(req.url.endsWith('/runs/active/stream?wait=true'), req.url);
+        const h = sse(req);
+        streams.push(h);
+        return h.response;
+      },
+    });
+    const w = watcher({ ...fast, fetch: srv.fetch, waitForStart: true });
+    const seen = record(w);
+    w.start();
+    await until(() => streams.length === 1, 2000, 'the stream');
+    streams[0].send('waiting', { server_time: new Date().toISOString(), run: null });
+    await until(() => seen.some((e) => e.type === 'inactive'), 2000, 'inactive');
+    streams[0].send('run', liveRun(), '5');
+    await until(() => w.run !== null, 2000, 'the bar');
+    const final = liveRun({ status: 'completed', active: false, stale_at: null, end_reason: 'completed', ended_at: new Date().toISOString() });
+    streams[0].send('ended', final, '6');
+    await until(() => seen.some((e) => e.type === 'ended'), 2000, 'ended');
+    streams[0].send('waiting', { server_time: new Date().toISOString(), run: null });
+    streams[0].send('run', liveRun({ run_id: '0190f0c2-7b1e-7cc3-9d7e-3f5a2b1c4d5f' }), '9');
+    await until(() => w.run?.run_id.endsWith('5f'), 2000, 'the next run');
+    assert.equal(srv.requests.length, 1, 'one request for the whole watch');
+    assert.equal(streams[0].aborted, false);
+    assert.deepEqual(
+      seen.filter((e) => e.type !== 'connection').map((e) => e.type),
+      ['inactive', 'run', 'ended', 'run'],
+    );
+  });
+
+  test('a silent open run is named while waiting, and its end (by the reaper) is pushed', async () => {
+    let h;
+    const srv = fakeServer({ '/runs/active/stream': (req) => (h = sse(req)).response });
+    const w = watcher({ ...fast, fetch: srv.fetch, waitForStart: true });
+    const seen = record(w);
+    w.start();
+    await until(() => h, 2000, 'the stream');
+    const silent = liveRun({ active: false });
+    h.send('waiting', { server_time: new Date().toISOString(), run: silent });
+    await until(() => seen.some((e) => e.type === 'inactive'), 2000, 'inactive');
+    assert.equal(seen.find((e) => e.type === 'inactive').reason, 'not_active');
+    h.send('ended', liveRun({ status: 'failed', active: false, stale_at: null, end_reason: 'stale', ended_at: new Date().toISOString() }), '12');
+    await until(() => seen.some((e) => e.type === 'ended'), 2000, 'ended');
+    assert.equal(srv.requests.length, 1);
+  });
+
+  test('a server without the option (404 no_active_run) is polled, as before', async () => {
+    const srv = fakeServer({
+      '/runs/active/stream': () => json(404, { code: 'no_active_run' }),
+      '/runs/active': () => json(404, { code: 'no_active_run' }),
+    });
+    const w = watcher({ ...fast, fetch: srv.fetch, waitForStart: true });
+    w.start();
+    await until(() => srv.requests.length >= 4, 2000, 'polls');
+    assert.equal(srv.requests.filter((r) => r.path.endsWith('/stream')).length, 1, 'the stream is asked once');
+  });
+
+  test('maxWatchMs bounds polling only; a healthy stream lasts', async () => {
+    let h;
+    let broken = false;
+    const srv = fakeServer({ '/runs/active/stream': (req) => (broken ? json(502, {}) : (h = sse(req)).response) });
+    const w = watcher({ ...fast, fetch: srv.fetch, waitForStart: true, maxWatchMs: 30 });
+    const seen = record(w);
+    w.start();
+    await until(() => h, 2000, 'the stream');
+    h.send('waiting', { server_time: new Date().toISOString(), run: null });
+    await new Promise((r) => realSetTimeout(r, 80));
+    assert.equal(seen.some((e) => e.type === 'stopped'), false, 'still watching past maxWatchMs');
+    // The stream fails for good: the fallback's polling stops at once (overdue).
+    broken = true;
+    h.fail();
+    await until(() => seen.some((e) => e.type === 'stopped'), 2000, 'the end of the watch');
+    assert.equal(seen.find((e) => e.type === 'stopped').reason, 'max_duration');
+    assert.equal(srv.requests.filter((r) => !r.path.endsWith('/stream')).length, 0, 'no poll after maxWatchMs');
+  });
+});

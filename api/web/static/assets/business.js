@@ -2,21 +2,12 @@
 // watcher.js), Cancel and Pause/Resume with the answer they got, the notes
 // that replace the bar when it must go, and the paged history of runs.
 
-import { Watcher } from './watcher.js';
-import { el, replace, setText } from './dom.js';
+import { Watcher, runPace } from './watcher.js';
+import { el, ident, replace, setText } from './dom.js';
 import { ApiError, businessPath } from './api.js';
 import { renderHistory } from './history.js';
-import {
-  ago,
-  counts,
-  describeEnd,
-  formatDuration,
-  formatEta,
-  formatRate,
-  formatTime,
-  progressStats,
-  shortId,
-} from './format.js';
+import { describeEnd } from './reasons.js';
+import { ago, counts, formatDuration, formatEta, formatRate, formatTime, shortId } from './format.js';
 
 const CONNECTION_TEXT = {
   idle: 'Watching for a run to start…',
@@ -36,6 +27,7 @@ export function mountBusiness(root, { business, api, getToken, canAct = true, wa
   const knownEnded = new Set(); // runs known to have ended never show a bar again
   const samples = new Map(); // run id → [{t, done}] for the rate
   let ticker = null;
+  let shown = null; // the newest state of the shown run: the watcher's, or a command's answer
 
   // --- the active run's card ---------------------------------------------
   const runId = el('span', { class: 'mono' });
@@ -55,12 +47,20 @@ export function mountBusiness(root, { business, api, getToken, canAct = true, wa
   const started = el('dd', { class: 'started' });
   const life = el('p', { class: 'life' });
   const stallNote = el('p', { class: 'stall-note', hidden: true });
+  // The buttons are never disabled (a disabled button loses the keyboard's
+  // focus): while a request is in flight they are aria-disabled and
+  // aria-busy, and ignore clicks.
   const pauseBtn = el('button', { type: 'button', class: 'pause', hidden: true, on: { click: () => pauseOrResume() } });
   const cancelBtn = el('button', { type: 'button', class: 'cancel danger', text: 'Cancel run', on: { click: () => cancel(watcher.run) } });
+  // What the page learnt of the worker's acknowledgement: the server time of
+  // the last pause, resume or cancel this page asked for, by run.
+  const asked = { runId: null, action: null, at: NaN };
   const card = el(
     'section',
     { class: 'card run-card', id: 'active-run', hidden: true, 'aria-label': 'Active run' },
     el('div', { class: 'run-head' }, el('h3', {}, 'Active run ', runId), el('span', { class: 'badges' }, badges.paused, badges.stalled, badges.stopping)),
+    // The controls come first: nothing above them changes height while they are used.
+    canAct ? el('div', { class: 'actions' }, pauseBtn, cancelBtn) : null,
     el('div', { class: 'bar-row' }, bar, pct),
     countLine,
     el(
@@ -73,27 +73,39 @@ export function mountBusiness(root, { business, api, getToken, canAct = true, wa
     ),
     life,
     stallNote,
-    canAct ? el('div', { class: 'actions' }, pauseBtn, cancelBtn) : null,
   );
 
   const conn = el('p', { class: 'conn', id: 'connection' });
   const note = el('div', { class: 'note', id: 'watch-note', role: 'status', hidden: true });
-  const answer = el('div', { class: 'answer', id: 'answer', role: 'status', 'aria-live': 'polite', hidden: true });
+  const answer = el('div', { class: 'answer', id: 'answer', hidden: true });
+  // The live region that announces the result of Pause, Resume and Cancel
+  // (always present: a region that appears with its text is not announced).
+  const announce = el('div', { class: 'visually-hidden', id: 'announce', role: 'status', 'aria-live': 'polite' });
   const history = el('section', { class: 'card', id: 'history', 'aria-label': 'History of runs' });
 
-  replace(root, el('div', { class: 'business-head' }, el('h2', {}, 'Business ', el('span', { class: 'mono', text: business })), conn), answer, card, note, history);
+  // Answers and notes come below the card: a banner never moves the controls.
+  replace(
+    root,
+    el('div', { class: 'business-head' }, el('h2', {}, 'Business ', el('span', { class: 'mono', text: business })), conn),
+    card,
+    answer,
+    note,
+    announce,
+    history,
+  );
 
   // --- the watcher ---------------------------------------------------------
-  const watcher = new Watcher({ business, getToken, ...watch });
+  const watcher = new Watcher({ business, getToken, waitForStart: true, ...watch });
   watcher.addEventListener('run', (e) => showRun(e.detail.run));
   watcher.addEventListener('ended', (e) => {
     const r = e.detail.run;
     historyView.note(r);
-    knownEnded.add(r.run_id);
     hideBar();
-    answer.hidden = true; // an answer about this run ("Stopping …") is history now
-    showNote('info', describeEnd(r));
     historyView.reload();
+    if (knownEnded.has(r.run_id)) return; // the page ended it (a forced cancel): its answer says how
+    knownEnded.add(r.run_id);
+    answer.hidden = true; // an answer about this run ("Stopping …") is history now
+    showNote(r.end_reason === 'completed' && r.pending_calls === 0 ? 'info' : 'warn', describeEnd(r));
   });
   watcher.addEventListener('inactive', (e) => {
     const { reason, run } = e.detail;
@@ -102,8 +114,8 @@ export function mountBusiness(root, { business, api, getToken, canAct = true, wa
       showSilent(run, reason);
     } else if (reason === 'invalid') {
       showNote('warn', 'The server sent an answer this page does not understand, so the bar is hidden. Checking again…');
-    } else if (!run) {
-      showNote('info', 'No active run.');
+    } else if (!run || knownEnded.has(run.run_id) || run.status !== 'running') {
+      if (note.hidden) showNote('info', 'No active run.');
     }
     historyView.reload();
   });
@@ -123,7 +135,7 @@ export function mountBusiness(root, { business, api, getToken, canAct = true, wa
     }
     setText(conn, 'Not watching');
   });
-  watcher.addEventListener('connection', (e) => setText(conn, CONNECTION_TEXT[e.detail.state] ?? ''));
+  watcher.addEventListener('connection', () => tick());
 
   function retryButton(label) {
     return el('button', { type: 'button', text: label, on: { click: () => restart() } });
@@ -131,48 +143,87 @@ export function mountBusiness(root, { business, api, getToken, canAct = true, wa
 
   // --- rendering -------------------------------------------------------------
   function showRun(run) {
+    shown = run;
     if (knownEnded.has(run.run_id)) return hideBar();
     if (!samples.has(run.run_id)) historyView.reload(); // a new run: list it
     historyView.note(run);
-    const list = samples.get(run.run_id) ?? [];
+    const list = samples.get(run.run_id) ?? []; // heartbeats only: the start measures no pace
     const t = Date.parse(run.last_heartbeat_at);
     if (!list.length || list.at(-1).t < t) list.push({ t, done: run.completed_calls + run.failed_calls });
     samples.set(run.run_id, list.slice(-50));
-    const s = progressStats(run, list);
-    setText(runId, shortId(run.run_id));
-    runId.title = run.run_id;
+    if (runId.dataset.runId !== run.run_id) {
+      runId.dataset.runId = run.run_id;
+      replace(runId, ident(run.run_id, { max: 8, label: 'run id' }));
+      runId.querySelector('bdi').textContent = shortId(run.run_id);
+    }
     const total = Math.max(run.total_calls, 1);
+    const done = run.completed_calls + run.failed_calls;
+    const pctDone = run.total_calls > 0 ? Math.floor((100 * done) / run.total_calls) : 100;
     segDone.style.width = `${(100 * run.completed_calls) / total}%`;
     segFailed.style.width = `${(100 * run.failed_calls) / total}%`;
-    const pctText = `${Math.floor(s.pct)}%`;
-    bar.setAttribute('aria-valuenow', String(Math.floor(s.pct)));
-    bar.setAttribute('aria-valuetext', `${s.done} of ${run.total_calls} calls done: ${run.completed_calls} completed, ${run.failed_calls} failed`);
-    setText(pct, pctText);
+    bar.setAttribute('aria-valuenow', String(pctDone));
+    bar.setAttribute('aria-valuetext', `${done} of ${run.total_calls} calls done: ${run.completed_calls} completed, ${run.failed_calls} failed`);
+    setText(pct, `${pctDone}%`);
     setText(countLine, counts(run));
-    setText(rate, run.paused ? 'paused' : formatRate(s.ratePerMin));
-    setText(eta, run.paused ? 'paused' : formatEta(s.etaMs));
-    setText(worker, run.worker_id);
+    if (worker.dataset.value !== run.worker_id) {
+      worker.dataset.value = run.worker_id;
+      replace(worker, ident(run.worker_id, { label: 'worker id' }));
+    }
     setText(started, formatTime(run.started_at));
     badges.paused.hidden = !run.paused;
-    badges.stalled.hidden = !run.stalled;
     badges.stopping.hidden = !run.cancel_requested;
-    stallNote.hidden = !run.stalled;
-    if (run.stalled) setText(stallNote, `No progress since ${formatTime(run.stalled_since ?? run.last_heartbeat_at)}: the worker is alive but stuck.`);
     pauseBtn.hidden = typeof run.paused !== 'boolean' || run.cancel_requested;
     setText(pauseBtn, run.paused ? 'Resume' : 'Pause');
-    cancelBtn.disabled = run.cancel_requested;
+    cancelBtn.setAttribute('aria-disabled', String(run.cancel_requested || cancelBtn.getAttribute('aria-busy') === 'true'));
     setText(cancelBtn, run.cancel_requested ? 'Stopping…' : 'Cancel run');
+    followAcknowledgement(run);
     card.hidden = false;
     note.hidden = true;
     tick();
     if (ticker === null) ticker = setInterval(tick, 1000);
   }
 
+  // tick says, every second on the server's clock, what is true of the run
+  // now: its pace from recent heartbeats only, and silent (no heartbeat) or
+  // stalled (heartbeats without progress) in different words.
   function tick() {
-    const run = watcher.run;
+    const run = shown && shown.run_id === watcher.run?.run_id && shown.version >= watcher.run.version ? shown : watcher.run;
     const now = watcher.serverNow();
-    if (!run || now === null) return;
-    setText(life, `Last sign of life ${ago(Date.parse(run.last_heartbeat_at), now)}`);
+    if (!run || now === null) {
+      setText(conn, CONNECTION_TEXT[watcher.state] ?? 'Not watching');
+      return;
+    }
+    const p = runPace(run, samples.get(run.run_id) ?? [], now);
+    const silentFor = formatDuration(p.silentMs);
+    const why = { silent: `silent for ${silentFor}`, stopping: 'stopping', paused: 'paused', stalled: 'stalled', measuring: 'measuring' }[p.state];
+    setText(rate, why ? `— (${why})` : formatRate(p.ratePerMin));
+    setText(eta, why ? `— (${why})` : formatEta(p.etaMs));
+    if (p.state === 'silent') {
+      setText(life, `Silent for ${silentFor}: no heartbeat since ${formatTime(run.last_heartbeat_at)}`);
+    } else {
+      setText(life, `Last sign of life ${ago(Date.parse(run.last_heartbeat_at), now)}`);
+    }
+    const stalled = p.state === 'stalled' || (p.state !== 'silent' && run.stalled === true);
+    badges.stalled.hidden = !stalled;
+    stallNote.hidden = !stalled;
+    if (stalled) {
+      const since = p.lastProgressMs === null ? '—' : formatTime(new Date(p.lastProgressMs).toISOString());
+      setText(stallNote, `Stalled since ${since}: heartbeats arrive but carry no progress.`);
+    }
+    const live = watcher.state === 'streaming' ? 'Live' : (CONNECTION_TEXT[watcher.state] ?? '');
+    setText(conn, p.state === 'silent' ? `Connected — no heartbeat from the worker for ${silentFor}` : live);
+  }
+
+  // followAcknowledgement turns "… at its next heartbeat" into what the
+  // worker did, once a heartbeat after the request arrives.
+  function followAcknowledgement(run) {
+    if (asked.runId !== run.run_id || !(Date.parse(run.last_heartbeat_at) > asked.at)) return;
+    const at = formatTime(run.last_heartbeat_at);
+    if (asked.action === 'pause' && run.paused) showAnswer('done', `Paused — the worker acknowledged at ${at} and is not dialing`);
+    else if (asked.action === 'resume' && !run.paused) showAnswer('done', `Resumed — the worker acknowledged at ${at} and goes on`);
+    else if (asked.action === 'cancel' && run.cancel_requested) showAnswer('info', `Stopping — the worker was told at ${at}; waiting for it to stop`);
+    else return;
+    asked.runId = null;
   }
 
   function hideBar() {
@@ -189,25 +240,53 @@ export function mountBusiness(root, { business, api, getToken, canAct = true, wa
     note.hidden = false;
   }
 
+  // showSilent: the run is open but not active. The note stays until the
+  // run ends (the business stream then says how, and the note follows).
   function showSilent(run, reason) {
     const since = formatTime(run.last_heartbeat_at);
     const why = reason === 'stale' ? 'its time to live passed with no sign of life' : 'the server no longer counts it as active';
-    const text = `Run ${shortId(run.run_id)} is not active: ${why}. Last sign of life from worker ${run.worker_id} at ${since}.`;
+    const text = el(
+      'p',
+      {},
+      `Run ${shortId(run.run_id)} is not active: ${why}. Last sign of life from worker `,
+      ident(run.worker_id, { label: 'worker id' }),
+      ` at ${since}. It has not ended yet.`,
+    );
     const btn = canAct ? el('button', { type: 'button', class: 'cancel danger', text: 'Cancel this run', on: { click: () => cancel(run) } }) : null;
-    showNote('warn', text, btn);
+    note.className = 'note note-warn';
+    replace(note, text, btn);
+    note.hidden = false;
   }
 
   function showAnswer(kind, text) {
     answer.className = `answer answer-${kind}`;
     setText(answer, text);
     answer.hidden = false;
+    setText(announce, text);
+  }
+
+  // keepFocus: when the control that had the focus went away (the card or
+  // the note it was in), the focus goes to the answer rather than the page.
+  function keepFocus() {
+    if (document.activeElement && document.activeElement !== document.body && document.activeElement.isConnected) {
+      const hiddenParent = document.activeElement.closest('[hidden]');
+      if (!hiddenParent) return;
+    }
+    answer.tabIndex = -1;
+    if (!answer.hidden) answer.focus();
+  }
+
+  function busy(btn, on) {
+    btn.setAttribute('aria-busy', String(on));
+    btn.setAttribute('aria-disabled', String(on));
   }
 
   // --- actions ---------------------------------------------------------------
   async function cancel(run) {
     if (!run) return;
-    const buttons = root.querySelectorAll('button.cancel');
-    buttons.forEach((b) => (b.disabled = true));
+    const buttons = [...root.querySelectorAll('button.cancel')];
+    if (buttons.some((b) => b.getAttribute('aria-busy') === 'true') || (run.cancel_requested && watcher.run?.run_id === run.run_id)) return;
+    buttons.forEach((b) => busy(b, true));
     showAnswer('info', 'Cancelling…');
     let position;
     try {
@@ -215,6 +294,7 @@ export function mountBusiness(root, { business, api, getToken, canAct = true, wa
       historyView.note(res.body);
       position = res.body.position;
       if (res.status === 202) {
+        Object.assign(asked, { runId: run.run_id, action: 'cancel', at: Date.parse(res.body.server_time) });
         showAnswer('info', 'Stopping — the worker stops at its next heartbeat');
         if (watcher.run?.run_id === run.run_id) showRun(res.body);
       } else {
@@ -234,20 +314,22 @@ export function mountBusiness(root, { business, api, getToken, canAct = true, wa
         showAnswer('error', `Cancel failed: ${err.message}. Try again.`);
       }
     } finally {
-      buttons.forEach((b) => (b.disabled = false));
-      if (watcher.run) cancelBtn.disabled = watcher.run.cancel_requested;
+      buttons.forEach((b) => busy(b, false));
+      if (watcher.run) cancelBtn.setAttribute('aria-disabled', String(watcher.run.cancel_requested));
+      keepFocus();
       historyView.reload(position);
     }
   }
 
   async function pauseOrResume() {
     const run = watcher.run;
-    if (!run) return;
+    if (!run || pauseBtn.getAttribute('aria-busy') === 'true') return;
     const action = run.paused ? 'resume' : 'pause';
-    pauseBtn.disabled = true;
+    busy(pauseBtn, true);
     try {
       const res = await api.post(`${base}/runs/${encodeURIComponent(run.run_id)}/${action}`, {});
       historyView.note(res.body);
+      Object.assign(asked, { runId: run.run_id, action, at: Date.parse(res.body.server_time) });
       showAnswer('info', action === 'pause' ? 'Paused — the worker pauses at its next heartbeat' : 'Resumed — the worker goes on at its next heartbeat');
       if (watcher.run?.run_id === run.run_id) showRun(res.body);
     } catch (err) {
@@ -262,7 +344,8 @@ export function mountBusiness(root, { business, api, getToken, canAct = true, wa
         showAnswer('error', `${action === 'pause' ? 'Pause' : 'Resume'} failed: ${err.message}.`);
       }
     } finally {
-      pauseBtn.disabled = false;
+      busy(pauseBtn, false);
+      keepFocus();
     }
   }
 

@@ -51,3 +51,31 @@ export function setText(node, text) {
 export function cell(label, ...content) {
   return el('td', { dataset: { label } }, el('div', { class: 'cell' }, ...content));
 }
+
+/**
+ * ident renders user-supplied text (a worker id) isolated from the text
+ * around it (<bdi>: a U+202E in it reverses nothing outside it). Longer than
+ * max characters, it shows the start and the end, and a button (keyboard and
+ * touch, not a mouse-only tooltip) shows the whole value and hides it again.
+ */
+export function ident(value, { max = 40, label = 'id' } = {}) {
+  const text = String(value ?? '');
+  const chars = [...text];
+  const bdi = el('bdi', { text });
+  if (chars.length <= max) return el('span', { class: 'ident' }, bdi);
+  const short = `${chars.slice(0, max - 12).join('')}…${chars.slice(-8).join('')}`;
+  bdi.textContent = short;
+  const btn = el('button', { type: 'button', class: 'link ident-toggle', 'aria-expanded': 'false', text: `Show the whole ${label}` });
+  btn.addEventListener('click', () => {
+    const open = btn.getAttribute('aria-expanded') !== 'true';
+    btn.setAttribute('aria-expanded', String(open));
+    bdi.textContent = open ? text : short;
+    btn.textContent = open ? `Shorten the ${label}` : `Show the whole ${label}`;
+  });
+  return el('span', { class: 'ident ident-long' }, bdi, ' ', btn);
+}
+
+/** hiddenText is text for screen readers only (visually hidden). */
+export function hiddenText(text) {
+  return el('span', { class: 'visually-hidden', text });
+}

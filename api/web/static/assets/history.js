@@ -1,8 +1,9 @@
 // history.js — a business's runs, newest first, paged with the API's keyset
 // cursors (kept in a stack so "Newer" can go back).
 
-import { append, cell, el, replace, setText } from './dom.js';
-import { endReasonText, formatDateTime, shortId, statusText } from './format.js';
+import { append, cell, el, hiddenText, ident, replace, setText } from './dom.js';
+import { formatDateTime, shortId, statusText } from './format.js';
+import { endReason } from './reasons.js';
 
 const PAGE_SIZE = 10;
 
@@ -28,7 +29,12 @@ export function renderHistory(root, { api, base, canAct, onCancel }) {
   const label = el('span', { class: 'muted' });
   const newer = el('button', { type: 'button', text: '← Newer', on: { click: () => go(page - 1) } });
   const older = el('button', { type: 'button', text: 'Older →', on: { click: () => go(page + 1) } });
-  const head = el('tr', {}, ...['Started', 'Status', 'Why it ended', 'Calls', 'Worker', ''].map((h) => el('th', { scope: 'col', text: h })));
+  const head = el(
+    'tr',
+    {},
+    ...['Started', 'Status', 'Why it ended', 'Calls', 'Worker'].map((h) => el('th', { scope: 'col', text: h })),
+    el('th', { scope: 'col' }, hiddenText('Actions')),
+  );
   replace(
     root,
     el('h3', { text: 'History' }),
@@ -37,12 +43,6 @@ export function renderHistory(root, { api, base, canAct, onCancel }) {
     empty,
     el('div', { class: 'pager' }, newer, label, older),
   );
-
-  // withTitle gives a cell the whole value as a tooltip, where the CSS may cut it short.
-  function withTitle(td, text) {
-    td.firstChild.title = text;
-    return td;
-  }
 
   function newest(run) {
     const k = known.get(run.run_id);
@@ -60,7 +60,7 @@ export function renderHistory(root, { api, base, canAct, onCancel }) {
   function row(run) {
     run = newest(run);
     const stuck = run.status === 'running' && run.active === false;
-    const why = endReasonText(run) || (stuck ? 'not ended: silent past its TTL' : '—');
+    const why = endReason(run) || (stuck ? 'not ended: silent past its TTL' : '—');
     const act = el('td', { class: 'row-actions' });
     if (canAct && stuck) act.append(el('button', { type: 'button', class: 'cancel danger', text: 'Cancel', on: { click: () => onCancel(run) } }));
     const tr = el(
@@ -69,8 +69,18 @@ export function renderHistory(root, { api, base, canAct, onCancel }) {
       cell('Started', formatDateTime(run.started_at), ' ', el('span', { class: 'mono muted run-id', text: shortId(run.run_id, [...known.keys()]) })),
       cell('Status', el('span', { class: `dot dot-${stuck ? 'silent' : run.status}`, 'aria-hidden': 'true' }), statusText(run)),
       cell('Why it ended', why),
-      cell('Calls', `${run.completed_calls} ✓ ${run.failed_calls} ✗ of ${run.total_calls}`),
-      withTitle(cell('Worker', run.worker_id), run.worker_id),
+      // The marks are for the eye; a screen reader reads the words.
+      cell(
+        'Calls',
+        `${run.completed_calls} `,
+        el('span', { 'aria-hidden': 'true', text: '✓' }),
+        hiddenText('completed,'),
+        ` ${run.failed_calls} `,
+        el('span', { 'aria-hidden': 'true', text: '✗' }),
+        hiddenText('failed,'),
+        ` of ${run.total_calls}`,
+      ),
+      cell('Worker', ident(run.worker_id, { max: 32, label: 'worker id' })),
       act,
     );
     return tr;

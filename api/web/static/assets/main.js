@@ -7,7 +7,7 @@ import { createApi } from './api.js';
 import { currentToken, readClaims, signIn, signOut, takeTokenFromFragment } from './session.js';
 import { mountBusiness } from './business.js';
 import { mountOperator } from './operator.js';
-import { parseDuration } from './format.js';
+import { parseDuration, zoneLabel } from './format.js';
 
 const MAX_WATCH_MS = 20 * 60e3;
 
@@ -16,11 +16,15 @@ const who = document.getElementById('who');
 const signOutBtn = document.getElementById('signout');
 let view = null;
 
-/** watchOptions reads ?max_watch=90s (shorter watches only, at least 1 s). */
+/**
+ * watchOptions reads ?max_watch=90s (shorter watches only, at least 1 s):
+ * it bounds streaming too, where by default only polling is bounded.
+ */
 function watchOptions() {
   const asked = parseDuration(new URLSearchParams(location.search).get('max_watch') ?? '');
-  const maxWatchMs = Number.isFinite(asked) ? Math.min(MAX_WATCH_MS, Math.max(1000, asked)) : MAX_WATCH_MS;
-  return { maxWatchMs };
+  if (!Number.isFinite(asked)) return { maxWatchMs: MAX_WATCH_MS }; // polling (the fallback) only: a stream lasts
+  const maxWatchMs = Math.min(MAX_WATCH_MS, Math.max(1000, asked));
+  return { maxWatchMs, maxStreamWatchMs: maxWatchMs };
 }
 
 function showSignIn(problem) {
@@ -64,6 +68,7 @@ function onUnauthorized(status) {
 }
 
 function boot() {
+  setText(document.getElementById('zone'), zoneLabel(Date.now())); // every time on the page is in this zone
   takeTokenFromFragment();
   const token = currentToken();
   if (!token) return showSignIn();

@@ -13,7 +13,12 @@
  *    Last-Event-ID, reconnects with jittered exponential backoff, and falls
  *    back to polling GET …/runs/active when streaming fails twice in a row;
  *  - while no run is active, asks GET …/runs/active every idlePollMs, so a
- *    run that starts shows within about that time;
+ *    run that starts shows within about that time; or, with waitForStart
+ *    (the page's choice), holds GET …/runs/active/stream?wait=true open, a
+ *    stream of the business that pushes the start and each run's end (also
+ *    the end of a run that went silent), so an idle watch costs no request;
+ *    polling is then the fallback when streaming fails, and maxWatchMs bounds
+ *    only it (maxStreamWatchMs bounds the stream);
  *  - validates every message: anything but a well-formed run with
  *    status "running" and active true removes the bar at once;
  *  - keeps its own TTL: the bar goes when the run's stale_at passes, judged on
@@ -65,7 +70,8 @@
  *
  * The decisions are pure functions, exported and unit-tested with
  * `node --test`: validateRun, barVerdict / shouldShowBar, serverClockOffset,
- * backoffDelay, classifyAnswer and SSEParser.
+ * backoffDelay, classifyAnswer, SSEParser, and what the page may say of a
+ * run's pace: goDurationMs, heartbeatInterval, silentAfterMs, runPace.
  */
 
 /** DEFAULTS are the watcher's tunables; every one can be given to new Watcher. */
@@ -85,6 +91,15 @@ export const DEFAULTS = Object.freeze({
   // The server sends a keep-alive comment every 15 s; a stream quiet for
   // longer than this is dead even if the connection looks open.
   streamIdleMs: 40 * 1000,
+  // Follow the business rather than one run: GET …/runs/active/stream?wait=true
+  // stays open while no run is active and pushes the start, so an idle page
+  // costs one open connection and no request. Polling (idlePollMs) is then
+  // only the fallback when streaming fails, or when the server does not
+  // offer the option (its stream answers 404 no_active_run).
+  waitForStart: false,
+  // With waitForStart, maxWatchMs bounds the time spent polling (the
+  // fallback); a healthy stream is bounded by this instead (none by default).
+  maxStreamWatchMs: Infinity,
 });
 
 const STATUSES = new Set(['running', 'completed', 'failed', 'cancelled']);
@@ -158,6 +173,86 @@ export function barVerdict(run, serverNowMs) {
 export function shouldShowBar(message, serverNowMs, business) {
   const v = validateRun(message, business);
   return v.ok && barVerdict(v.run, serverNowMs).show;
+}
+
+/**
+ * goDurationMs reads a Go duration string as the API sends it ("15m0s",
+ * "1h0m0s", "1.5s", "250ms") in milliseconds; NaN if it cannot.
+ */
+export function goDurationMs(text) {
+  const t = String(text ?? '');
+  const unit = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, ms: 1, s: 1000, m: 60e3, h: 3600e3 };
+  const re = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/gy;
+  let total = 0;
+  let end = 0;
+  for (let m = re.exec(t); m; m = re.exec(t)) {
+    total += Number(m[1]) * unit[m[2]];
+    end = re.lastIndex;
+  }
+  return t === '0s' ? 0 : end > 0 && end === t.length ? total : NaN;
+}
+
+/** SILENT_FLOOR_MS: never call a run silent sooner than this after its last heartbeat. */
+export const SILENT_FLOOR_MS = 2000;
+
+/**
+ * heartbeatInterval is the run's own pace: the median gap between the
+ * heartbeats the page saw (samples: [{t, done}], t = last_heartbeat_at in
+ * ms), from the last 10; null with fewer than two.
+ */
+export function heartbeatInterval(samples) {
+  const ts = [...new Set(samples.map((p) => p.t))].filter(Number.isFinite).sort((a, b) => a - b).slice(-11);
+  if (ts.length < 2) return null;
+  const gaps = ts.slice(1).map((t, i) => t - ts[i]).sort((a, b) => a - b);
+  return gaps[Math.floor(gaps.length / 2)];
+}
+
+/**
+ * silentAfterMs is how long without a heartbeat makes run silent: three of
+ * its own heartbeat intervals (at least SILENT_FLOOR_MS); before the page has
+ * seen two heartbeats, a fifth of its TTL (the server stores a heartbeat at
+ * least every tenth of it).
+ */
+export function silentAfterMs(run, samples) {
+  const every = heartbeatInterval(samples);
+  if (every !== null) return Math.max(SILENT_FLOOR_MS, 3 * every);
+  const ttl = goDurationMs(run.stale_after);
+  return Math.max(SILENT_FLOOR_MS, Number.isFinite(ttl) ? ttl / 5 : 60e3);
+}
+
+/**
+ * runPace says what may truthfully be said of a shown run's pace at the
+ * server time nowMs. It returns {state, silentMs, lastProgressMs, ratePerMin,
+ * etaMs}: state "silent" (no heartbeat for silentAfterMs), "stopping" (cancel
+ * requested), "paused", "stalled" (heartbeats without progress: the server's
+ * flag; lastProgressMs is its last progress), "measuring" (fewer than two
+ * heartbeats with progress in the last 5 minutes) or "working". samples are
+ * heartbeats only: a start is no measure of pace (a start, then a heartbeat
+ * 1 ms later that reports 18 calls, is not 1 million calls a minute). ratePerMin and
+ * etaMs are numbers only when working (etaMs 0 once nothing is pending):
+ * measured over recent heartbeats only (the last 10 within 5 minutes), never
+ * since the start.
+ */
+export function runPace(run, samples, nowMs, windowMs = 5 * 60e3) {
+  const last = Date.parse(run.last_heartbeat_at);
+  const silentMs = Math.max(0, nowMs - last);
+  let lastProgressMs = Date.parse(run.last_progress_at);
+  if (!Number.isFinite(lastProgressMs) && run.stalled_since) lastProgressMs = Date.parse(run.stalled_since) - goDurationMs(run.stall_after);
+  const out = { state: 'working', silentMs, lastProgressMs: Number.isFinite(lastProgressMs) ? lastProgressMs : null, ratePerMin: null, etaMs: null };
+  if (silentMs > silentAfterMs(run, samples)) return { ...out, state: 'silent' };
+  if (run.cancel_requested) return { ...out, state: 'stopping' };
+  if (run.paused === true) return { ...out, state: 'paused' };
+  if (run.stalled === true) return { ...out, state: 'stalled' };
+  const done = run.completed_calls + run.failed_calls;
+  const pending = run.total_calls - done;
+  const points = [...samples, { t: last, done }]
+    .filter((p) => Number.isFinite(p.t) && p.t <= last && p.t >= last - windowMs)
+    .sort((a, b) => a.t - b.t)
+    .slice(-11);
+  const first = points[0];
+  if (!first || last <= first.t || done <= first.done) return { ...out, state: pending === 0 ? 'working' : 'measuring', etaMs: pending === 0 ? 0 : null };
+  const ratePerMin = ((done - first.done) / (last - first.t)) * 60e3;
+  return { ...out, ratePerMin, etaMs: pending === 0 ? 0 : (pending / ratePerMin) * 60e3 };
 }
 
 /**
@@ -278,6 +373,9 @@ export class Watcher extends EventTarget {
   #announced = false; // whether a no-bar verdict has been sent since start()
   #lastEventId = '';
   #offset = null; // server clock − monotonic clock, in ms
+  #waitUnsupported = false; // the server answered ?wait=true with 404 no_active_run
+  #waitStreaming = false; // a ?wait=true stream is open
+  #overdue = false; // maxWatchMs has passed while streaming: the next poll stops
   #onPageHide = () => this.stop('pagehide');
 
   constructor(options = {}) {
@@ -320,7 +418,14 @@ export class Watcher extends EventTarget {
     this.#streamFailures = 0;
     this.#announced = false;
     this.#lastEventId = '';
-    this.#setTimer(this.#o.maxWatchMs, () => this.#halt('stopped', 'stopped', { reason: 'max_duration' }));
+    this.#overdue = false;
+    this.#setTimer(this.#o.maxWatchMs, () => {
+      if (this.#o.waitForStart && this.#waitStreaming) this.#overdue = true;
+      else this.#halt('stopped', 'stopped', { reason: 'max_duration' });
+    });
+    if (this.#o.waitForStart && Number.isFinite(this.#o.maxStreamWatchMs)) {
+      this.#setTimer(this.#o.maxStreamWatchMs, () => this.#halt('stopped', 'stopped', { reason: 'max_duration' }));
+    }
     this.#lifecycle?.addEventListener('pagehide', this.#onPageHide);
     this.#step(0, (gen) => this.#check(gen));
   }
@@ -334,6 +439,8 @@ export class Watcher extends EventTarget {
 
   /** #check asks whether the business has an active run (no bar shows, or it must be confirmed). */
   async #check(gen) {
+    if (this.#waitMode()) return this.#stream(gen, true);
+    if (this.#overdue) return this.#halt('stopped', 'stopped', { reason: 'max_duration' });
     this.#connection(this.#errors > 0 ? 'reconnecting' : 'idle');
     const ans = await this.#getJSON(gen, '/runs/active');
     if (!ans) return;
@@ -362,6 +469,7 @@ export class Watcher extends EventTarget {
 
   /** #poll follows a shown run by GET …/runs/active when streaming fails. */
   async #poll(gen) {
+    if (this.#overdue) return this.#halt('stopped', 'stopped', { reason: 'max_duration' });
     this.#connection(this.#errors > 0 ? 'reconnecting' : 'polling');
     const ans = await this.#getJSON(gen, '/runs/active');
     if (!ans) return;
@@ -388,13 +496,13 @@ export class Watcher extends EventTarget {
   }
 
   /** #stream follows a shown run through the SSE stream until it ends, goes inactive, or fails. */
-  async #stream(gen) {
-    this.#connection(this.#errors > 0 ? 'reconnecting' : 'streaming');
+  async #stream(gen, wait = false) {
+    this.#connection(this.#errors > 0 ? 'reconnecting' : wait && !this.#current ? 'idle' : 'streaming');
     const headers = { Accept: 'text/event-stream' };
     if (this.#lastEventId) headers['Last-Event-ID'] = this.#lastEventId;
     let res;
     try {
-      res = await this.#send('/runs/active/stream', headers);
+      res = await this.#send(wait ? '/runs/active/stream?wait=true' : '/runs/active/stream', headers);
     } catch (err) {
       if (gen === this.#gen) this.#streamFailed(err);
       return;
@@ -405,13 +513,17 @@ export class Watcher extends EventTarget {
       const code = await problemCode(res);
       if (gen !== this.#gen) return;
       const kind = classifyAnswer(res.status, code);
-      if (kind === 'none') this.#settle(gen);
+      if (kind === 'none' && wait) {
+        this.#waitUnsupported = true; // an older server: it ignores ?wait=true
+        this.#step(0, (g) => this.#check(g));
+      } else if (kind === 'none') this.#settle(gen);
       else if (kind === 'denied') this.#halt('stopped', 'stopped', { reason: 'unauthorized', status: res.status });
       else this.#streamFailed(new Error(`the stream answered ${res.status} ${type}`));
       return;
     }
     this.#errors = 0; // contact: a stream that then closes at once is bounded by streamFailures
-    this.#connection('streaming');
+    this.#waitStreaming = wait;
+    this.#connection(wait && !this.#current ? 'idle' : 'streaming');
     const reader = res.body.getReader();
     const decoder = new TextDecoder();
     const parser = new SSEParser();
@@ -423,7 +535,7 @@ export class Watcher extends EventTarget {
         if (done) break;
         this.#armStreamIdle(gen);
         for (const ev of parser.push(decoder.decode(value, { stream: true }))) {
-          if (!this.#onStreamEvent(ev)) return;
+          if (!(wait ? this.#onWaitEvent(ev) : this.#onStreamEvent(ev))) return;
         }
       }
     } catch (err) {
@@ -431,6 +543,68 @@ export class Watcher extends EventTarget {
       return;
     }
     this.#streamFailed(new Error('the stream closed before the run ended'));
+  }
+
+  /** #waitMode: follow the business with ?wait=true (the option is on, offered, and streaming works). */
+  #waitMode() {
+    return this.#o.waitForStart && !this.#waitUnsupported && this.#streamFailures < this.#o.streamFailuresBeforePolling;
+  }
+
+  /**
+   * #onWaitEvent handles one event of a ?wait=true stream, which outlives
+   * runs: "waiting" (no active run; data {server_time, run}: the open run
+   * that is silent, or null), then per run "run"…, "inactive" (silent) and
+   * "ended" (also for a silent run the reaper ends). False when the stream
+   * is done with.
+   */
+  #onWaitEvent(ev) {
+    let body;
+    try {
+      body = JSON.parse(ev.data);
+    } catch {
+      this.#invalid(new Error(`stream event ${ev.event}: data is not JSON`));
+      return false;
+    }
+    if (ev.event === 'waiting') {
+      if (body === null || typeof body !== 'object' || !isTime(body.server_time)) {
+        this.#invalid(new Error('stream event waiting: no server_time'));
+        return false;
+      }
+      this.#offset = serverClockOffset(body.server_time, this.#mono());
+      let run = null;
+      if (body.run != null) {
+        const v = validateRun(body.run, this.#o.business);
+        if (!v.ok) {
+          this.#invalid(new Error(`stream event waiting: ${v.error}`));
+          return false;
+        }
+        run = v.run;
+        this.#note(run);
+      }
+      this.#noBar(run ? 'not_active' : 'no_active_run', run);
+      this.#connection('idle');
+      this.#streamFailures = 0;
+      return true;
+    }
+    if (ev.event === 'ended' || ev.event === 'inactive') {
+      const v = validateRun(body, this.#o.business);
+      if (!v.ok) {
+        this.#invalid(new Error(`stream event ${ev.event}: ${v.error}`));
+        return false;
+      }
+      this.#note(v.run);
+      if (ev.id) this.#lastEventId = ev.id;
+      if (v.run.status !== 'running') this.#ended(v.run);
+      else this.#noBar('not_active', v.run);
+      this.#connection('idle');
+      return true;
+    }
+    const shown = this.#accept(body, true);
+    if (shown === null) return false;
+    if (ev.id) this.#lastEventId = ev.id;
+    this.#streamFailures = 0;
+    if (shown) this.#connection('streaming');
+    return true;
   }
 
   /** #onStreamEvent handles one SSE event; false when the stream is done with. */
@@ -466,11 +640,11 @@ export class Watcher extends EventTarget {
    * #accept validates an answer that should be a run and shows it, or ends
    * the bar and schedules the next check. It returns true when a bar shows.
    */
-  #accept(body) {
+  #accept(body, keepStream = false) {
     const v = validateRun(body, this.#o.business);
     if (!v.ok) {
       this.#invalid(new Error(`invalid run: ${v.error}`));
-      return false;
+      return keepStream ? null : false;
     }
     const run = v.run;
     this.#note(run);
@@ -483,7 +657,7 @@ export class Watcher extends EventTarget {
     if (verdict.reason === 'ended') this.#ended(run);
     else this.#noBar(verdict.reason, run);
     this.#errors = 0;
-    this.#step(this.#o.idlePollMs, (g) => this.#check(g));
+    if (!keepStream) this.#step(this.#o.idlePollMs, (g) => this.#check(g));
     return false;
   }
 
@@ -522,7 +696,8 @@ export class Watcher extends EventTarget {
     this.#ttlTimer = this.#setTimer(msLeft, () => {
       // Our own TTL: nothing confirmed the run alive before its stale_at.
       this.#noBar('stale', this.#current ?? run);
-      this.#step(this.#o.idlePollMs, (g) => this.#check(g));
+      // A business stream goes on (the server says "inactive", then how the run ends).
+      if (!this.#waitStreaming) this.#step(this.#o.idlePollMs, (g) => this.#check(g));
     });
     this.#current = run;
     this.#announced = true;
@@ -556,8 +731,10 @@ export class Watcher extends EventTarget {
 
   #streamFailed(err) {
     this.#streamFailures++;
-    const next = this.#streamFailures >= this.#o.streamFailuresBeforePolling ? (g) => this.#poll(g) : (g) => this.#stream(g);
-    this.#failed(err, this.#current ? next : (g) => this.#check(g));
+    const polling = this.#streamFailures >= this.#o.streamFailuresBeforePolling;
+    const next = polling ? (g) => this.#poll(g) : (g) => this.#stream(g);
+    const check = (g) => this.#check(g);
+    this.#failed(err, this.#current && (polling || !this.#o.waitForStart) ? next : check);
   }
 
   #failed(err, retry) {
@@ -574,6 +751,7 @@ export class Watcher extends EventTarget {
   /** #halt ends the watch: no request, no timer, no listener, no bar; then one event. */
   #halt(state, type, detail) {
     this.#running = false;
+    this.#waitStreaming = false;
     this.#gen++;
     this.#abort();
     for (const id of this.#timers) clearTimeout(id);
@@ -591,6 +769,7 @@ export class Watcher extends EventTarget {
   #step(ms, fn) {
     if (!this.#running) return;
     const gen = ++this.#gen;
+    this.#waitStreaming = false;
     this.#abort();
     this.#clearTimer(this.#stepTimer);
     this.#clearTimer(this.#idleTimer);
