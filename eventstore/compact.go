@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -166,54 +168,62 @@ type compactPlan struct {
 	heartbeats int
 }
 
-// planCompaction reads each candidate's events (ended runs do not change, so
-// this happens before any transaction that writes) and applies the rule. A
-// run no consumer group has folded past yet is skipped.
+// planCompaction reads the candidates' events in one query (ended runs do
+// not change, so this happens before any transaction that writes) and
+// applies the rule to each run. A run no consumer group has folded past yet
+// is skipped.
 func (s *Store) planCompaction(ctx context.Context, cands []compactCandidate, policy domain.Policy) ([]compactPlan, int, error) {
+	businesses, ids := make([]string, len(cands)), make([]uuid.UUID, len(cands))
+	for i, c := range cands {
+		businesses[i], ids[i] = c.business, c.id
+	}
+	rows, err := s.pool.Query(ctx, `SELECT NOT EXISTS (SELECT 1 FROM projection_offsets o
+			WHERE (o.last_processed_transaction_id, o.offset_acked) < (e.transaction_id, e.position)),
+		`+RecordedColumns+` FROM events e
+		WHERE (e.business_id, e.stream_id) IN (SELECT * FROM unnest($1::text[], $2::uuid[]))
+		ORDER BY e.stream_id, e.stream_version`, businesses, ids)
+	if err != nil {
+		return nil, 0, fmt.Errorf("compact: read runs: %w", err)
+	}
+	recs := map[uuid.UUID][]Recorded{}
+	applied := map[uuid.UUID]bool{}
+	for rows.Next() {
+		var ok bool
+		r, err := ScanRecordedWith(rows, &ok)
+		if err != nil {
+			rows.Close()
+			return nil, 0, fmt.Errorf("compact: read runs: %w", err)
+		}
+		if _, seen := applied[r.StreamID]; !seen {
+			applied[r.StreamID] = true
+		}
+		applied[r.StreamID] = applied[r.StreamID] && ok
+		recs[r.StreamID] = append(recs[r.StreamID], r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, 0, err
+	}
 	var plans []compactPlan
 	skipped := 0
 	for _, c := range cands {
-		rows, err := s.pool.Query(ctx, `SELECT NOT EXISTS (SELECT 1 FROM projection_offsets o
-				WHERE (o.last_processed_transaction_id, o.offset_acked) < (e.transaction_id, e.position)),
-			`+RecordedColumns+` FROM events e WHERE e.business_id = $1 AND e.stream_id = $2 ORDER BY e.stream_version`,
-			c.business, c.id)
-		if err != nil {
-			return nil, 0, fmt.Errorf("compact: read run %s: %w", c.id, err)
-		}
-		var (
-			recs    []Recorded
-			applied = true
-		)
-		for rows.Next() {
-			var ok bool
-			r, err := ScanRecordedWith(rows, &ok)
-			if err != nil {
-				rows.Close()
-				return nil, 0, fmt.Errorf("compact: read run %s: %w", c.id, err)
-			}
-			applied = applied && ok
-			recs = append(recs, r)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, 0, err
-		}
-		if !applied {
+		if !applied[c.id] {
 			skipped++
 			continue
 		}
-		events := make([]domain.Event, len(recs))
-		for i, r := range recs {
+		run := recs[c.id]
+		events := make([]domain.Event, len(run))
+		for i, r := range run {
 			events[i] = r.Event
 		}
 		pl := compactPlan{run: c, remove: []int64{}}
 		for i, keep := range policy.Compact(events) {
-			if recs[i].Type != domain.TypeHeartbeat {
+			if run[i].Type != domain.TypeHeartbeat {
 				continue
 			}
 			pl.heartbeats++
 			if !keep {
-				pl.remove = append(pl.remove, recs[i].Position)
+				pl.remove = append(pl.remove, run[i].Position)
 			}
 		}
 		plans = append(plans, pl)
@@ -222,16 +232,40 @@ func (s *Store) planCompaction(ctx context.Context, cands []compactCandidate, po
 }
 
 // applyCompaction deletes one batch's heartbeats and records them, in one
-// short transaction that waits on nothing outside the database.
+// short transaction and one statement that waits on nothing outside the
+// database.
 func (s *Store) applyCompaction(ctx context.Context, id int64, plans []compactPlan, hook func(string)) error {
+	if len(plans) == 0 {
+		return nil
+	}
+	businesses, runs, counts := make([]string, len(plans)), make([]uuid.UUID, len(plans)), make([]int32, len(plans))
+	// A run's positions travel as one text array element each ("{1,2,3}"):
+	// unnest of a two-dimensional array would need rows of equal length.
+	positions := make([]string, len(plans))
+	for i, pl := range plans {
+		businesses[i], runs[i], counts[i] = pl.run.business, pl.run.id, int32(pl.heartbeats)
+		positions[i] = int64Array(pl.remove)
+	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		for _, pl := range plans {
-			if _, err := tx.Exec(ctx, `SELECT lifecycle_compact_run($1, $2, $3, $4, $5)`,
-				id, pl.run.business, pl.run.id, pl.remove, pl.heartbeats); err != nil {
-				return fmt.Errorf("compact run %s of %s: %w", pl.run.id, pl.run.business, err)
-			}
+		if _, err := tx.Exec(ctx, `SELECT lifecycle_compact_run($1, p.business, p.run, p.positions::bigint[], p.heartbeats)
+			FROM unnest($2::text[], $3::uuid[], $4::text[], $5::int[]) AS p (business, run, positions, heartbeats)`,
+			id, businesses, runs, positions, counts); err != nil {
+			return fmt.Errorf("compact %d runs (first %s of %s): %w", len(plans), runs[0], businesses[0], err)
 		}
 		hook("batch-deleted")
 		return nil
 	})
+}
+
+func int64Array(ns []int64) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, n := range ns {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatInt(n, 10))
+	}
+	b.WriteByte('}')
+	return b.String()
 }

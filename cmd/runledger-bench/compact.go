@@ -5,17 +5,16 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/internal/longlog"
 )
 
-// b12 is compaction on a long log of the default shape: runs heartbeating
-// every 5 s with progress, 15 min TTL and 10 min stall threshold, ended a
-// day before the cutoff, written through the event store in small
-// transactions (a chunk of one run's events each, with its snapshot). It
+// b12 is compaction on B11's long log (internal/longlog: runs of 100 events
+// over 1,000 businesses, heartbeats every 5 s with progress, 15 min TTL and
+// 10 min stall threshold, all ended, written in many small transactions). It
 // reports heartbeat rows and bytes after ÷ before (target ≤ 0.02),
 // compaction's events/s, and the events table's size on disk before, after,
 // after VACUUM, after appending as many events again as were removed (VACUUM
@@ -29,8 +28,7 @@ func (b *bench) b12(ctx context.Context) error {
 		return err
 	}
 	defer pool.Close()
-	runs, beats := b.sizes.B12Runs, b.sizes.B12Heartbeats
-	end, err := seedEndedRuns(ctx, pool, runs, beats, time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC))
+	seeded, err := longlog.Seed(ctx, pool, longlog.Options{Events: b.sizes.B12Events, Label: "b12"})
 	if err != nil {
 		return err
 	}
@@ -43,7 +41,7 @@ func (b *bench) b12(ctx context.Context) error {
 		return err
 	}
 	start := time.Now()
-	res, err := eventstore.New(pool).Compact(ctx, eventstore.CompactParams{EndedBefore: end.Add(24 * time.Hour), Actor: "bench",
+	res, err := eventstore.New(pool).Compact(ctx, eventstore.CompactParams{EndedBefore: time.Now(), Actor: "bench",
 		Policy: domain.DefaultPolicy()})
 	if err != nil {
 		return err
@@ -63,7 +61,7 @@ func (b *bench) b12(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := seedEndedRuns(ctx, pool, int(res.EventsRemoved)/(beats+2), beats, end.Add(time.Hour)); err != nil {
+	if _, err := longlog.Seed(ctx, pool, longlog.Options{Events: int(res.EventsRemoved), Label: "refill"}); err != nil {
 		return err
 	}
 	refilled, err := eventsSize(ctx, pool)
@@ -80,7 +78,8 @@ func (b *bench) b12(ctx context.Context) error {
 	}
 	rows := float64(after.rows) / float64(before.rows)
 	bytes := float64(after.bytes) / float64(before.bytes)
-	shape := fmt.Sprintf("%d runs × %d heartbeats (5 s apart, progress each, 15m TTL, 10m stall)", runs, beats)
+	shape := fmt.Sprintf("B11's long log, %d events in %d runs of 100 (heartbeats 5 s apart with progress, 15m TTL, 10m stall)",
+		seeded.Events, seeded.Runs)
 	b.report.add(Result{ID: "B12", Figure: "heartbeat rows after ÷ before compaction", Value: rows, Unit: "ratio",
 		Target: "≤ 0.02", Pass: rows <= 0.02, Notes: fmt.Sprintf("%s: %d → %d heartbeats", shape, before.rows, after.rows)})
 	b.report.add(Result{ID: "B12", Figure: "heartbeat bytes after ÷ before compaction", Value: bytes, Unit: "ratio",
@@ -90,7 +89,7 @@ func (b *bench) b12(ctx context.Context) error {
 		Notes: fmt.Sprintf("%d runs, %d heartbeats removed in %s, 50 runs per transaction", res.Runs, res.EventsRemoved, took.Round(time.Millisecond))})
 	refill := refilled.total() - vacuumed.total()
 	b.report.add(Result{ID: "B12", Figure: "disk growth appending as many events again after compaction + VACUUM", Value: mib(refill), Unit: "MiB",
-		Baseline: "MiB the removed events took", BaselineValue: mib(sizeBefore.total()) * float64(res.EventsRemoved) / float64(before.rows+int64(2*runs)),
+		Baseline: "MiB the removed events took", BaselineValue: mib(sizeBefore.total()) * float64(res.EventsRemoved) / float64(seeded.Events),
 		Target: "information", Pass: true,
 		Notes: fmt.Sprintf("events heap + indexes MiB: before %.1f + %.1f; compacted and vacuumed %.1f + %.1f; refilled %.1f + %.1f; after REINDEX CONCURRENTLY %.1f + %.1f; after VACUUM FULL %.1f + %.1f",
 			mib(sizeBefore.heap), mib(sizeBefore.index), mib(vacuumed.heap), mib(vacuumed.index), mib(refilled.heap), mib(refilled.index),
@@ -117,48 +116,4 @@ func eventsSize(ctx context.Context, pool *pgxpool.Pool) (relSize, error) {
 	var r relSize
 	err := pool.QueryRow(ctx, `SELECT pg_table_size('events'), pg_indexes_size('events')`).Scan(&r.heap, &r.index)
 	return r, err
-}
-
-// seedEndedRuns writes runs (one business each) that start at from, one
-// after another, each heartbeating every 5 s with progress and then
-// completing, through Store.Append in chunks of 100 events per transaction.
-// It returns when the last run ended.
-func seedEndedRuns(ctx context.Context, pool *pgxpool.Pool, runs, beats int, from time.Time) (time.Time, error) {
-	store := eventstore.New(pool)
-	p := domain.DefaultPolicy()
-	at := from
-	for r := range runs {
-		id := uuid.New()
-		run := domain.Run{}
-		pending := []eventstore.NewEvent{}
-		add := func(e domain.Event) {
-			run = domain.Evolve(run, e)
-			pending = append(pending, eventstore.NewEvent{ID: uuid.New(), Event: e, Metadata: eventstore.Metadata{Actor: "worker:bench"}})
-		}
-		flush := func() error {
-			if len(pending) == 0 {
-				return nil
-			}
-			_, err := store.Append(ctx, id, run.Version-int64(len(pending)), pending)
-			pending = pending[:0]
-			return err
-		}
-		add(domain.RunStarted{RunID: id, BusinessID: fmt.Sprintf("b12-%d-%d", from.Unix(), r), WorkerID: "dialer",
-			TotalCalls: beats * 3, StaleAfter: domain.Duration(p.StaleAfter), StallAfter: domain.Duration(p.StallAfter), OccurredAt: at})
-		for i := 1; i <= beats; i++ {
-			at = at.Add(5 * time.Second)
-			add(domain.Heartbeat{CompletedCalls: i * 3, OccurredAt: at})
-			if len(pending) == 100 {
-				if err := flush(); err != nil {
-					return at, err
-				}
-			}
-		}
-		at = at.Add(time.Second)
-		add(domain.RunCompleted{Outcome: domain.OutcomeCompleted, CompletedCalls: beats * 3, OccurredAt: at})
-		if err := flush(); err != nil {
-			return at, err
-		}
-	}
-	return at, nil
 }

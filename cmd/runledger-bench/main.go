@@ -55,19 +55,18 @@ type sizes struct {
 	B9Businesses     int // × 4 watchers, each business's run heartbeating 1/s
 	B9Duration       time.Duration
 	B10Heartbeats    int
-	B12Runs          int // × B12Heartbeats, ended: compaction's long log
-	B12Heartbeats    int
+	B12Events        int // compaction's long log (B11's shape)
 }
 
 var full = sizes{B1Duration: 30 * time.Second, B2Commands: 2000, B3Duration: 60 * time.Second, B4Runs: 10_000,
 	B5Runs: 10_000, B5Silent: 1_000, B5TTL: 60 * time.Second, B5Interval: 10 * time.Second,
 	B6Duration: 20 * time.Second, B8Events: 100_000, B3IdleAppends: 500, B9Businesses: 500, B9Duration: 20 * time.Second,
-	B10Heartbeats: 4000, B12Runs: 400, B12Heartbeats: 720}
+	B10Heartbeats: 4000, B12Events: 1_000_000}
 
 var quick = sizes{B1Duration: 5 * time.Second, B2Commands: 300, B3Duration: 8 * time.Second, B4Runs: 1_000,
 	B5Runs: 1_000, B5Silent: 100, B5TTL: 15 * time.Second, B5Interval: 3 * time.Second,
 	B6Duration: 5 * time.Second, B8Events: 100_000, B3IdleAppends: 100, B9Businesses: 500, B9Duration: 8 * time.Second,
-	B10Heartbeats: 800, B12Runs: 100, B12Heartbeats: 360}
+	B10Heartbeats: 800, B12Events: 100_000}
 
 // bench is the run's shared state.
 type bench struct {
