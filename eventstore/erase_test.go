@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
@@ -157,4 +159,75 @@ func mapValues(m map[string]int) []int {
 		out = append(out, v)
 	}
 	return out
+}
+
+// TestEraseMakesAProjectorBatchInFlightReadAgain is the race that could bring
+// an erased business back: a consumer group's batch whose snapshot predates
+// the erasure, waiting for its offset row while the erasure commits. It must
+// not see the erased events: it fails to serialise (and the subscriber reads
+// again) or sees none.
+func TestEraseMakesAProjectorBatchInFlightReadAgain(t *testing.T) {
+	w := newLifecycleWorld(t)
+	w.history("gone")
+	w.rebuild()
+	paused, release := make(chan struct{}), make(chan struct{})
+	erased := make(chan error, 1)
+	go func() {
+		_, err := w.rn.Erase(w.ctx, eventstore.EraseParams{BusinessID: "gone", Reason: "r", Hook: func(string) {
+			close(paused)
+			<-release
+		}})
+		erased <- err
+	}()
+	<-paused
+	tx, err := w.pool.BeginTx(w.ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(w.ctx)
+	seen := make(chan error, 1)
+	var n int
+	go func() {
+		// The subscriber's statement: lock the group's offset, read events after it.
+		seen <- tx.QueryRow(w.ctx, `WITH last AS (SELECT offset_acked FROM projection_offsets WHERE consumer_group = 'runs' FOR UPDATE)
+			SELECT count(*) FROM events, last WHERE business_id = 'gone'`).Scan(&n)
+	}()
+	// Wait until the batch waits for the offset row (or, were the erasure
+	// not to touch it, has read the log).
+	var early error
+	done := false
+	for deadline := time.Now().Add(30 * time.Second); !done; {
+		var waiting int
+		if err := w.pool.QueryRow(w.ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case early = <-seen:
+			done = true
+		default:
+		}
+		if waiting > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the batch neither waited for the offset row nor read the log")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(release)
+	if err := <-erased; err != nil {
+		t.Fatal(err)
+	}
+	err = early
+	if !done {
+		err = <-seen
+	}
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr) && pgErr.Code == "40001":
+	case err != nil:
+		t.Fatal(err)
+	case n != 0:
+		t.Fatalf("a batch in flight read %d events of the erased business", n)
+	}
 }
