@@ -166,7 +166,7 @@ func TestCompactPreservesEveryAnswer(t *testing.T) {
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 23))
 	var before, after, mutated, caught int
-	for i := range 1000 {
+	for i := range 500 {
 		events := genHistory(rng)
 		keep := compactPolicy.Compact(events)
 		out := kept(events, keep)
