@@ -51,6 +51,7 @@ func Replay(ctx context.Context, store *eventstore.Store, businessID string, at 
 	}
 	var run domain.Run
 	for _, e := range events {
+		run.Version = e.Version - 1 // the log's version: a compacted run has holes
 		run = domain.Evolve(run, e.Event)
 	}
 	res.Run, res.Events = &run, len(events)

@@ -40,6 +40,9 @@ type Config struct {
 	AppendBatchMax int
 	// NotifyAppends makes every append statement NOTIFY the other replicas.
 	NotifyAppends bool
+	// CompactEndedBefore, if positive, makes serve compact runs ended longer
+	// ago than it, every CompactInterval (off by default).
+	CompactEndedBefore, CompactInterval time.Duration
 
 	// envErrs are malformed environment values, reported by Policy.
 	envErrs []error
@@ -79,6 +82,10 @@ func (c *Config) bindServe(fs *flag.FlagSet) {
 	c.RequestTimeout = c.envDuration("RUNLEDGER_REQUEST_TIMEOUT", 5*time.Second)
 	c.ConsistencyWait = c.envDuration("RUNLEDGER_CONSISTENCY_WAIT", 2*time.Second)
 	c.MaxReadLag = c.envDuration("RUNLEDGER_MAX_READ_LAG", 5*time.Second)
+	fs.Func("compact-ended-before", "compact runs ended longer ago than this, e.g. 720h; off when 0 (env RUNLEDGER_COMPACT_ENDED_BEFORE, default 0)", durationFlag(&c.CompactEndedBefore))
+	fs.Func("compact-interval", "how often serve compacts when --compact-ended-before is set (env RUNLEDGER_COMPACT_INTERVAL, default 1h)", durationFlag(&c.CompactInterval))
+	c.CompactEndedBefore = c.envDuration("RUNLEDGER_COMPACT_ENDED_BEFORE", 0)
+	c.CompactInterval = c.envDuration("RUNLEDGER_COMPACT_INTERVAL", time.Hour)
 }
 
 // readLagBound is MaxReadLag, at most a quarter of the TTL: a read model

@@ -1,5 +1,5 @@
 // Command runledger is the run ledger service and its operations tools:
-// dev, serve, migrate, rebuild, verify, audit, token and demo.
+// dev, serve, migrate, rebuild, verify, audit, token, demo, compact and erase.
 package main
 
 import (
@@ -27,6 +27,8 @@ Usage:
   runledger audit --business B [--run R] [--since T] [--until T] [--at T] [--json]
   runledger token --business B --role R [--subject S] [--ttl D] [--data-dir .data]
                                  mint a token (RUNLEDGER_AUTH_SECRET, or the dev data directory's secret)
+  runledger compact --ended-before D      remove the heartbeats no replay answer needs from runs ended before now-D
+  runledger erase --business B --reason R [--force]   remove a business; --force first cancels its open run
   runledger demo [--url U] [--duration D] [--workers N] [--businesses M] [--data-dir .data]
                  [--stale-after D] [--opening-act=false]
                                  simulated dialers on the worker SDK against a running server
@@ -50,6 +52,8 @@ func main() {
 		"audit":   runAudit,
 		"token":   runToken,
 		"demo":    runDemo,
+		"compact": runCompact,
+		"erase":   runErase,
 	}
 	name, args := os.Args[1], os.Args[2:]
 	cmd, ok := commands[name]

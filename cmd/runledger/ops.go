@@ -137,7 +137,14 @@ func runAudit(ctx context.Context, args []string) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(entries)
 	}
-	return projections.WriteTimeline(os.Stdout, entries)
+	if err := projections.WriteTimeline(os.Stdout, entries); err != nil {
+		return err
+	}
+	records, err := store.LifecycleRecords(ctx, q.BusinessID, q.RunID)
+	if err != nil {
+		return err
+	}
+	return projections.WriteLifecycle(os.Stdout, records)
 }
 
 // auditQuery validates the audit flags.

@@ -238,6 +238,10 @@ func (s *service) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); errs <- wrap("reaper", s.reaper.Run(bg)) }()
 	sweeper := api.IdempotencySweeper{Pool: s.pool, Logger: s.logger}
 	go func() { defer wg.Done(); errs <- wrap("idempotency sweeper", sweeper.Run(bg)) }()
+	if s.cfg.CompactEndedBefore > 0 {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.compactEvery(bg) }()
+	}
 	go func() {
 		if err := s.http.Serve(s.listener); !errors.Is(err, http.ErrServerClosed) {
 			errs <- wrap("http", err)
