@@ -5,14 +5,15 @@ PKGS    := ./...
 # Test artifacts (the browser tests' screenshots) are kept here by `make test`.
 ARTIFACTS := test-artifacts
 
-.PHONY: run demo build test vet fmt-check fuzz bench clean
+.PHONY: run demo build test test-js vet fmt-check fuzz bench clean
 
 ## run: local PostgreSQL under ./.data, migrate, serve, print tokens and curl lines
 run: build
 	./$(BIN) dev
 
 ## demo: simulated dialers on the worker SDK against the server `make run` started (in another
-## terminal); tokens signed with RUNLEDGER_AUTH_SECRET or .data/auth-secret; DEMO_ARGS="--duration 60s"
+## terminal), opening with an act that plays every ending of a run (about 70 s); tokens signed
+## with RUNLEDGER_AUTH_SECRET or .data/auth-secret; DEMO_ARGS="--duration 60s"
 demo: build
 	./$(BIN) demo $(DEMO_ARGS)
 
@@ -30,6 +31,14 @@ test: vet fmt-check
 	$(GO) test -race -count=1 -timeout 8m -artifacts -outputdir $(CURDIR)/$(ARTIFACTS) $(PKGS)
 	@if command -v node >/dev/null 2>&1; then node --test api/web/test/; \
 	else echo "node not found: skipped the page's JavaScript unit tests (node --test api/web/test/)"; fi
+	@$(MAKE) --no-print-directory test-js
+
+## test-js: the watcher package's tests (Vitest, tsc --strict; npm ci first when node_modules is
+## missing). The Python client's tests run in `go test ./clients/` (python3 -m unittest).
+test-js:
+	@if command -v npm >/dev/null 2>&1; then \
+		cd clients/js && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm test; \
+	else echo "npm not found: skipped the watcher package's tests (clients/js: npm test)"; fi
 
 vet:
 	$(GO) vet $(PKGS)
@@ -39,7 +48,7 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 clean:
-	rm -rf bin .data $(ARTIFACTS)
+	rm -rf bin .data $(ARTIFACTS) clients/js/node_modules clients/js/watcher.js
 
 ## bench: every workload of issue 6 against a local cluster it starts; BENCH_QUICK=1 for a short run
 bench: build

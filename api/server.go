@@ -135,6 +135,7 @@ func New(cfg Config) *Server {
 	s.metrics = newMetrics(cfg.Registry, s)
 	s.routesV1()
 	s.routesOpen()
+	s.routesOpenStream()
 	s.routesPage()
 	s.handle("GET /healthz", s.healthz)
 	s.handle("GET /readyz", s.readyz)

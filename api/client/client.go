@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -121,15 +122,43 @@ type Options struct {
 	// HeartbeatInterval overrides the heartbeat interval that Run derives
 	// from the server's policy; it is capped at a tenth of the run's TTL.
 	HeartbeatInterval time.Duration
+	// EventualReads turns session consistency off: reads then answer from
+	// the read models as they are, which may not have applied this client's
+	// own commands yet (see Client).
+	EventualReads bool
 }
 
-// Client talks to one runledger server. It is safe for concurrent use and
-// holds no state between calls but its options.
+// Client talks to one runledger server. It is safe for concurrent use.
+//
+// It reads its own writes (session consistency): it remembers the highest
+// log position the server has answered it (Runledger-Position) and sends
+// it with every read (Runledger-Min-Position), so a read made after one of
+// its commands reflects that command, never an older state; the server
+// waits for its read model (at most its --consistency-wait, then a 503
+// read_model_behind that is retried). Options.EventualReads turns this off.
 type Client struct {
 	base   string
 	opts   Options
 	http   *http.Client
 	logger *slog.Logger
+	// seen is the highest log position answered to this client.
+	seen atomic.Int64
+}
+
+// Position returns the highest log position the server has answered this
+// client (0 before its first command): what its reads wait for.
+func (c *Client) Position() int64 { return c.seen.Load() }
+
+// ObservePosition raises the position this client's reads wait for to pos
+// (a lower pos changes nothing): how a position learned elsewhere, e.g.
+// from another client's command, joins this client's session.
+func (c *Client) ObservePosition(pos int64) {
+	for {
+		cur := c.seen.Load()
+		if pos <= cur || c.seen.CompareAndSwap(cur, pos) {
+			return
+		}
+	}
 }
 
 // New returns a Client, or an error if BaseURL is missing or not http(s).

@@ -36,13 +36,15 @@ const (
 type env struct {
 	t    *testing.T
 	srv  *servetest.Server
+	db   string // the served database's URL
 	auth *api.Authenticator
 	http *http.Client // the test's own reads, apart from the SDK's
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	srv := servetest.Start(t, servetest.Options{DatabaseURL: pgtest.URL(t), Secret: secret, Args: []string{
+	db := pgtest.URL(t)
+	srv := servetest.Start(t, servetest.Options{DatabaseURL: db, Secret: secret, Args: []string{
 		"--stale-after", ttl.String(), "--heartbeat-min-interval", interval.String(), "--reap-interval", "200ms"}})
 	auth, err := api.NewAuthenticator(secret, nil)
 	if err != nil {
@@ -50,7 +52,7 @@ func newEnv(t *testing.T) *env {
 	}
 	hc := &http.Client{Transport: &http.Transport{}}
 	t.Cleanup(hc.CloseIdleConnections)
-	return &env{t: t, srv: srv, auth: auth, http: hc}
+	return &env{t: t, srv: srv, db: db, auth: auth, http: hc}
 }
 
 func (e *env) token(business string, role api.Role) string {

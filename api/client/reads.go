@@ -11,7 +11,7 @@ import (
 // Other failures return *Error or a network error.
 func (c *Client) GetActive(ctx context.Context, business string) (Run, bool, error) {
 	var run Run
-	_, err := c.do(ctx, request{method: http.MethodGet, path: businessPath(business) + "/runs/active"}, &run)
+	_, err := c.do(ctx, request{method: http.MethodGet, path: businessPath(business) + "/runs/active", read: true}, &run)
 	var apiErr *Error
 	if errors.As(err, &apiErr) && apiErr.Code == CodeNoActiveRun {
 		return Run{}, false, nil
@@ -23,9 +23,10 @@ func (c *Client) GetActive(ctx context.Context, business string) (Run, bool, err
 }
 
 // GetRun returns one run in any status; *Error with Code not_found if the
-// business has no such run.
+// business has no such run. Like GetActive, it reflects every command this
+// client was answered (see Client) unless Options.EventualReads is set.
 func (c *Client) GetRun(ctx context.Context, business, runID string) (Run, error) {
 	var run Run
-	_, err := c.do(ctx, request{method: http.MethodGet, path: runPath(business, runID)}, &run)
+	_, err := c.do(ctx, request{method: http.MethodGet, path: runPath(business, runID), read: true}, &run)
 	return run, err
 }

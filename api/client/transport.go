@@ -29,6 +29,9 @@ type request struct {
 	// finish lets an attempt in flight finish when ctx ends (no new attempt
 	// starts): a start whose answer is awaited is not abandoned half-done.
 	finish bool
+	// read sends the session's position (Runledger-Min-Position), so the
+	// answer reflects every command this client was answered.
+	read bool
 }
 
 // answer is a 2xx answer.
@@ -123,11 +126,15 @@ func (c *Client) attempt(ctx context.Context, r request, payload []byte) (answer
 	if r.key != "" {
 		req.Header.Set("Idempotency-Key", r.key)
 	}
+	if r.read {
+		c.setMinPosition(req.Header)
+	}
 	res, err := c.http.Do(req)
 	if err != nil {
 		return answer{}, fmt.Errorf("runledger: %s %s: %w", r.method, r.path, err)
 	}
 	defer res.Body.Close()
+	c.notePosition(res.Header)
 	raw, err := io.ReadAll(io.LimitReader(res.Body, 4<<20))
 	if err != nil {
 		return answer{}, fmt.Errorf("runledger: %s %s: read answer: %w", r.method, r.path, err)
@@ -164,4 +171,27 @@ func retryAfter(v string) time.Duration {
 		return max(0, time.Until(t))
 	}
 	return 0
+}
+
+// Headers of read-your-writes: a command's answer carries the log position
+// it produced; a read given a minimum position waits until its read model
+// has applied it.
+const (
+	positionHeader    = "Runledger-Position"
+	minPositionHeader = "Runledger-Min-Position"
+)
+
+// setMinPosition asks a read to reflect the session's position, unless
+// EventualReads is set or the client has not been answered a position yet.
+func (c *Client) setMinPosition(h http.Header) {
+	if pos := c.seen.Load(); pos > 0 && !c.opts.EventualReads {
+		h.Set(minPositionHeader, strconv.FormatInt(pos, 10))
+	}
+}
+
+// notePosition remembers the position an answer carries.
+func (c *Client) notePosition(h http.Header) {
+	if pos, err := strconv.ParseInt(h.Get(positionHeader), 10, 64); err == nil && pos > 0 {
+		c.ObservePosition(pos)
+	}
 }

@@ -140,6 +140,7 @@ func (c *Client) stream(ctx context.Context, business string, lastID, runID *str
 	if *lastID != "" {
 		req.Header.Set("Last-Event-ID", *lastID)
 	}
+	c.setMinPosition(req.Header)
 	res, err := c.http.Do(req)
 	if err != nil {
 		return false, false, fmt.Errorf("runledger: GET %s: %w", path, err)

@@ -2,18 +2,13 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/runledger/runledger/api"
@@ -25,7 +20,8 @@ const devBusiness = "demo"
 
 // runDev is `make run`: a local PostgreSQL cluster under ./.data (started as
 // the postgres user when root), a database, a persisted secret, migrations,
-// the service, and tokens and curl lines that work when pasted.
+// the service, and tokens and curl lines that work when pasted. Every flag
+// is checked before anything is written to the data directory.
 func runDev(ctx context.Context, args []string) error {
 	var cfg Config
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
@@ -37,6 +33,14 @@ func runDev(ctx context.Context, args []string) error {
 	logger, err := newLogger(cfg.LogLevel)
 	if err != nil {
 		return err
+	}
+	if _, err := cfg.Policy(); err != nil {
+		return err
+	}
+	if cfg.AuthSecret != "" {
+		if _, err := api.NewAuthenticator(cfg.AuthSecret, nil); err != nil {
+			return fmt.Errorf("configuration: %s: %w", secretEnv, err)
+		}
 	}
 	dir, err := filepath.Abs(*dataDir)
 	if err != nil {
@@ -61,10 +65,12 @@ func runDev(ctx context.Context, args []string) error {
 		}
 		cfg.DatabaseURL = cluster.URL("runledger")
 	}
-	secretPath := "RUNLEDGER_AUTH_SECRET"
+	// Where the signing secret comes from, for the banner: the environment,
+	// or the file this data directory keeps (created on first use).
+	secretSource := "the environment (" + secretEnv + ")"
 	if cfg.AuthSecret == "" {
-		secretPath = filepath.Join(dir, "auth-secret")
-		if cfg.AuthSecret, err = devSecret(secretPath); err != nil {
+		secretSource = filepath.Join(dir, devSecretFile)
+		if cfg.AuthSecret, err = devSecret(secretSource); err != nil {
 			return err
 		}
 	}
@@ -73,7 +79,8 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	auth, _ := api.NewAuthenticator(cfg.AuthSecret, nil)
-	if err := printDevBanner(os.Stdout, auth, svc.URL(), cfg.DatabaseURL, secretPath); err != nil {
+	if err := printDevBanner(os.Stdout, auth, devBanner{URL: svc.URL(), DatabaseURL: cfg.DatabaseURL,
+		SecretSource: secretSource, HeartbeatMinInterval: cfg.HeartbeatMinInterval}); err != nil {
 		return err
 	}
 	return svc.Run(ctx)
@@ -96,62 +103,71 @@ func ensureDatabase(ctx context.Context, adminURL, name string) error {
 	return err
 }
 
-// devSecret reads the dev secret, creating a random one on first use.
-func devSecret(path string) (string, error) {
-	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) >= api.MinSecretLen {
-		return strings.TrimSpace(string(b)), nil
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return "", err
-	}
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		return "", err
-	}
-	secret := hex.EncodeToString(raw)
-	return secret, os.WriteFile(path, []byte(secret+"\n"), 0o600)
+// devBanner is what `runledger dev` prints once it serves.
+type devBanner struct {
+	URL, DatabaseURL string
+	// SecretSource says where the signing secret comes from: a file, or the environment.
+	SecretSource string
+	// HeartbeatMinInterval paces the curl lines so that their heartbeats are stored.
+	HeartbeatMinInterval time.Duration
 }
 
-// printDevBanner prints tokens and curl lines that work when pasted; secret
-// says where the signing secret comes from (a file, or the environment).
-func printDevBanner(w io.Writer, auth *api.Authenticator, url, dbURL, secret string) error {
-	tok := func(b string, r api.Role, subject string) string {
-		t, err := auth.MintToken(api.TokenSpec{Business: b, Role: r, Subject: subject, TTL: 24 * time.Hour})
+// printDevBanner prints the page's links, tokens and curl lines that work
+// when pasted as one block, and again: each paste starts a new run (the
+// server picks its id), waits out the heartbeat coalescing interval so that
+// each heartbeat is stored and moves the bar, and completes the run, so no
+// run is left open.
+func printDevBanner(w io.Writer, auth *api.Authenticator, b devBanner) error {
+	tok := func(business string, r api.Role, subject string) string {
+		t, err := auth.MintToken(api.TokenSpec{Business: business, Role: r, Subject: subject, TTL: 24 * time.Hour})
 		if err != nil {
 			panic(err) // the dev business and roles are valid constants
 		}
 		return t
 	}
-	run := uuid.Must(uuid.NewV7()).String()
+	// A heartbeat closer than the minimum interval to the last stored sign of
+	// life is acknowledged but not stored ("recorded":false): wait it out.
+	pause := int((b.HeartbeatMinInterval+time.Second-1)/time.Second) + 1
 	user, operator := tok(devBusiness, api.RoleUser, "dev-user"), tok(api.AnyBusiness, api.RoleOperator, "dev-operator")
+	const worker = `-H "Authorization: Bearer $WORKER_TOKEN" -H 'Content-Type: application/json'`
 	_, err := fmt.Fprintf(w, `
 runledger dev is up: %[1]s   (database %[2]s)
 
 Open the page (the token rides after '#', which never reaches the server; the page keeps it for this tab):
-  business %[7]s:   %[1]s/#token=%[5]s
-  operator console: %[1]s/#token=%[6]s
+  business %[3]s:   %[1]s/#token=%[4]s
+  operator console: %[1]s/#token=%[5]s
 
-Paste these into a shell (tokens valid for 24h, secret in %[8]s):
+Paste these into a shell, with the business page open beside it (tokens valid for 24h, signed with the secret in %[6]s).
+Each paste starts a new run and completes it (about %[9]d s):
 
-export RL=%[1]s RUN=%[3]s
-export WORKER_TOKEN=%[4]s
-export USER_TOKEN=%[5]s
-export OPERATOR_TOKEN=%[6]s
+export RL=%[1]s
+export WORKER_TOKEN=%[7]s
+export USER_TOKEN=%[4]s
+export OPERATOR_TOKEN=%[5]s
 
-# a worker starts a run, then heartbeats it
-curl -s -X POST $RL/v1/businesses/%[7]s/runs -H "Authorization: Bearer $WORKER_TOKEN" -H 'Content-Type: application/json' -d "{\"run_id\":\"$RUN\",\"total_calls\":100,\"worker_id\":\"dialer-1\"}"
-curl -s -X POST $RL/v1/businesses/%[7]s/runs/$RUN/heartbeat -H "Authorization: Bearer $WORKER_TOKEN" -H 'Content-Type: application/json' -d '{"completed_calls":10,"failed_calls":1}'
-# the page asks for the active run, then the user cancels it
-curl -s $RL/v1/businesses/%[7]s/runs/active -H "Authorization: Bearer $USER_TOKEN"
-curl -s -X POST $RL/v1/businesses/%[7]s/runs/$RUN/cancel -H "Authorization: Bearer $USER_TOKEN" -H 'Content-Type: application/json' -d '{"reason":"stop"}'
-# the worker's next heartbeat is told to stop
-curl -s -X POST $RL/v1/businesses/%[7]s/runs/$RUN/heartbeat -H "Authorization: Bearer $WORKER_TOKEN" -H 'Content-Type: application/json' -d '{"completed_calls":12,"failed_calls":1}'
+# a worker starts a run of 100 calls (the server picks its id) ...
+RUN=$(curl -s -X POST $RL/v1/businesses/%[3]s/runs %[8]s -d '{"total_calls":100,"worker_id":"dialer-1"}' | tee /dev/stderr | sed -n 's/^{"run_id":"\([^"]*\)".*/\1/p'); echo
+# ... and heartbeats its progress; one closer than %[10]s to the last stored one is acknowledged but not stored, so each waits
+sleep %[11]d; curl -s -X POST %[12]s/$RUN/heartbeat %[8]s -d '{"completed_calls":40,"failed_calls":2}'; echo
+# the page asks for the active run
+curl -s $RL/v1/businesses/%[3]s/runs/active -H "Authorization: Bearer $USER_TOKEN"; echo
+sleep %[11]d; curl -s -X POST %[12]s/$RUN/heartbeat %[8]s -d '{"completed_calls":80,"failed_calls":4}'; echo
+# the worker finishes its list: the bar goes, the history says completed
+sleep %[11]d; curl -s -X POST %[12]s/$RUN/complete %[8]s -d '{"outcome":"completed","completed_calls":95,"failed_calls":5}'; echo
 # support: the business's history
-curl -s "$RL/v1/businesses/%[7]s/timeline" -H "Authorization: Bearer $OPERATOR_TOKEN"
-# live progress (Server-Sent Events): curl -N $RL/v1/businesses/%[7]s/runs/active/stream -H "Authorization: Bearer $USER_TOKEN"
+curl -s "$RL/v1/businesses/%[3]s/timeline" -H "Authorization: Bearer $OPERATOR_TOKEN"; echo
+
+# Or let the user cancel a running run ($RUN as above, before its complete): the worker's next heartbeat answers
+# "cancel_requested":true and the worker then completes it with "outcome":"cancelled":
+#   curl -s -X POST %[12]s/$RUN/cancel -H "Authorization: Bearer $USER_TOKEN" -H 'Content-Type: application/json' -d '{"reason":"stop"}'
+# Live progress (Server-Sent Events): curl -N $RL/v1/businesses/%[3]s/runs/active/stream -H "Authorization: Bearer $USER_TOKEN"
+# Another token (run from this directory, it signs with the same secret): runledger token --business %[3]s --role user --subject alice
+# Simulated dialers on every business: make demo
 
 Health %[1]s/healthz, readiness %[1]s/readyz, metrics %[1]s/metrics, API %[1]s/v1/openapi.json
 Stop with Ctrl-C (the local PostgreSQL stops too).
-`, url, redact(dbURL), run, tok(devBusiness, api.RoleWorker, "dialer-1"), user, operator, devBusiness, secret)
+`, b.URL, redact(b.DatabaseURL), devBusiness, user, operator, b.SecretSource,
+		tok(devBusiness, api.RoleWorker, "dialer-1"), worker, 3*pause, b.HeartbeatMinInterval, pause, "$RL/v1/businesses/"+devBusiness+"/runs")
 	return err
 }
 

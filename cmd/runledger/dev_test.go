@@ -2,9 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"testing"
+	"time"
 
 	"github.com/runledger/runledger/api"
 )
@@ -17,7 +21,7 @@ func TestDevBannerPrintsPageURLs(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if err := printDevBanner(&out, auth, "http://127.0.0.1:8080", "postgres://u:secret@localhost:5432/runledger", ".data/auth-secret"); err != nil {
+	if err := printDevBanner(&out, auth, devBanner{URL: "http://127.0.0.1:8080", DatabaseURL: "postgres://u:secret@localhost:5432/runledger", SecretSource: ".data/auth-secret", HeartbeatMinInterval: 5 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	urls := regexp.MustCompile(`http://127\.0\.0\.1:8080/#token=\S+`).FindAllString(out.String(), -1)
@@ -50,5 +54,24 @@ func TestDevBannerPrintsPageURLs(t *testing.T) {
 	}
 	if bytes.Contains(out.Bytes(), []byte("secret@")) {
 		t.Fatal("the banner prints the database password")
+	}
+}
+
+// dev refuses a bad configuration before it initialises a cluster: nothing
+// is written to the data directory.
+func TestDevValidatesFlagsBeforeInitdb(t *testing.T) {
+	for _, args := range [][]string{
+		{"--heartbeat-min-interval", "10m"}, // more than a tenth of the TTL
+		{"--log-level", "loud"},
+		{"--request-timeout", "0s"},
+	} {
+		dir := filepath.Join(t.TempDir(), "data")
+		err := runDev(context.Background(), append([]string{"--data-dir", dir, "--addr", "127.0.0.1:0"}, args...))
+		if err == nil {
+			t.Fatalf("dev %v: no error", args)
+		}
+		if _, statErr := os.Stat(dir); !os.IsNotExist(statErr) {
+			t.Errorf("dev %v failed (%v) after writing %s", args, err, dir)
+		}
 	}
 }

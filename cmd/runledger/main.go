@@ -25,8 +25,10 @@ Usage:
   runledger rebuild [--projection NAME]   online rebuild of read models
   runledger verify               diff live read models against a fresh rebuild; exit 1 on difference
   runledger audit --business B [--run R] [--since T] [--until T] [--at T] [--json]
-  runledger token --business B --role R [--ttl D]
+  runledger token --business B --role R [--subject S] [--ttl D] [--data-dir .data]
+                                 mint a token (RUNLEDGER_AUTH_SECRET, or the dev data directory's secret)
   runledger demo [--url U] [--duration D] [--workers N] [--businesses M] [--data-dir .data]
+                 [--stale-after D] [--opening-act=false]
                                  simulated dialers on the worker SDK against a running server
 
 Run 'runledger COMMAND -h' for a command's flags.

@@ -17,10 +17,11 @@ import (
 	"github.com/runledger/runledger/projections"
 )
 
+// runToken mints a token, signed with RUNLEDGER_AUTH_SECRET or else the dev
+// data directory's secret (the one `runledger dev` signs with).
 func runToken(_ context.Context, args []string) error {
-	var cfg Config
 	fs := flag.NewFlagSet("token", flag.ContinueOnError)
-	cfg.bindCommon(fs)
+	dataDir := fs.String("data-dir", ".data", "the dev data directory, whose auth-secret signs the token unless RUNLEDGER_AUTH_SECRET is set")
 	business := fs.String("business", "", "business id, or * (operators only)")
 	role := fs.String("role", "", "worker, user or operator")
 	subject := fs.String("subject", "", "who holds it (e.g. alice, dialer-7); events they cause name them as role:subject")
@@ -28,9 +29,13 @@ func runToken(_ context.Context, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	auth, err := api.NewAuthenticator(cfg.AuthSecret, nil)
+	secret, source, err := signingSecret(*dataDir)
 	if err != nil {
-		return err
+		return fmt.Errorf("token: %w", err)
+	}
+	auth, err := api.NewAuthenticator(secret, nil)
+	if err != nil {
+		return fmt.Errorf("token: the secret in %s: %w", source, err)
 	}
 	tok, err := auth.MintToken(api.TokenSpec{Business: *business, Role: api.Role(*role), Subject: *subject, TTL: *ttl})
 	if err != nil {

@@ -83,24 +83,88 @@ export function counts(run) {
   return `${run.completed_calls} completed · ${run.failed_calls} failed · ${run.pending_calls} pending of ${run.total_calls}`;
 }
 
-const TIME = { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' };
-const DATE_TIME = { month: 'short', day: 'numeric', ...TIME };
+// Times: every time on the page is in one zone, the browser's, named on
+// screen (zoneLabel), 24-hour, written the same way everywhere (the replay's
+// input and its answer included): "2026-11-30 08:11:03", or "08:11:03" where
+// the day goes without saying.
 
-/** formatTime renders an RFC 3339 time as the local "HH:MM:SS". */
+const pad = (n, w = 2) => String(n).padStart(w, '0');
+
+/** timeZoneName is the zone every time on the page is shown in: the browser's ("Europe/Paris"). */
+export function timeZoneName() {
+  return Intl.DateTimeFormat().resolvedOptions().timeZone || 'local time';
+}
+
+/** zoneOffset renders the page's zone's offset from UTC at ms: "UTC+05:30", "UTC-03:00", "UTC+00:00". */
+export function zoneOffset(ms) {
+  const m = -new Date(ms).getTimezoneOffset();
+  return `UTC${m < 0 ? '-' : '+'}${pad(Math.floor(Math.abs(m) / 60))}:${pad(Math.abs(m) % 60)}`;
+}
+
+/** zoneLabel names the page's zone for people: "Times in Europe/Paris (UTC+01:00), 24-hour"; "Times in UTC, 24-hour". */
+export function zoneLabel(ms, name = timeZoneName()) {
+  if (name === 'UTC' || name === 'Etc/UTC') return 'Times in UTC, 24-hour';
+  return `Times in ${name} (${zoneOffset(ms)}), 24-hour`;
+}
+
+/** formatTime renders an RFC 3339 time as "HH:MM:SS" in the page's zone, 24-hour; "—" if it is not a time. */
 export function formatTime(iso) {
   const t = Date.parse(iso);
-  return Number.isFinite(t) ? new Intl.DateTimeFormat(undefined, TIME).format(t) : '—';
+  if (!Number.isFinite(t)) return '—';
+  const d = new Date(t);
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
-/** formatDateTime renders an RFC 3339 time as the local "Nov 28, 09:05:01". */
+/** formatDateTime renders an RFC 3339 time as "2026-11-30 08:11:03" in the page's zone; "—" if it is not a time. */
 export function formatDateTime(iso) {
   const t = Date.parse(iso);
-  return Number.isFinite(t) ? new Intl.DateTimeFormat(undefined, DATE_TIME).format(t) : '—';
+  return Number.isFinite(t) ? localInputValue(t) : '—';
 }
 
-/** localInputValue renders ms since the epoch as a datetime-local input's value (local time, seconds). */
+/** localInputValue renders ms since the epoch as the replay input's value: "2026-11-30 08:11:03" in the page's zone. */
 export function localInputValue(ms) {
   const d = new Date(ms);
-  const p = (n, w = 2) => String(n).padStart(w, '0');
-  return `${p(d.getFullYear(), 4)}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+  return `${pad(d.getFullYear(), 4)}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${formatTime(d.toISOString())}`;
+}
+
+/**
+ * parseLocalInput reads "2026-11-30 08:11:03" (or "…T08:11", seconds
+ * optional) as a time in the page's zone and returns ms since the epoch, or
+ * NaN when it is not one (a month 13, a 25th hour, a day the month lacks).
+ */
+export function parseLocalInput(text) {
+  const m = /^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2})(?::(\d{2}))?$/.exec(String(text ?? '').trim());
+  if (!m) return NaN;
+  const [y, mo, d, h, mi, s] = m.slice(1).map((v) => Number(v ?? 0));
+  const at = new Date(y, mo - 1, d, h, mi, s);
+  const same = at.getFullYear() === y && at.getMonth() === mo - 1 && at.getDate() === d && at.getHours() === h && at.getMinutes() === mi;
+  return same ? at.getTime() : NaN;
+}
+
+/** localizeTimes rewrites the RFC 3339 times in a server's sentence ("stalled since 2026-11-30T02:41:03.000Z") in the page's zone. */
+export function localizeTimes(text) {
+  return String(text ?? '').replace(/\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})/g, (iso) => formatDateTime(iso));
+}
+
+const BUSINESS_ID_RULE = 'Use letters A–Z, digits, "_", "." and "-" (at most 64), starting with a letter or digit.';
+
+/**
+ * businessIdProblem says what keeps text from being a business id (the
+ * server's rule: 1–64 of A–Z a–z 0–9 _ . -, starting with a letter or
+ * digit), or "" when it is one.
+ */
+export function businessIdProblem(text) {
+  const t = String(text ?? '');
+  if (t === '') return 'Type a business id.';
+  const chars = [...t];
+  let why = '';
+  if (/^\s/u.test(t)) why = 'it starts with a space';
+  else if (/\s$/u.test(t)) why = 'it ends with a space';
+  else {
+    const bad = chars.find((c) => !/^[A-Za-z0-9_.-]$/.test(c));
+    if (bad !== undefined) why = /\s/u.test(bad) ? 'it contains a space' : `"${bad}" is not allowed`;
+    else if (!/^[A-Za-z0-9]/.test(t)) why = `it starts with "${chars[0]}"`;
+    else if (chars.length > 64) why = `it is ${chars.length} characters long`;
+  }
+  return why ? `"${t}" cannot be a business id: ${why}. ${BUSINESS_ID_RULE}` : '';
 }

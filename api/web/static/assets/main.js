@@ -7,7 +7,7 @@ import { createApi } from './api.js';
 import { currentToken, readClaims, signIn, signOut, takeTokenFromFragment } from './session.js';
 import { mountBusiness } from './business.js';
 import { mountOperator } from './operator.js';
-import { parseDuration } from './format.js';
+import { parseDuration, zoneLabel } from './format.js';
 
 const MAX_WATCH_MS = 20 * 60e3;
 
@@ -68,6 +68,7 @@ function onUnauthorized(status) {
 }
 
 function boot() {
+  setText(document.getElementById('zone'), zoneLabel(Date.now())); // every time on the page is in this zone
   takeTokenFromFragment();
   const token = currentToken();
   if (!token) return showSignIn();

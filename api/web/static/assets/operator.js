@@ -5,9 +5,9 @@
 import { cell, el, replace, setText } from './dom.js';
 import { businessPath } from './api.js';
 import { mountBusiness } from './business.js';
-import { formatDateTime, formatDuration, formatTime, localInputValue, shortId } from './format.js';
-
-const BUSINESS_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+import { businessIdProblem, formatDateTime, localInputValue, parseLocalInput, shortId, shortIds, timeZoneName } from './format.js';
+import { actorName, foldSummary, foldTimeline, replayWords, whatHappened } from './timeline.js';
+import { mountOpenRuns } from './openruns.js';
 
 /**
  * mountOperator renders the console into root. opts: api, claims (the
@@ -15,101 +15,75 @@ const BUSINESS_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
  * onUnauthorized. It returns {stop}.
  */
 export function mountOperator(root, { api, claims, getToken, watch = {}, onUnauthorized = () => {} }) {
-  let serverNowMs = null; // the server's clock at the last answer that told it
   let live = null; // the mounted live view of the selected business
+  let followNow = null; // keeps the replay instant at now until the operator edits it
 
-  // --- open runs ---------------------------------------------------------------
-  const openBody = el('tbody');
-  const openEmpty = el('p', { class: 'muted', text: 'No business has an open run.', hidden: true });
-  const openError = el('p', { class: 'error-text', role: 'alert', hidden: true });
-  const asOf = el('span', { class: 'muted' });
-  const more = el('button', { type: 'button', text: 'More', hidden: true, on: { click: () => loadOpen(false) } });
-  let openCursor = null;
-  const openHead = el('tr', {}, ...['Business', 'Run', 'Worker', 'Silent for', 'Stale at', 'State', 'Calls'].map((h) => el('th', { scope: 'col', text: h })));
-  const openSection = el(
-    'section',
-    { class: 'card', id: 'open-runs', 'aria-label': 'Open runs' },
-    el('div', { class: 'section-head' }, el('h2', { text: 'Open runs, longest silence first' }), el('span', {}, asOf, ' ', el('button', { type: 'button', text: 'Refresh', on: { click: () => loadOpen(true) } }))),
-    el('div', { class: 'table-wrap' }, el('table', { class: 'runs open' }, el('thead', {}, openHead), openBody)),
-    openEmpty,
-    openError,
-    el('div', { class: 'pager' }, more),
-  );
-
-  function openRow(run, _, page) {
-    const now = Date.parse(run.server_time);
-    const silent = now - Date.parse(run.last_heartbeat_at);
-    const pick = el('button', { type: 'button', class: 'link', text: run.business_id, on: { click: () => select(run.business_id, run.run_id) } });
-    const state = run.active ? 'live' : 'silent past TTL';
-    const tr = el(
-      'tr',
-      { class: run.active ? 'status-running' : 'status-silent', title: run.run_id, dataset: { runId: run.run_id, business: run.business_id } },
-      cell('Business', pick),
-      cell('Run', el('span', { class: 'mono', text: shortId(run.run_id, page.map((r) => r.run_id)) })),
-      cell('Worker', run.worker_id),
-      cell('Silent for', formatDuration(silent)),
-      cell('Stale at', formatTime(run.stale_at)),
-      cell('State', el('span', { class: `dot dot-${run.active ? 'running' : 'silent'}`, 'aria-hidden': 'true' }), state),
-      cell('Calls', `${run.completed_calls + run.failed_calls} / ${run.total_calls}`),
-    );
-    return tr;
-  }
-
-  async function loadOpen(reset) {
-    if (reset) openCursor = null;
-    const q = new URLSearchParams({ limit: '50' });
-    if (openCursor) q.set('cursor', openCursor);
-    try {
-      const res = await api.get(`/v1/runs/open?${q}`);
-      const runs = res.body.runs ?? [];
-      const rows = runs.map(openRow);
-      if (reset) replace(openBody, rows);
-      else openBody.append(...rows);
-      openCursor = res.body.next_cursor ?? null;
-      more.hidden = !openCursor;
-      openEmpty.hidden = openBody.rows.length > 0;
-      openError.hidden = true;
-      if (runs.length) serverNowMs = Date.parse(runs[0].server_time);
-      setText(asOf, runs.length ? `as of ${formatTime(runs[0].server_time)}` : '');
-    } catch (err) {
-      if (err.status === 401) return onUnauthorized(401);
-      setText(openError, `Could not load the open runs: ${err.message}.`);
-      openError.hidden = false;
-    }
-  }
+  // --- open runs: pushed by the server, counted on its clock ---------------------
+  const open = mountOpenRuns({ getToken, onPick: (business, runId) => select(business, runId), onDenied: onUnauthorized });
+  const openSection = open.section;
+  const serverNow = () => open.serverNow() ?? Date.now();
 
   // --- one business: replay, timeline, live view ---------------------------------
   const fixed = claims.business_id !== '*';
+  // No pattern attribute: the browser would only mark the field, and drop the
+  // input without a word; the page says what is wrong instead.
   const businessInput = el('input', {
-    id: 'business-input', name: 'business', type: 'text', required: true, pattern: BUSINESS_ID.source, autocomplete: 'off',
-    spellcheck: 'false', value: fixed ? claims.business_id : '', readonly: fixed, 'aria-label': 'Business id',
+    id: 'business-input', name: 'business', type: 'text', autocomplete: 'off',
+    spellcheck: 'false', value: fixed ? claims.business_id : '', readonly: fixed, 'aria-describedby': 'business-error',
   });
+  const businessError = el('p', { id: 'business-error', class: 'error-text', role: 'alert', hidden: true });
+  function pickTyped() {
+    const problem = businessIdProblem(businessInput.value);
+    setText(businessError, problem);
+    businessError.hidden = problem === '';
+    if (problem) {
+      businessInput.setAttribute('aria-invalid', 'true');
+      businessInput.focus();
+      return;
+    }
+    businessInput.removeAttribute('aria-invalid');
+    select(businessInput.value, null);
+  }
   const pickForm = el(
     'form',
-    { class: 'inline', on: { submit: (e) => (e.preventDefault(), BUSINESS_ID.test(businessInput.value) && select(businessInput.value.trim(), null)) } },
+    { class: 'inline', novalidate: true, on: { submit: (e) => (e.preventDefault(), pickTyped()) } },
     el('label', { for: 'business-input', text: 'Business' }),
     businessInput,
     el('button', { type: 'submit', text: 'Show' }),
   );
   const detail = el('div', { id: 'business-detail' }, el('p', { class: 'muted', text: 'Pick a business in the list above, or type its id, to see its timeline, replay an instant, and watch it live.' }));
-  const businessSection = el('section', { class: 'card', id: 'business-panel', 'aria-label': 'One business' }, el('h2', { text: 'One business' }), pickForm, detail);
+  const businessSection = el('section', { class: 'card', id: 'business-panel', 'aria-label': 'One business' }, el('h2', { text: 'One business' }), pickForm, businessError, detail);
 
   replace(root, openSection, businessSection);
 
   function select(business, runId) {
     businessInput.value = business;
+    businessInput.removeAttribute('aria-invalid');
+    businessError.hidden = true;
     live?.stop();
     live = null;
 
     // Replay at an instant.
-    const at = el('input', { id: 'replay-at', type: 'datetime-local', step: '1', required: true, value: localInputValue(serverNowMs ?? Date.now()) });
+    const zone = timeZoneName();
+    const at = el('input', {
+      id: 'replay-at', type: 'text', inputmode: 'numeric', autocomplete: 'off', spellcheck: 'false', required: true,
+      value: localInputValue(serverNow()), 'aria-describedby': 'replay-at-help',
+    });
+    // The instant is now, on the server's clock, until the operator edits it.
+    clearInterval(followNow);
+    followNow = setInterval(() => {
+      if (!at.isConnected || at.dataset.edited) return clearInterval(followNow);
+      if (document.activeElement !== at) at.value = localInputValue(serverNow());
+    }, 1000);
+    at.addEventListener('input', () => (at.dataset.edited = 'yes'));
     const replayOut = el('div', { id: 'replay-answer', class: 'replay', role: 'status', 'aria-live': 'polite' });
     const replayForm = el(
       'form',
-      { class: 'inline', on: { submit: (e) => (e.preventDefault(), replay(business, at.value, replayOut)) } },
-      el('label', { for: 'replay-at', text: 'Instant (your local time)' }),
+      { class: 'inline replay-form', on: { submit: (e) => (e.preventDefault(), replay(business, at.value, replayOut)) } },
+      el('label', { for: 'replay-at', text: `Instant (${zone})` }),
       at,
       el('button', { type: 'submit', text: 'Replay' }),
+      el('span', { id: 'replay-at-help', class: 'muted help', text: 'YYYY-MM-DD HH:MM:SS, 24-hour; now until you change it' }),
     );
 
     // Timeline.
@@ -118,31 +92,81 @@ export function mountOperator(root, { api, claims, getToken, watch = {}, onUnaut
     const tlNote = el('p', { class: 'muted' });
     const onlyRun = { id: runId };
     const scope = el('p', { class: 'muted' });
-    const tl = { cursor: null };
+    const tl = { cursor: null, events: [], open: new Set() }; // open: the folds shown in full, by first position
+    function eventRow(ev, short, workerOf, extra = {}) {
+      return el(
+        'tr',
+        { class: `ev-${ev.type}`, ...extra },
+        cell('Time', formatDateTime(ev.occurred_at)),
+        cell('Run', el('span', { class: 'mono', text: short.get(ev.run_id) })),
+        cell('Event', ev.type),
+        cell('Actor', actorName(ev.actor, workerOf.get(ev.run_id))),
+        cell('What happened', whatHappened(ev)),
+      );
+    }
+    function renderTimeline() {
+      const short = shortIds(tl.events.map((ev) => ev.run_id));
+      const workerOf = new Map(tl.events.filter((ev) => ev.type === 'RunStarted').map((ev) => [ev.run_id, ev.data?.worker_id]));
+      const rows = [];
+      for (const item of foldTimeline(tl.events)) {
+        if (item.kind === 'event') {
+          rows.push(eventRow(item.ev, short, workerOf));
+          continue;
+        }
+        const evs = item.events;
+        const key = evs[0].position;
+        const open = tl.open.has(key);
+        const first = evs[0];
+        const last = evs.at(-1);
+        const detail = evs.map((ev) => eventRow(ev, short, workerOf, { class: 'ev-Heartbeat hb-detail', hidden: !open }));
+        const toggle = el('button', {
+          type: 'button', class: 'link fold', 'aria-expanded': String(open),
+          title: open ? 'Hide these heartbeats' : 'Show each heartbeat',
+          text: `Heartbeat ×${evs.length}`,
+          on: {
+            click: () => {
+              const now = toggle.getAttribute('aria-expanded') !== 'true';
+              if (now) tl.open.add(key);
+              else tl.open.delete(key);
+              toggle.setAttribute('aria-expanded', String(now));
+              toggle.title = now ? 'Hide these heartbeats' : 'Show each heartbeat';
+              for (const r of detail) r.hidden = !now;
+            },
+          },
+        });
+        const from = formatDateTime(first.occurred_at);
+        const to = formatDateTime(last.occurred_at);
+        const span = from === to ? from : `${from} – ${from.slice(0, 10) === to.slice(0, 10) ? to.slice(11) : to}`;
+        rows.push(
+          el(
+            'tr',
+            { class: 'ev-Heartbeat hb-group' },
+            cell('Time', span),
+            cell('Run', el('span', { class: 'mono', text: short.get(first.run_id) })),
+            cell('Event', toggle),
+            cell('Actor', actorName(first.actor, workerOf.get(first.run_id))),
+            cell('What happened', foldSummary(evs)),
+          ),
+          ...detail,
+        );
+      }
+      replace(tlBody, rows);
+      tlMore.hidden = !tl.cursor;
+      setText(tlNote, tl.events.length ? '' : 'No events.');
+    }
     async function loadTimeline(reset) {
-      if (reset) tl.cursor = null;
+      if (reset) {
+        tl.cursor = null;
+        tl.events = [];
+      }
       const q = new URLSearchParams({ limit: '200' });
       if (onlyRun.id) q.set('run', onlyRun.id);
       if (tl.cursor) q.set('cursor', tl.cursor);
       try {
         const res = await api.get(`${businessPath(business)}/timeline?${q}`);
-        const shown = (res.body.events ?? []).map((ev) => ev.run_id);
-        const rows = (res.body.events ?? []).map((ev) =>
-          el(
-            'tr',
-            { class: `ev-${ev.type}` },
-            cell('Time', formatDateTime(ev.occurred_at)),
-            cell('Run', el('span', { class: 'mono', text: shortId(ev.run_id, shown) })),
-            cell('Event', ev.type),
-            cell('Actor', ev.actor),
-            cell('What happened', ev.summary),
-          ),
-        );
-        if (reset) replace(tlBody, rows);
-        else tlBody.append(...rows);
+        tl.events.push(...(res.body.events ?? []));
         tl.cursor = res.body.next_cursor ?? null;
-        tlMore.hidden = !tl.cursor;
-        setText(tlNote, tlBody.rows.length ? '' : 'No events.');
+        renderTimeline();
       } catch (err) {
         setText(tlNote, `Could not load the timeline: ${err.message}.`);
       }
@@ -185,42 +209,32 @@ export function mountOperator(root, { api, claims, getToken, watch = {}, onUnaut
   }
 
   async function replay(business, value, out) {
-    const ms = Date.parse(value); // a datetime-local value without a zone is local time
+    const zone = timeZoneName();
+    const ms = parseLocalInput(value);
     if (!Number.isFinite(ms)) {
-      replace(out, el('p', { class: 'error-text', text: 'Pick an instant first.' }));
+      out.className = 'replay';
+      replace(out, el('p', { class: 'error-text', text: `Write the instant as YYYY-MM-DD HH:MM:SS in ${zone}, e.g. ${localInputValue(serverNow())}.` }));
       return;
     }
     const iso = new Date(ms).toISOString();
-    replace(out, el('p', { class: 'muted', text: `Replaying ${iso}…` }));
+    replace(out, el('p', { class: 'muted', text: `Replaying ${formatDateTime(iso)} (${zone})…` }));
     try {
       const res = await api.get(`${businessPath(business)}/replay?${new URLSearchParams({ at: iso })}`);
       const r = res.body;
-      const verdict = r.answer_status === 200 ? 'active' : 'no active run';
-      const lines = [
-        el('p', { class: 'replay-status' }, 'At ', el('span', { class: 'mono', text: r.at }), ` GET …/runs/active would have answered `, el('strong', { text: String(r.answer_status) }), ` (${verdict}).`),
-        el('p', { class: 'replay-reason' }, el('strong', { text: 'Why: ' }), r.reason),
-      ];
-      if (r.run) {
-        const run = r.run;
-        lines.push(
-          el('p', {
-            class: 'muted',
-            text: `Run ${shortId(run.run_id)}: status ${run.status}, ${run.completed_calls} completed, ${run.failed_calls} failed of ${run.total_calls}, last sign of life ${formatDateTime(run.last_heartbeat_at)}; ${r.events_folded} events folded, TTL ${r.stale_after}.`,
-          }),
-        );
-      }
-      out.className = `replay replay-${r.answer_status === 200 ? 'active' : 'inactive'}`;
-      replace(out, ...lines);
+      const words = replayWords(r, zone);
+      out.className = `replay replay-${r.active ? 'active' : 'inactive'}`;
+      replace(out, el('p', { class: 'replay-status', text: words.answer }), words.detail ? el('p', { class: 'muted', text: words.detail }) : null);
     } catch (err) {
       out.className = 'replay';
       replace(out, el('p', { class: 'error-text', text: `Replay failed: ${err.message}.` }));
     }
   }
 
-  loadOpen(true);
   if (fixed) select(claims.business_id, null);
   return {
     stop() {
+      open.stop();
+      clearInterval(followNow);
       live?.stop();
       live = null;
     },

@@ -348,7 +348,7 @@ export class SSEParser {
 /**
  * Watcher follows one business's active run; see the top of this file.
  * Options: business (required), token (string) or getToken (function), on
- * (callbacks by event name), fetch, monotonic (a clock in ms that never jumps;
+ * (callbacks by event name), minPosition (see #send), fetch, monotonic (a clock in ms that never jumps;
  * default performance.now), random, lifecycle (the target of pagehide;
  * default globalThis when it is a window), and every key of DEFAULTS.
  */
@@ -814,6 +814,11 @@ export class Watcher extends EventTarget {
     this.#request = ctl;
     const token = this.#o.getToken ? this.#o.getToken() : this.#o.token;
     const url = `${this.#o.baseUrl}/v1/businesses/${encodeURIComponent(this.#o.business)}${path}`;
+    // Read-your-writes: options.minPosition (a number, or a function read at
+    // each request) is the highest Runledger-Position of the page's own
+    // commands; the server answers only once its read model reflects it.
+    const min = typeof this.#o.minPosition === 'function' ? this.#o.minPosition() : this.#o.minPosition;
+    if (Number.isSafeInteger(min) && min > 0) headers = { ...headers, 'Runledger-Min-Position': String(min) };
     return this.#fetch(url, {
       method: 'GET',
       headers: { ...headers, Authorization: `Bearer ${token}` },

@@ -1,0 +1,188 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/runledger/runledger/projections"
+)
+
+// sseOpen is the event of …/runs/open/stream: the whole first page of open
+// runs, as GET /v1/runs/open answers it, plus the server's clock.
+const sseOpen = "open"
+
+// OpenRunsSnapshot is one event of GET /v1/runs/open/stream: the first page
+// of open runs, longest silence first, and the server's time, so that a page
+// counts silences on the server's clock between events.
+type OpenRunsSnapshot struct {
+	Runs       []RunView `json:"runs"`
+	NextCursor *string   `json:"next_cursor"`
+	ServerTime time.Time `json:"server_time"`
+}
+
+// routesOpenStream registers the operators' pushed list of open runs, and
+// the count of the reads its streams make.
+func (s *Server) routesOpenStream() {
+	reads := prometheus.NewCounter(prometheus.CounterOpts{Name: "runledger_open_stream_reads_total",
+		Help: "Reads of the open runs made for GET /v1/runs/open/stream: one per change of active_runs, shared by the streams it woke; none while nothing changes."})
+	s.cfg.Registry.MustRegister(reads)
+	s.handle("GET /v1/runs/open/stream", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.streamOpen(w, r, reads); err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+// streamOpen sends the first page of open runs at once, then again each time
+// the active_runs read model has applied a change that alters it, until the
+// client leaves or the server shuts down. Like the run stream, it costs no
+// query while nothing changes: the change feed wakes it when a projector
+// batch of active_runs commits (on this replica or, through LISTEN/NOTIFY,
+// another), and the streams of one scope woken by one batch share one read.
+// Silence is not pushed: every event carries server_time and each run its
+// last_heartbeat_at and stale_at, so a page counts silences on the server's
+// clock by itself.
+func (s *Server) streamOpen(w http.ResponseWriter, r *http.Request, reads prometheus.Counter) error {
+	claims, token, err := s.authenticate(r)
+	if err != nil {
+		return err
+	}
+	if claims.Role != RoleOperator {
+		return newProblem(CodeForbidden, fmt.Sprintf("role %q may not do this", claims.Role))
+	}
+	if s.cfg.Feed == nil {
+		return newProblem(CodeInternal, "this server has no change feed")
+	}
+	q := projections.OpenRunsQuery{Limit: 50}
+	if claims.BusinessID != AnyBusiness {
+		q.BusinessID = claims.BusinessID
+	}
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100 {
+			return fieldProblem("limit", "must be an integer from 1 to 100")
+		}
+		q.Limit = n
+	}
+	if err := s.awaitApplied(r, projections.ActiveRuns); err != nil {
+		return err
+	}
+	feed := s.cfg.Feed
+	// Follow the feed before the first read: a batch that commits between
+	// the read and the wait closes this channel, and is read.
+	changed := feed.Changed()
+	applied := feed.Offset(projections.ActiveRuns)
+	rows, err := s.openPage(r.Context(), q, applied, reads)
+	if err != nil {
+		return err
+	}
+	release, err := s.streams.acquire(token)
+	if err != nil {
+		return err
+	}
+	defer release()
+	st := &sseStream{s: s, w: w, rc: http.NewResponseController(w)}
+	st.start()
+	var sent []byte
+	send := func(rows []projections.RunRow, next *projections.OpenCursor) {
+		page := s.runList(rows, "")
+		if next != nil {
+			cur := encodeCursor(next.LastHeartbeatAt, next.BusinessID)
+			page.NextCursor = &cur
+		}
+		key := shownState(page.Runs) // a batch that changed nothing shown sends nothing
+		if bytes.Equal(key, sent) {
+			return
+		}
+		sent = key
+		data, err := json.Marshal(OpenRunsSnapshot{Runs: page.Runs, NextCursor: page.NextCursor, ServerTime: utc(s.now())})
+		if err != nil {
+			st.failed = true
+			return
+		}
+		st.write(fmt.Sprintf("event: %s\ndata: %s\n\n", sseOpen, data))
+	}
+	send(rows.rows, rows.next)
+	keepAlive := time.NewTicker(s.cfg.StreamKeepAlive)
+	defer keepAlive.Stop()
+	// Many runs heartbeating make many batches: read at most once per
+	// openStreamGap, the last change included (a wall-clock pace, not a
+	// judgement of liveness, so not the server's injected clock).
+	pace := time.NewTimer(0)
+	defer pace.Stop()
+	paced, due := true, false // paced: the gap since the last read has passed
+	ctx := r.Context()
+	for !st.failed {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.closing:
+			return nil // the client reconnects to another replica
+		case <-keepAlive.C:
+			st.write(": keepalive\n\n")
+		case <-changed:
+			changed = feed.Changed()
+			if applied.Before(feed.Offset(projections.ActiveRuns)) {
+				due = true // else another consumer group moved
+			}
+		case <-pace.C:
+			paced = true
+		}
+		if !due || !paced {
+			continue
+		}
+		applied, due, paced = feed.Offset(projections.ActiveRuns), false, false
+		pace.Reset(openStreamGap)
+		page, err := s.openPage(ctx, q, applied, reads)
+		if err != nil {
+			return nil // the client reconnects and gets a problem it can act on
+		}
+		send(page.rows, page.next)
+	}
+	return nil
+}
+
+// openStreamGap is the shortest time between two reads of one open-runs
+// stream: changes within it are sent together, well within the second an
+// operator may wait.
+const openStreamGap = 200 * time.Millisecond
+
+type openRunsPage struct {
+	rows []projections.RunRow
+	next *projections.OpenCursor
+}
+
+// openPage reads the first page of q once active_runs has applied off; the
+// streams of one scope woken by the same batch share the read.
+func (s *Server) openPage(ctx context.Context, q projections.OpenRunsQuery, off projections.Offset, reads prometheus.Counter) (openRunsPage, error) {
+	key := fmt.Sprintf("open/%s/%d/%d/%d", q.BusinessID, q.Limit, off.TxID, off.Position)
+	v, err, _ := s.runReads.Do(key, func() (any, error) {
+		reads.Inc()
+		rows, next, err := projections.ListOpenRuns(context.WithoutCancel(ctx), s.pool, q)
+		return openRunsPage{rows, next}, err
+	})
+	if err != nil {
+		return openRunsPage{}, err
+	}
+	return v.(openRunsPage), nil
+}
+
+// shownState is the JSON of runs without what moves with the clock rather
+// than the log (server_time, active, stalled), so that two pages compare
+// equal when no run changed.
+func shownState(runs []RunView) []byte {
+	cp := make([]RunView, len(runs))
+	for i, v := range runs {
+		v.ServerTime, v.Active, v.Stalled, v.StalledSince = time.Time{}, false, false, nil
+		cp[i] = v
+	}
+	out, _ := json.Marshal(cp)
+	return out
+}

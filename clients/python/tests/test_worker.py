@@ -1,0 +1,204 @@
+"""The worker SDK against a real server: cancel, fencing, liveness, the
+retried complete, failures, pause, and no thread left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import unittest
+import uuid
+
+import runledger
+from runledger._time import parse_time
+
+from .harness import (INTERVAL, SERVER_PID, SLACK, TTL, Dialer, Worker, business, client, control, count, events,
+                      runledger_threads, served, wait_for)
+
+
+class WorkerTest(unittest.TestCase):
+    def setUp(self) -> None:
+        served()
+        self.b = business()
+
+    def tearDown(self) -> None:
+        self.assertEqual(runledger_threads(), [], "a thread of the package is still running after the test")
+
+    def test_completes_with_progress(self) -> None:
+        c = client(self.b)
+        d = Dialer(0.03, 12)
+        with c.run(self.b, total_calls=12, worker_id="dialer-1") as run:
+            self.assertEqual(runledger_threads(), ["runledger-heartbeat-" + run.run_id[:8]])
+            d.work(run)
+        self.assertEqual(runledger_threads(), [], "the heartbeat thread outlived the with block")
+        self.assertEqual((run.info["status"], run.info["end_reason"], run.info["completed_calls"]),
+                         ("completed", "completed", 12))
+        evs = events(self.b, run.run_id)
+        self.assertEqual((count(evs, "RunStarted"), count(evs, "RunCompleted")), (1, 1))
+        progress = [e["data"].get("completed_calls", 0) for e in evs if e["type"] == "Heartbeat"]
+        self.assertTrue(any(0 < n < 12 for n in progress), "no heartbeat carried intermediate progress: %r" % progress)
+        self.assertEqual(evs[0]["data"].get("worker_id"), "dialer-1")
+
+    def test_cancel_reaches_work_within_one_interval(self) -> None:
+        w = Worker(client(self.b), self.b, Dialer())
+        w.start()
+        self.assertTrue(w.dialer.first_call.wait(10))
+        time.sleep(3 * INTERVAL)
+        answered = client(self.b, "user").cancel_run(self.b, w.run_id, "user pressed cancel")
+        asked = time.time()
+        self.assertTrue(answered["cancel_requested"])
+        err = w.result(5)
+        self.assertIsNone(err, "a cancel must end the block quietly")
+        self.assertIsInstance(w.dialer.stopped, runledger.RunCancelled)
+        took = w.dialer.stopped_at - asked
+        print("cancel reached the work %.3fs after it was answered (interval %gs)" % (took, INTERVAL))
+        self.assertLessEqual(took, INTERVAL + SLACK, "the cancel took longer than one interval to reach the work")
+        self.assertEqual((w.handle.info["status"], w.handle.info["end_reason"]), ("cancelled", "cancelled"))
+        self.assertTrue(w.handle.cancelled.is_set())
+
+    def test_reaped_run_fences_the_work(self) -> None:
+        # The proxy holds every heartbeat: the run goes silent, the worker
+        # fences itself before the TTL, then the reaper ends the run.
+        w = Worker(client(self.b, via_proxy=True), self.b, Dialer())
+        w.start()
+        self.assertTrue(w.dialer.first_call.wait(10))
+        time.sleep(3 * INTERVAL)
+        control("POST", "/proxy/hold-heartbeats?business=" + self.b)
+        try:
+            err = w.result(TTL + 5)
+        finally:
+            control("POST", "/proxy/release-heartbeats?business=" + self.b)
+        self.assertIsInstance(err, runledger.LivenessLost)
+        self.assertIsInstance(w.dialer.stopped, runledger.LivenessLost)
+        user = client(self.b, "user")
+        wait_for("the reaper to end the run", lambda: user.get_run(self.b, w.run_id)["status"] == "failed", TTL + 5)
+        evs = events(self.b, w.run_id)
+        stale = [e for e in evs if e["type"] == "RunStaleFailed"]
+        self.assertEqual((len(stale), count(evs, "RunCompleted")), (1, 0), evs)
+        reaped = parse_time(stale[0]["recorded_at"]).timestamp()
+        print("work fenced %.3fs before the RunStaleFailed was stored" % (reaped - w.dialer.stopped_at))
+        self.assertEqual(w.dialer.calls_after(reaped + INTERVAL), 0, "calls placed after the run was reaped")
+        self.assertEqual(w.dialer.calls_after(w.dialer.stopped_at), 0, "calls placed after the fence")
+
+    def test_run_ended_elsewhere_fences_on_409(self) -> None:
+        # The proxy holds a heartbeat while another worker token ends the run;
+        # released, the heartbeat is answered 409 run_ended, which stops the
+        # work at once; the block does not end the run again.
+        w = Worker(client(self.b, via_proxy=True), self.b, Dialer())
+        w.start()
+        self.assertTrue(w.dialer.first_call.wait(10))
+        time.sleep(3 * INTERVAL)
+        control("POST", "/proxy/hold-heartbeats?business=" + self.b)
+        time.sleep(2 * INTERVAL)  # a heartbeat is held now
+        client(self.b).complete_run(self.b, w.run_id, "completed", w.total_calls, 0)
+        self.assertTrue(w.is_alive(), "the work stopped before the 409 could tell it")
+        released = time.time()
+        control("POST", "/proxy/release-heartbeats?business=" + self.b)
+        err = w.result(5)
+        self.assertIsInstance(err, runledger.RunEnded)
+        self.assertEqual(err.run["status"], "completed")
+        took = w.dialer.stopped_at - released
+        print("the 409 reached the work %.3fs after the heartbeat was released" % took)
+        self.assertLessEqual(took, SLACK)
+        self.assertEqual(w.dialer.calls_after(w.dialer.stopped_at), 0)
+        self.assertEqual(count(events(self.b, w.run_id), "RunCompleted"), 1)
+
+    def test_server_stopped_raises_liveness_lost_before_the_ttl(self) -> None:
+        w = Worker(client(self.b), self.b, Dialer())
+        w.start()
+        self.assertTrue(w.dialer.first_call.wait(10))
+        time.sleep(3 * INTERVAL)
+        os.kill(SERVER_PID, signal.SIGSTOP)
+        frozen = time.time()
+        try:
+            err = w.result(TTL + 5)
+        finally:
+            os.kill(SERVER_PID, signal.SIGCONT)
+        self.assertIsInstance(err, runledger.LivenessLost)
+        took = w.dialer.stopped_at - frozen
+        print("work fenced %.3fs after the server was stopped (TTL %gs)" % (took, TTL))
+        self.assertLess(took, TTL, "the work was not fenced before the TTL passed")
+        self.assertEqual(w.dialer.calls_after(w.dialer.stopped_at), 0)
+        user = client(self.b, "user")
+        wait_for("the reaper to end the run",
+                 lambda: user.get_run(self.b, w.run_id)["end_reason"] == "stale", TTL + 10)
+        run = user.get_run(self.b, w.run_id)
+        last = parse_time(run["last_heartbeat_at"]).timestamp()
+        self.assertLess(w.dialer.stopped_at, last + TTL, "fenced after the run's stale time")
+
+    def test_complete_whose_answer_is_dropped_is_retried_once(self) -> None:
+        control("POST", "/proxy/cut-next-complete?business=" + self.b)
+        c = client(self.b, via_proxy=True)
+        with c.run(self.b, total_calls=5) as run:
+            Dialer(0.01, 5).work(run)
+        self.assertEqual(run.info["status"], "completed")
+        self.assertEqual(count(events(self.b, run.run_id), "RunCompleted"), 1)
+        import json
+        completes = [r for r in json.loads(control("GET", "/proxy/requests?business=" + self.b))
+                     if r["endpoint"] == "complete"]
+        self.assertEqual(len(completes), 2, completes)
+        self.assertTrue(completes[0]["key"] and completes[0]["key"] == completes[1]["key"], completes)
+        self.assertEqual((completes[0]["status"], completes[1]["status"], completes[1]["replayed"]), (0, 200, True))
+
+    def test_exception_fails_the_run_with_its_message(self) -> None:
+        c = client(self.b)
+        message = "the SIP trunk refused every call: 503 from carrier"
+        with self.assertRaises(ValueError):
+            with c.run(self.b, total_calls=3) as run:
+                run.progress(1, 1)
+                raise ValueError(message)
+        got = c.get_run(self.b, run.run_id)  # the worker's session: reflects its own failure
+        self.assertEqual((got["status"], got["end_reason"], got["last_error"]), ("failed", "worker_failed", message))
+        self.assertEqual((got["completed_calls"], got["failed_calls"]), (1, 1))
+
+    def test_paused_run_blocks_wait_if_paused_until_resumed(self) -> None:
+        w = Worker(client(self.b), self.b, Dialer())
+        w.start()
+        self.assertTrue(w.dialer.first_call.wait(10))
+        user = client(self.b, "user")
+        user.pause_run(self.b, w.run_id, "lunch")
+        wait_for("the pause to reach the worker", lambda: w.handle is not None and w.handle.paused, 5)
+        time.sleep(INTERVAL)  # a call under way when the pause arrived ends
+        placed = len(w.dialer.starts)
+        time.sleep(5 * INTERVAL)
+        self.assertEqual(len(w.dialer.starts), placed, "calls placed while paused")
+        self.assertTrue(w.is_alive())
+        user.resume_run(self.b, w.run_id)
+        wait_for("calls again after the resume", lambda: len(w.dialer.starts) > placed + 2, 5)
+        user.cancel_run(self.b, w.run_id)
+        self.assertIsNone(w.result(5))
+        self.assertEqual(w.handle.info["status"], "cancelled")
+
+    def test_cancel_of_a_paused_run_ends_the_wait(self) -> None:
+        w = Worker(client(self.b), self.b, Dialer())
+        w.start()
+        self.assertTrue(w.dialer.first_call.wait(10))
+        user = client(self.b, "user")
+        user.pause_run(self.b, w.run_id)
+        wait_for("the pause to reach the worker", lambda: w.handle is not None and w.handle.paused, 5)
+        user.cancel_run(self.b, w.run_id)
+        self.assertIsNone(w.result(5))
+        self.assertIsInstance(w.dialer.stopped, runledger.RunCancelled)
+        self.assertEqual(w.handle.info["status"], "cancelled")
+
+    def test_api_errors_carry_the_problem_code(self) -> None:
+        c = client(self.b)
+        with c.run(self.b, total_calls=1) as first:
+            with self.assertRaises(runledger.APIError) as caught:
+                with c.run(self.b, total_calls=1):
+                    self.fail("a second run of the business started")
+            self.assertEqual((caught.exception.status, caught.exception.code, caught.exception.run_id),
+                             (409, "active_run_exists", first.run_id))
+            self.assertIsInstance(caught.exception, runledger.Error)
+            first.progress(1)
+        with self.assertRaises(runledger.APIError) as caught:
+            c.complete_run(self.b, first.run_id, "completed", 1, 0)
+        self.assertEqual(caught.exception.code, "run_ended")
+        self.assertEqual(caught.exception.run["status"], "completed")
+        with self.assertRaises(runledger.APIError) as caught:
+            c.get_run(self.b, str(uuid.uuid4()))
+        self.assertEqual((caught.exception.status, caught.exception.code), (404, "not_found"))
+
+
+if __name__ == "__main__":
+    unittest.main()
