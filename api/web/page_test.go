@@ -453,7 +453,8 @@ func TestPage(t *testing.T) {
 				window.__w.start();
 				return true;
 			})()`, token))
-			want := `window.__w.state === 'streaming' && window.__w.run !== null`
+			// Streaming: the run shown, the stream's answer in (its idle timer armed).
+			want := `window.__w.state === 'streaming' && window.__w.run !== null && __counts().open >= 1 && __counts().timers >= 3`
 			if c.state == "idle" {
 				want = `window.__w.state === 'idle' && window.__w.run === null && __counts().started > 2`
 			}

@@ -25,6 +25,7 @@ export interface Run {
   pause_reason?: string | null;
   stalled?: boolean;
   stalled_since?: string | null;
+  last_progress_at?: string;
   stale_after?: string;
   stall_after?: string;
   version?: number;
@@ -49,6 +50,14 @@ export interface WatcherTunables {
   streamFailuresBeforePolling: number;
   /** A stream silent for longer is dead. */
   streamIdleMs: number;
+  /**
+   * Follow the business with GET …/runs/active/stream?wait=true (open while
+   * no run is active; pushes the start): an idle watch makes no request.
+   * Polling is then the fallback, and maxWatchMs bounds only it. Default false.
+   */
+  waitForStart: boolean;
+  /** With waitForStart, the longest a healthy stream lasts (default Infinity). */
+  maxStreamWatchMs: number;
 }
 
 /** DEFAULTS are the watcher's tunables. */
@@ -97,6 +106,32 @@ export declare class SSEParser {
 export type InactiveReason = 'no_active_run' | 'not_active' | 'stale' | 'invalid';
 /** Why the watcher stopped ("stopped" events). */
 export type StopReason = 'stop' | 'max_duration' | 'pagehide' | 'unauthorized' | (string & {});
+/** A heartbeat the page saw: t = last_heartbeat_at in ms, done = completed + failed. */
+export interface PaceSample {
+  t: number;
+  done: number;
+}
+
+/** What may truthfully be said of a shown run's pace (runPace). */
+export interface Pace {
+  state: 'working' | 'measuring' | 'silent' | 'stopping' | 'paused' | 'stalled';
+  silentMs: number;
+  lastProgressMs: number | null;
+  ratePerMin: number | null;
+  etaMs: number | null;
+}
+
+/** goDurationMs reads a Go duration string ("15m0s") in ms; NaN if it cannot. */
+export declare function goDurationMs(text: string): number;
+/** Never call a run silent sooner than this after its last heartbeat. */
+export declare const SILENT_FLOOR_MS: number;
+/** heartbeatInterval is the median gap of the last heartbeats seen; null with fewer than two. */
+export declare function heartbeatInterval(samples: PaceSample[]): number | null;
+/** silentAfterMs is how long without a heartbeat makes run silent. */
+export declare function silentAfterMs(run: Run, samples: PaceSample[]): number;
+/** runPace: rate and ETA from recent heartbeats only, or why there are none, at the server time nowMs. */
+export declare function runPace(run: Run, samples: PaceSample[], nowMs: number, windowMs?: number): Pace;
+
 /** The connection's state, for a status line. */
 export type ConnectionState = 'idle' | 'streaming' | 'polling' | 'reconnecting';
 /** The watcher's state. */

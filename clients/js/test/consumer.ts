@@ -8,6 +8,7 @@ import {
   backoffDelay,
   barVerdict,
   classifyAnswer,
+  runPace,
   serverClockOffset,
   shouldShowBar,
   validateRun,
@@ -21,6 +22,8 @@ const w = new Watcher({
   getToken: () => sessionStorage.getItem('token') ?? '',
   maxWatchMs: DEFAULTS.maxWatchMs,
   minPosition: () => 42,
+  waitForStart: true,
+  maxStreamWatchMs: 60_000,
   on: {
     run: ({ run, serverNow }) => console.log(run.completed_calls / run.total_calls, serverNow),
     lost: ({ errors, error }) => console.log(errors, error.toUpperCase()),
@@ -69,3 +72,10 @@ useActiveRun('acme', { business: 'acme' });
 // @ts-expect-error a run's counts are numbers
 const bad: Run['completed_calls'] = '3';
 console.log(bad);
+
+// The pace of a shown run: a rate only while its worker beats and progresses.
+const pace = runPace(w.run!, [{ t: Date.now() - 1000, done: 3 }], Date.now());
+const rate: number | null = pace.ratePerMin;
+if (pace.state === 'silent') console.log(`silent for ${pace.silentMs} ms`, rate);
+// @ts-expect-error: a state runPace never returns
+const never: Parameters<typeof console.log>[0] = pace.state === 'alive';

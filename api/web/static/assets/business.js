@@ -51,7 +51,7 @@ export function mountBusiness(root, { business, api, getToken, canAct = true, wa
   // focus): while a request is in flight they are aria-disabled and
   // aria-busy, and ignore clicks.
   const pauseBtn = el('button', { type: 'button', class: 'pause', hidden: true, on: { click: () => pauseOrResume() } });
-  const cancelBtn = el('button', { type: 'button', class: 'cancel danger', text: 'Cancel run', on: { click: () => cancel(watcher.run) } });
+  const cancelBtn = el('button', { type: 'button', class: 'cancel danger', text: 'Cancel run', on: { click: () => cancel(current()) } });
   // What the page learnt of the worker's acknowledgement: the server time of
   // the last pause, resume or cancel this page asked for, by run.
   const asked = { runId: null, action: null, at: NaN };
@@ -143,6 +143,8 @@ export function mountBusiness(root, { business, api, getToken, canAct = true, wa
 
   // --- rendering -------------------------------------------------------------
   function showRun(run) {
+    // An event older than a command's answer already shown (the stream catching up) changes nothing.
+    if (shown && shown.run_id === run.run_id && shown.version > run.version) return;
     shown = run;
     if (knownEnded.has(run.run_id)) return hideBar();
     if (!samples.has(run.run_id)) historyView.reload(); // a new run: list it
@@ -187,7 +189,7 @@ export function mountBusiness(root, { business, api, getToken, canAct = true, wa
   // now: its pace from recent heartbeats only, and silent (no heartbeat) or
   // stalled (heartbeats without progress) in different words.
   function tick() {
-    const run = shown && shown.run_id === watcher.run?.run_id && shown.version >= watcher.run.version ? shown : watcher.run;
+    const run = current();
     const now = watcher.serverNow();
     if (!run || now === null) {
       setText(conn, CONNECTION_TEXT[watcher.state] ?? 'Not watching');
@@ -212,6 +214,14 @@ export function mountBusiness(root, { business, api, getToken, canAct = true, wa
     }
     const live = watcher.state === 'streaming' ? 'Live' : (CONNECTION_TEXT[watcher.state] ?? '');
     setText(conn, p.state === 'silent' ? `Connected — no heartbeat from the worker for ${silentFor}` : live);
+  }
+
+  // current is the newest state of the shown run the page knows: the
+  // watcher's, or a command's answer the stream has not caught up with (the
+  // button says Resume: a click must resume, whatever an older event said).
+  function current() {
+    const w = watcher.run;
+    return shown && w && shown.run_id === w.run_id && shown.version >= w.version ? shown : w;
   }
 
   // followAcknowledgement turns "… at its next heartbeat" into what the
@@ -315,14 +325,14 @@ export function mountBusiness(root, { business, api, getToken, canAct = true, wa
       }
     } finally {
       buttons.forEach((b) => busy(b, false));
-      if (watcher.run) cancelBtn.setAttribute('aria-disabled', String(watcher.run.cancel_requested));
+      if (current()) cancelBtn.setAttribute('aria-disabled', String(current().cancel_requested));
       keepFocus();
       historyView.reload(position);
     }
   }
 
   async function pauseOrResume() {
-    const run = watcher.run;
+    const run = current();
     if (!run || pauseBtn.getAttribute('aria-busy') === 'true') return;
     const action = run.paused ? 'resume' : 'pause';
     busy(pauseBtn, true);
