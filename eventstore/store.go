@@ -175,6 +175,9 @@ func (s *Store) AppendTo(ctx context.Context, streamID uuid.UUID, base domain.Ru
 		return AppendResult{}, err
 	}
 	out := s.batches.submit(ctx, req)
+	if out.gaveUp {
+		return AppendResult{}, fmt.Errorf("append to run %s: %w", streamID, out.err)
+	}
 	if out.err != nil || !out.applied {
 		return s.appendAlone(ctx, req, out.err)
 	}
