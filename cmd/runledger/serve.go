@@ -56,7 +56,7 @@ type service struct {
 	listener     net.Listener
 }
 
-// newService connects, migrates (unless cfg.NoMigrate), builds every part and
+// newService migrates (unless cfg.NoMigrate), connects, builds every part and
 // binds the listen address; it returns an error naming what is misconfigured.
 func newService(ctx context.Context, cfg Config, logger *slog.Logger) (*service, error) {
 	policy, err := cfg.Policy()
@@ -68,6 +68,11 @@ func newService(ctx context.Context, cfg Config, logger *slog.Logger) (*service,
 	auth, err := api.NewAuthenticator(cfg.AuthSecret, func() time.Time { return s.clock.Now() })
 	if err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
+	}
+	if !cfg.NoMigrate {
+		if err := migrate(ctx, cfg.DatabaseURL, logger); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.openPools(ctx); err != nil {
 		return nil, err
@@ -81,6 +86,29 @@ func newService(ctx context.Context, cfg Config, logger *slog.Logger) (*service,
 		return nil, err
 	}
 	return s, nil
+}
+
+// migrateLockTimeout is how long a migration waits for a table lock before
+// it gives up and tries again a second later: while it waits, every query on
+// that table queues behind it, so it must not wait for long.
+const migrateLockTimeout = 3 * time.Second
+
+// migrate applies the migrations on a connection pool of their own, without
+// the requests' statement timeout (a backfill reads the whole log) and with a
+// short lock timeout that migrations.ApplyWith retries, each migration's
+// start and end in the log; the pool is closed before serving.
+func migrate(ctx context.Context, url string, logger *slog.Logger) error {
+	pool, err := openPool(ctx, url, poolSpec{name: "runledger-migrate", size: 4, lockTimeout: migrateLockTimeout,
+		idleInTransaction: time.Minute})
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	applied, err := migrations.ApplyWith(ctx, pool, migrations.Options{Logger: logger})
+	if len(applied) > 0 {
+		logger.Info("migrations applied", "migrations", applied)
+	}
+	return err
 }
 
 // syncClock measures this replica's offset to the database's clock before
@@ -132,15 +160,6 @@ func (s *service) closePools() {
 }
 
 func (s *service) build(ctx context.Context, policy domain.Policy, auth *api.Authenticator) error {
-	if !s.cfg.NoMigrate {
-		applied, err := migrations.Apply(ctx, s.pool)
-		if err != nil {
-			return err
-		}
-		if len(applied) > 0 {
-			s.logger.Info("migrations applied", "migrations", applied)
-		}
-	}
 	reg := s.reg
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.batchSizes = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "runledger_append_batch_size",
