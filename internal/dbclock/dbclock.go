@@ -147,15 +147,15 @@ func (c *Clock) Sync(ctx context.Context) error {
 	return nil
 }
 
-// Run measures again every Refresh until ctx ends; a failed measurement
-// keeps the last offset and is logged.
-func (c *Clock) Run(ctx context.Context) {
+// Run measures again every Refresh until ctx ends, then returns nil; a
+// failed measurement keeps the last offset and is logged.
+func (c *Clock) Run(ctx context.Context) error {
 	t := time.NewTicker(c.opts.Refresh)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
 			if err := c.Sync(ctx); err != nil && ctx.Err() == nil {
 				c.opts.Logger.Warn("database clock not measured; keeping the last offset", "err", err)
