@@ -1,7 +1,8 @@
 // Command runledger-bench measures runledger against this machine's own
 // limits: each workload beside a baseline measured in the same run on the
 // same PostgreSQL, reported as a ratio. `make bench` runs it; BENCH_QUICK=1
-// runs a smaller version; -only B1,B3 runs some workloads.
+// runs a smaller version; -only B1,B3 runs some workloads. `runledger-bench
+// thin-store` runs B1's floor, the thinnest durable heartbeat store (thin.go).
 //
 // Diagnostic knobs: BENCH_DEBUG_SQL=1 prints pg_stat_statements after B1/B6,
 // BENCH_DEBUG_LAG=1 prints B3's large lags, BENCH_B6_NO_WRITES=1 runs B6's
@@ -78,6 +79,13 @@ type bench struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "thin-store" { // B1's floor, run as its own process
+		if err := thinStoreMain(); err != nil {
+			fmt.Fprintln(os.Stderr, "thin-store:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	out := flag.String("out", "bench-report.json", "where to write the JSON report")
 	bin := flag.String("bin", "bin/runledger", "the runledger binary to serve with")
 	only := flag.String("only", "", "comma-separated workload ids to run (default all)")
