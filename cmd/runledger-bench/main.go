@@ -7,7 +7,8 @@
 // Diagnostic knobs: BENCH_DEBUG_SQL=1 prints pg_stat_statements after B1/B6,
 // BENCH_DEBUG_LAG=1 prints B3's large lags, BENCH_B6_NO_WRITES=1 runs B6's
 // reads alone, SERVE_GOGC and SERVE_DEBUG_ADDR set the served process's
-// GOGC and pprof address.
+// GOGC and pprof address, BENCH_B1_PROFILE=file writes serve's CPU profile
+// over B1's first runledger turn (with SERVE_DEBUG_ADDR).
 package main
 
 import (
@@ -134,7 +135,7 @@ func run(ctx context.Context, bin, out, only string) error {
 		fn func(context.Context) error
 	}{
 		{"B1", b.b1and6}, {"B2", b.b2}, {"B3", b.b3}, {"B3-idle", b.b3idle}, {"B4", b.b4}, {"B5", b.b5}, {"B8", b.b8},
-		{"B9", b.b9}, {"B10", b.b10},
+		{"B9", b.b9}, {"B10", b.b10}, {"B15", b.b15},
 	}
 	for _, w := range workloads {
 		if only != "" && !strings.Contains(","+only+",", ","+w.id+",") {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,7 +76,9 @@ func (b *bench) b1and6(ctx context.Context) error {
 	for round := 0; round < 2; round++ {
 		var o, t phase
 		if round%2 == 0 {
+			profiled := profileServe(d) // BENCH_B1_PROFILE: serve's CPU profile over this turn
 			o = b.measureHeartbeats(srv, runs, d)
+			<-profiled
 			t = b.measureHeartbeats(thin, thinRuns, d)
 		} else {
 			t = b.measureHeartbeats(thin, thinRuns, d)
@@ -120,6 +123,35 @@ func (b *bench) b1and6(ctx context.Context) error {
 		defer printStatements(ctx, pool)
 	}
 	return b.b6(srv, runs, rate/2)
+}
+
+// profileServe fetches serve's CPU profile over the next d into the file
+// BENCH_B1_PROFILE names (serve's pprof listens on SERVE_DEBUG_ADDR); the
+// channel closes when it is written. Without both it closes at once.
+func profileServe(d time.Duration) chan struct{} {
+	done := make(chan struct{})
+	path, addr := os.Getenv("BENCH_B1_PROFILE"), os.Getenv("SERVE_DEBUG_ADDR")
+	if path == "" || addr == "" {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		res, err := client.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds())))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "profile:", err)
+			return
+		}
+		defer res.Body.Close()
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "profile:", err)
+			return
+		}
+		defer f.Close()
+		_, _ = io.Copy(f, res.Body)
+	}()
+	return done
 }
 
 // phase is one turn of heartbeat load on one server: what it stored and the
