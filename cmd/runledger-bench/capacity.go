@@ -42,6 +42,7 @@ type b15Step struct {
 	p50, p99              time.Duration
 	server, pg, gen, busy float64
 	poolWaits             float64
+	serveUS, pgUS         float64 // CPU per answered heartbeat
 }
 
 func (s b15Step) ok() bool { return s.failures == 0 && s.heartbeats > 0 && s.p99 <= b15P99 }
@@ -56,8 +57,9 @@ func (s b15Step) saturated(d time.Duration) bool {
 }
 
 func (s b15Step) String() string {
-	return fmt.Sprintf("%d workers (≈ %d at 5 s): %d heartbeats, %d failed, p50 %.1f ms, p99 %.1f ms, CPU of the machine: serve %.0f%%, PostgreSQL %.0f%%, generator %.0f%%, all busy %.0f%%, pool waits %.0f",
-		s.workers, s.workers*b15Scale, s.heartbeats, s.failures, ms(s.p50), ms(s.p99), 100*s.server, 100*s.pg, 100*s.gen, 100*s.busy, s.poolWaits)
+	return fmt.Sprintf("%d workers (≈ %d at 5 s): %d heartbeats, %d failed, p50 %.1f ms, p99 %.1f ms, CPU of the machine: serve %.0f%%, PostgreSQL %.0f%%, generator %.0f%%, all busy %.0f%%; CPU per heartbeat: serve %.0f µs, PostgreSQL %.0f µs; pool waits %.0f",
+		s.workers, s.workers*b15Scale, s.heartbeats, s.failures, ms(s.p50), ms(s.p99), 100*s.server, 100*s.pg, 100*s.gen, 100*s.busy,
+		s.serveUS, s.pgUS, s.poolWaits)
 }
 
 // heartbeatTimer records the latency of every heartbeat request it sends.
@@ -176,6 +178,8 @@ func (b *bench) b15(ctx context.Context) error {
 		st := b15Step{workers: n, heartbeats: int64(len(lat)), failures: failed + runErrors.Load() - errs0,
 			p50: percentile(lat, 50), p99: percentile(lat, 99), server: server, gen: gen, busy: meter.machine(),
 			pg: (postgresCPU(b.cluster.Dir) - pg0).Seconds() / capacity, poolWaits: waits1 - waits0}
+		perHeartbeat := capacity / float64(max(st.heartbeats, 1)) * 1e6 // µs of the machine per heartbeat
+		st.serveUS, st.pgUS = st.server*perHeartbeat, st.pg*perHeartbeat
 		results = append(results, st)
 		fmt.Fprintln(os.Stderr, "  B15 step:", st)
 		if st.saturated(d) {

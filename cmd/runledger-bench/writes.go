@@ -113,8 +113,8 @@ func (b *bench) b1and6(ctx context.Context) error {
 			describeBatches(batches0, batches1, statements0, statements1, stored))})
 	b.report.add(Result{ID: "B1-thin", Figure: "heartbeats/s stored, runledger vs the thin store", Value: rate, Unit: "/s",
 		Baseline: "thin store heartbeats/s", BaselineValue: theirs.rate(), Target: "ratio ≥ 0.5", Pass: rate/theirs.rate() >= 0.5,
-		Notes: fmt.Sprintf("same 32-worker generator, same cluster, turns of %s alternating (runledger first, then thin first); ratio per turn pair (runledger/thin): %s; runledger: %s; thin store (`runledger-bench thin-store`: net/http, bearer presence, group commit of ≤ %d rows, one INSERT in flight, fsync on): %s",
-			d, strings.Join(pairs, ", "), ours.cpuSplit("serve"), thinBatch, theirs.cpuSplit("thin store"))})
+		Notes: fmt.Sprintf("same 32-worker generator, same cluster, turns of %s alternating (runledger first, then thin first); ratio per turn pair (runledger/thin): %s; runledger: %s; thin store (`runledger-bench thin-store`: net/http, bearer presence, group commit of ≤ %d rows, one INSERT in flight, fsync on): %s; CPU-implied ratio (thin's CPU per stored heartbeat over runledger's, all three processes: the throughput ratio on a machine they had to themselves, CPU-bound): %.2f",
+			d, strings.Join(pairs, ", "), ours.cpuSplit("serve"), thinBatch, theirs.cpuSplit("thin store"), theirs.cpuPer()/ours.cpuPer())})
 
 	if debugSQL {
 		if _, err := pool.Exec(ctx, `SELECT pg_stat_statements_reset()`); err != nil {
@@ -172,6 +172,11 @@ func (b *bench) measureHeartbeats(srv *served, runs []*httpRun, d time.Duration)
 
 func (p phase) plus(q phase) phase {
 	return phase{p.stored + q.stored, p.elapsed + q.elapsed, p.server + q.server, p.pg + q.pg, p.gen + q.gen}
+}
+
+// cpuPer is the CPU of the server, PostgreSQL and the generator per stored heartbeat.
+func (p phase) cpuPer() float64 {
+	return (p.server + p.pg + p.gen).Seconds() / float64(max(p.stored, 1))
 }
 
 func (p phase) rate() float64 { return float64(p.stored) / p.elapsed.Seconds() }
