@@ -4,7 +4,8 @@
 // runs a smaller version; -only B1,B3 runs some workloads. `runledger-bench
 // thin-store` runs B1's floor, the thinnest durable heartbeat store (thin.go).
 //
-// Diagnostic knobs: BENCH_DEBUG_SQL=1 prints pg_stat_statements after B1/B6,
+// Diagnostic knobs: BENCH_DEBUG_SQL=1 prints pg_stat_statements (and HOT
+// updates) over B1's turns and after B6,
 // BENCH_DEBUG_LAG=1 prints B3's large lags, BENCH_B6_NO_WRITES=1 runs B6's
 // reads alone, SERVE_GOGC and SERVE_DEBUG_ADDR set the served process's
 // GOGC and pprof address, BENCH_B1_PROFILE=file writes serve's CPU profile

@@ -91,6 +91,7 @@ func (b *bench) b1and6(ctx context.Context) error {
 	if debugSQL {
 		fmt.Fprintf(os.Stderr, "pg_stat_statements over B1's turns (runledger stored %d, the thin store %d):\n", ours.stored, theirs.stored)
 		printStatements(ctx, pool)
+		printHOT(ctx, pool)
 	}
 	batches1, statements1 := batchSizes(srv)
 	gen, server := meter.shares()
@@ -186,6 +187,25 @@ func (p phase) cpuSplit(name string) string {
 	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(max(p.stored, 1)) }
 	return fmt.Sprintf("%.0f/s, CPU per stored heartbeat: %s %.0f µs, PostgreSQL %.0f µs, load generator %.0f µs",
 		p.rate(), name, per(p.server), per(p.pg), per(p.gen))
+}
+
+// printHOT shows how many of each table's updates were HOT (no index
+// entry written), with BENCH_DEBUG_SQL=1.
+func printHOT(ctx context.Context, pool *pgxpool.Pool) {
+	rows, err := pool.Query(ctx, `SELECT relname, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
+		WHERE n_tup_upd > 0 ORDER BY n_tup_upd DESC`)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pg_stat_user_tables:", err)
+		return
+	}
+	defer rows.Close()
+	fmt.Fprintln(os.Stderr, "table  updates  HOT updates (since the database was created)")
+	for rows.Next() {
+		var name string
+		var upd, hot int64
+		_ = rows.Scan(&name, &upd, &hot)
+		fmt.Fprintf(os.Stderr, "%s %d %d\n", name, upd, hot)
+	}
 }
 
 // printStatements shows where PostgreSQL spent its time (BENCH_DEBUG_SQL=1).
