@@ -46,22 +46,28 @@ func thinStoreMain() error {
 		return err
 	}
 	defer conn.Close(context.Background())
+	l, err := net.Listen("tcp", os.Getenv("THIN_ADDR"))
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: newThinStore(ctx, conn), ReadHeaderTimeout: 10 * time.Second}
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// newThinStore returns the thin store's routes, committing through conn
+// until ctx ends.
+func newThinStore(ctx context.Context, conn *pgx.Conn) http.Handler {
 	c := &committer{conn: conn, in: make(chan *thinRow, 4096)}
 	go c.run(ctx)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
 	mux.HandleFunc("POST /v1/businesses/{business}/runs", c.start)
 	mux.HandleFunc("POST /v1/businesses/{business}/runs/{run}/heartbeat", c.heartbeat)
-	l, err := net.Listen("tcp", os.Getenv("THIN_ADDR"))
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { <-ctx.Done(); _ = srv.Close() }()
-	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return mux
 }
 
 // thinRow is one event waiting for its group commit; done receives the outcome.
