@@ -6,8 +6,9 @@ import (
 	"github.com/google/uuid"
 )
 
-// Command is a request to change a run.
-type Command interface{ commandName() string }
+// Command is a request to change a run: one of the command types of this
+// package (the unexported method closes the set; Decide switches on them).
+type Command interface{ isCommand() }
 
 // StartRun opens a new run. The one-active-run-per-business rule spans
 // streams, so the event store enforces it when RunStarted is appended.
@@ -62,10 +63,10 @@ type FailStale struct {
 	DetectedBy string
 }
 
-func (StartRun) commandName() string        { return "StartRun" }
-func (RecordHeartbeat) commandName() string { return "Heartbeat" }
-func (RequestCancel) commandName() string   { return "RequestCancel" }
-func (PauseRun) commandName() string        { return "PauseRun" }
-func (ResumeRun) commandName() string       { return "ResumeRun" }
-func (CompleteRun) commandName() string     { return "CompleteRun" }
-func (FailStale) commandName() string       { return "FailStale" }
+func (StartRun) isCommand()        {}
+func (RecordHeartbeat) isCommand() {}
+func (RequestCancel) isCommand()   {}
+func (PauseRun) isCommand()        {}
+func (ResumeRun) isCommand()       {}
+func (CompleteRun) isCommand()     {}
+func (FailStale) isCommand()       {}

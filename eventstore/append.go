@@ -214,10 +214,7 @@ func (s *Store) appendAlone(ctx context.Context, req *appendReq, batchErr error)
 	if batchErr == nil && req.base.Version > 0 {
 		// The batch ran and the snapshot did not match: another append won,
 		// or the run ended, or these very events are already stored.
-		if dup, err := s.duplicate(ctx, req.streamID, req.events); err == nil {
-			return dup, nil
-		}
-		return AppendResult{}, &VersionConflictError{StreamID: req.streamID, Expected: req.base.Version, Actual: -1}
+		return s.duplicateOrConflict(ctx, req)
 	}
 	applied, err := s.execAppend(ctx, true, []*appendReq{req})
 	if err == nil {
@@ -225,19 +222,13 @@ func (s *Store) appendAlone(ctx context.Context, req *appendReq, batchErr error)
 			s.committed(pos)
 			return AppendResult{Run: req.next, LastPosition: pos}, nil
 		}
-		if dup, derr := s.duplicate(ctx, req.streamID, req.events); derr == nil {
-			return dup, nil
-		}
-		return AppendResult{}, &VersionConflictError{StreamID: req.streamID, Expected: req.base.Version, Actual: -1}
+		return s.duplicateOrConflict(ctx, req)
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
 		switch pgErr.ConstraintName {
 		case "events_event_id_key", "run_snapshots_pkey":
-			if dup, derr := s.duplicate(ctx, req.streamID, req.events); derr == nil {
-				return dup, nil
-			}
-			return AppendResult{}, &VersionConflictError{StreamID: req.streamID, Expected: req.base.Version, Actual: -1}
+			return s.duplicateOrConflict(ctx, req)
 		case "run_snapshots_one_open_per_business":
 			return AppendResult{}, s.activeRunExists(ctx, req.events)
 		case "events_stream_version_key":
@@ -245,6 +236,17 @@ func (s *Store) appendAlone(ctx context.Context, req *appendReq, batchErr error)
 		}
 	}
 	return AppendResult{}, fmt.Errorf("append to run %s: %w", req.streamID, err)
+}
+
+// duplicateOrConflict answers an append that the log refused: the stored
+// result if its events are already there (a retry), a version conflict if
+// they are not, and the database's error if it could not tell.
+func (s *Store) duplicateOrConflict(ctx context.Context, req *appendReq) (AppendResult, error) {
+	dup, err := s.duplicate(ctx, req.streamID, req.events)
+	if errors.Is(err, ErrVersionConflict) {
+		return AppendResult{}, &VersionConflictError{StreamID: req.streamID, Expected: req.base.Version, Actual: -1}
+	}
+	return dup, err
 }
 
 func (s *Store) committed(lastPosition int64) {

@@ -16,8 +16,10 @@ const batchStatementTimeout = 10 * time.Second
 // flight runs at once, alone (no timer: at low load a batch is one command);
 // appends that arrive while statements are in flight queue, and the next
 // statement takes them all (up to BatchMax, one command per run). A caller
-// whose append was taken waits for the statement: it was sent, and may
-// commit, so its answer must say how it ended.
+// that gives up (its context ends) stops waiting, whether or not its append
+// was taken, but never cancels the statement: the others in it are not its
+// to fail. A taken append may then still commit; the caller's error says it
+// does not know, and a retry by event id is idempotent.
 type batcher struct {
 	store *Store
 
@@ -41,10 +43,13 @@ type batchOutcome struct {
 	applied      bool
 	lastPosition int64
 	err          error
+	// gaveUp: the caller's context ended before the outcome was known.
+	gaveUp bool
 }
 
 // submit appends req with whatever else is queued and returns its outcome,
-// or ctx's error if ctx ends before a statement took it.
+// or ctx's error if ctx ends first (the append may still commit if a
+// statement took it).
 func (b *batcher) submit(ctx context.Context, req *appendReq) batchOutcome {
 	p := &pending{req: req, done: make(chan batchOutcome, 1)}
 	p.deadline, _ = ctx.Deadline()
@@ -69,11 +74,9 @@ func (b *batcher) submit(ctx context.Context, req *appendReq) batchOutcome {
 	b.mu.Lock()
 	if !p.taken {
 		b.removeLocked(p)
-		b.mu.Unlock()
-		return batchOutcome{err: ctx.Err()}
 	}
 	b.mu.Unlock()
-	return <-p.done // sent: wait for the statement (bounded by its timeout)
+	return batchOutcome{err: ctx.Err(), gaveUp: true} // a taken append's outcome goes to p.done's buffer, unread
 }
 
 // drain runs the statements that the queue still needs, then gives its
@@ -135,16 +138,20 @@ func (b *batcher) run(batch []*pending) {
 	for i, p := range batch {
 		reqs[i] = p.req
 	}
-	// The statement ends at its callers' earliest deadline, so none waits
-	// past its own for the others: if it is cut short, each caller appends
-	// alone on its own context, and one whose events did commit finds them
-	// stored (an idempotent retry by event id).
+	// The statement ends at its callers' latest deadline (bounded): a caller
+	// near its own gives up waiting, never cutting the statement short for
+	// the others; only when every caller has given up is nobody left to
+	// answer.
 	deadline := time.Now().Add(batchStatementTimeout)
+	var latest time.Time
 	for _, p := range batch {
-		if !p.deadline.IsZero() && p.deadline.Before(deadline) {
-			deadline = p.deadline
+		if p.deadline.IsZero() {
+			latest = deadline
+			break
 		}
+		latest = later(latest, p.deadline)
 	}
+	deadline = earlier(deadline, latest)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	applied, err := b.store.execAppend(ctx, false, reqs)
 	cancel()
@@ -157,4 +164,18 @@ func (b *batcher) run(batch []*pending) {
 	if err == nil && last > 0 {
 		b.store.committed(last)
 	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func earlier(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/runledger/runledger/domain"
@@ -267,5 +268,111 @@ func TestBatchingOffAppendsDoNotWaitForEachOther(t *testing.T) {
 	}
 	if err := <-blocked; err != nil {
 		t.Fatalf("run a's append once the lock was released: %v", err)
+	}
+}
+
+// reportedDeadline is a caller's context that reports a deadline 1 ms after
+// it was made but ends only when the test says: the caller gives up at a
+// moment the test chooses (once its append is in a statement), while any
+// statement that took its deadline as its own is already cut short.
+type reportedDeadline struct {
+	context.Context
+	at time.Time
+}
+
+func (c reportedDeadline) Deadline() (time.Time, bool) { return c.at, true }
+
+// One caller near its deadline cannot cancel the statement it shares: 63
+// callers and one with a 1 ms deadline are taken into one statement, the
+// impatient one gives up and returns at once while the statement still
+// waits, and the 63 are appended by that one statement (no caller appends
+// alone).
+func TestBatchCallerThatGivesUpDoesNotCancelTheOthers(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewDB(t)
+	var mu sync.Mutex
+	var sizes []int
+	var statements int // committed statements: one per batch or lone append
+	store := eventstore.NewWithOptions(pool, eventstore.Options{MaxInFlight: 1,
+		BatchSizes:  func(n int) { mu.Lock(); sizes = append(sizes, n); mu.Unlock() },
+		OnCommitted: func(int64) { mu.Lock(); statements++; mu.Unlock() }})
+	const patient = 63
+	runs := make([]domain.Run, patient+2) // the 63, the impatient one, the blocker
+	for i := range runs {
+		id := uuid.New()
+		res, err := store.Append(ctx, id, 0, started(id, fmt.Sprintf("b%02d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs[i] = res.Run
+	}
+	blocker, impatientRun := runs[patient+1], runs[patient]
+	lock := func(id uuid.UUID) pgx.Tx {
+		t.Helper()
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = tx.Rollback(ctx) })
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM run_snapshots WHERE run_id = $1 FOR UPDATE`, id); err != nil {
+			t.Fatal(err)
+		}
+		return tx
+	}
+	// The blocker's statement is in flight while the 64 queue; run 0's row
+	// then holds their statement once it has taken them all.
+	holdBlocker, holdRun0 := lock(blocker.ID), lock(runs[0].ID)
+	inFlight := make(chan error, 1)
+	go func() { _, err := store.AppendTo(ctx, blocker.ID, blocker, heartbeat(1)); inFlight <- err }()
+	waitLockWaiters(t, pool, 1)
+	mu.Lock()
+	sizes, statements = nil, 0
+	mu.Unlock()
+
+	results := make(chan error, patient)
+	for i := range patient {
+		go func() { _, err := store.AppendTo(ctx, runs[i].ID, runs[i], heartbeat(10+i)); results <- err }()
+	}
+	giveUp, cancel := context.WithCancel(ctx)
+	defer cancel()
+	impatient := make(chan error, 1)
+	go func() {
+		_, err := store.AppendTo(reportedDeadline{giveUp, time.Now().Add(time.Millisecond)}, impatientRun.ID, impatientRun, heartbeat(99))
+		impatient <- err
+	}()
+	for deadline := time.Now().Add(10 * time.Second); eventstore.QueuedAppends(store) < patient+1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d appends queued, want %d", eventstore.QueuedAppends(store), patient+1)
+		}
+	}
+	if err := holdBlocker.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-inFlight; err != nil {
+		t.Fatal(err)
+	}
+	waitLockWaiters(t, pool, 1) // the statement of the 64 waits for run 0's row
+	cancel()
+	select {
+	case err := <-impatient:
+		if err == nil {
+			t.Fatal("the caller that gave up was answered without error before the shared statement ended (appended alone?); want its context's error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the caller that gave up still waits for the statement after 10s")
+	}
+	if err := holdRun0.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range patient {
+		if err := <-results; err != nil {
+			t.Errorf("a patient caller: %v", err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sizes) != 1 || sizes[0] != patient+1 || statements != 2 {
+		t.Fatalf("batch statements of sizes %v and %d committed statements; want the 64 in one statement, committed after the blocker's, and no caller alone",
+			sizes, statements)
 	}
 }

@@ -147,10 +147,11 @@ func (s *Store) Append(ctx context.Context, streamID uuid.UUID, expectedVersion 
 		return AppendResult{}, err
 	}
 	if base.Version != expectedVersion {
-		if dup, err := s.duplicate(ctx, streamID, events); err == nil {
-			return dup, nil
+		dup, err := s.duplicate(ctx, streamID, events)
+		if errors.Is(err, ErrVersionConflict) {
+			return AppendResult{}, &VersionConflictError{StreamID: streamID, Expected: expectedVersion, Actual: base.Version}
 		}
-		return AppendResult{}, &VersionConflictError{StreamID: streamID, Expected: expectedVersion, Actual: base.Version}
+		return dup, err
 	}
 	return s.AppendTo(ctx, streamID, base, events)
 }
@@ -175,6 +176,9 @@ func (s *Store) AppendTo(ctx context.Context, streamID uuid.UUID, base domain.Ru
 		return AppendResult{}, err
 	}
 	out := s.batches.submit(ctx, req)
+	if out.gaveUp {
+		return AppendResult{}, fmt.Errorf("append to run %s: %w", streamID, out.err)
+	}
 	if out.err != nil || !out.applied {
 		return s.appendAlone(ctx, req, out.err)
 	}
@@ -200,7 +204,9 @@ func decodeRun(raw []byte) (domain.Run, error) {
 	return r, nil
 }
 
-// duplicate answers a retried append whose first event is already stored.
+// duplicate answers a retried append whose events are already stored. It
+// returns *VersionConflictError if they are not (all of them, on this
+// stream), and the database's error, wrapped, if it could not look.
 func (s *Store) duplicate(ctx context.Context, streamID uuid.UUID, events []NewEvent) (AppendResult, error) {
 	var (
 		stored  uuid.UUID

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/runledger/runledger/domain"
@@ -113,15 +114,18 @@ func (r *Reaper) Sweep(ctx context.Context) (SweepResult, error) {
 		if err != nil {
 			return SweepResult{}, err
 		}
-		defer conn.Release()
 		var got bool
 		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, lockKey).Scan(&got); err != nil {
+			discard(conn) // it may have taken the lock before the error
 			return SweepResult{}, err
+		}
+		if !got {
+			conn.Release()
 		}
 		if !got {
 			return SweepResult{Skipped: true}, nil
 		}
-		defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, lockKey)
+		defer r.unlock(ctx, conn)
 	}
 	var total SweepResult
 	for {
@@ -142,6 +146,36 @@ func (r *Reaper) Sweep(ctx context.Context) (SweepResult, error) {
 		m.Sweeps.Observe(time.Since(start).Seconds())
 	}
 	return total, nil
+}
+
+// unlockTimeout bounds the advisory unlock, which runs after the sweep's
+// context may have ended (at shutdown): a database that does not answer
+// cannot hold the reaper, and so the process, past it.
+const unlockTimeout = 5 * time.Second
+
+// unlock releases the sweep lock and gives conn back to the pool; if the
+// unlock fails, the session may still hold the lock, so the connection is
+// closed instead (which releases it) rather than left in the pool, where it
+// would keep every replica's sweeps skipping.
+func (r *Reaper) unlock(ctx context.Context, conn *pgxpool.Conn) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unlockTimeout)
+	defer cancel()
+	var released bool
+	err := conn.QueryRow(ctx, `SELECT pg_advisory_unlock($1)`, lockKey).Scan(&released)
+	if err == nil && released {
+		conn.Release()
+		return
+	}
+	r.cfg.Logger.Warn("reaper could not release its sweep lock; closing the connection", "err", err, "released", released)
+	discard(conn)
+}
+
+// discard closes conn's session (ending any lock it holds) and takes it out
+// of its pool.
+func discard(conn *pgxpool.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = conn.Hijack().Close(ctx)
 }
 
 func (r *Reaper) endAll(ctx context.Context, runs []domain.Run) SweepResult {

@@ -68,12 +68,9 @@ func TestPage(t *testing.T) {
 		w.heartbeat(10, 2)
 		p.waitFor("the bar at 24%", jsBarAt("24"), 3*time.Second)
 		staleAt := w.staleAt() // the worker dies after this heartbeat
+		watchBarGone(p)
 		p.waitFor("no bar", jsNoBar, ttl+2*time.Second)
-		off := time.Since(staleAt)
-		t.Logf("the bar went %s after stale_at", off.Round(time.Millisecond))
-		if off < -500*time.Millisecond || off > 500*time.Millisecond {
-			t.Fatalf("the bar went %s from stale_at, want within ±500ms", off)
-		}
+		checkBarGoneAtStaleAt(t, p, staleAt, 0)
 		p.waitFor("the silent run explained", jsShown("#watch-note", "is not active"), 2*time.Second)
 		contains(t, "note", p.text("#watch-note"), "Last sign of life from worker dialer-3")
 		// Without a reaper the run is still open in the database: the page
@@ -215,12 +212,9 @@ func TestPage(t *testing.T) {
 			}
 			p.screenshot("08-live-run-with-clock-" + map[bool]string{true: "ahead", false: "behind"}[c.shift > 0])
 			staleAt := w.staleAt()
+			watchBarGone(p)
 			p.waitFor("no bar", jsNoBar, ttl+2*time.Second)
-			off := time.Since(staleAt)
-			t.Logf("the bar went %s after stale_at", off.Round(time.Millisecond))
-			if off < -500*time.Millisecond || off > 500*time.Millisecond {
-				t.Fatalf("with the clock %s off, the bar went %s from stale_at, want within ±500ms", c.shift, off)
-			}
+			checkBarGoneAtStaleAt(t, p, staleAt, c.shift)
 		})
 	}
 
@@ -546,4 +540,40 @@ func shiftDate(d time.Duration) string {
   }
   globalThis.Date = ShiftedDate;
 })();`, d.Milliseconds())
+}
+
+// watchBarGone makes the page note the instant its bar goes, on the real
+// clock (performance.timeOrigin + now, which a shifted Date does not move),
+// as the DOM changes: the test's own polling, slow on a loaded machine, is
+// then no part of the measurement.
+func watchBarGone(p *tab) {
+	p.t.Helper()
+	eval[bool](p, `(() => {
+		window.__barGoneAt = 0;
+		const shown = () => `+jsBarShown+`;
+		const note = () => { if (!window.__barGoneAt && !shown()) window.__barGoneAt = performance.timeOrigin + performance.now(); };
+		new MutationObserver(note).observe(document.documentElement, {subtree: true, childList: true, attributes: true});
+		note();
+		return true;
+	})()`)
+}
+
+// checkBarGoneAtStaleAt checks that the bar went within ±500 ms of
+// stale_at, as the page noted it (watchBarGone). Before, the test timed its
+// own polling (a CDP round trip every few tens of ms, stretched by a loaded
+// machine) and counted that against the page; noted in the page, the
+// remaining error is the page's timer and its server-clock estimate (4–14 ms
+// here), so the contract's ±500 ms stays as it is.
+func checkBarGoneAtStaleAt(t *testing.T, p *tab, staleAt time.Time, shift time.Duration) {
+	t.Helper()
+	ms := eval[float64](p, `window.__barGoneAt`)
+	if ms == 0 {
+		t.Fatal("the page did not note when its bar went")
+	}
+	gone := time.UnixMilli(0).Add(time.Duration(ms * float64(time.Millisecond)))
+	off := gone.Sub(staleAt)
+	t.Logf("with the clock %s off, the bar went %s after stale_at", shift, off.Round(time.Millisecond))
+	if off < -500*time.Millisecond || off > 500*time.Millisecond {
+		t.Fatalf("with the clock %s off, the bar went %s from stale_at, want within ±500ms", shift, off)
+	}
 }

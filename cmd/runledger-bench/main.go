@@ -1,12 +1,15 @@
 // Command runledger-bench measures runledger against this machine's own
 // limits: each workload beside a baseline measured in the same run on the
 // same PostgreSQL, reported as a ratio. `make bench` runs it; BENCH_QUICK=1
-// runs a smaller version; -only B1,B3 runs some workloads.
+// runs a smaller version; -only B1,B3 runs some workloads. `runledger-bench
+// thin-store` runs B1's floor, the thinnest durable heartbeat store (thin.go).
 //
-// Diagnostic knobs: BENCH_DEBUG_SQL=1 prints pg_stat_statements after B1/B6,
+// Diagnostic knobs: BENCH_DEBUG_SQL=1 prints pg_stat_statements (and HOT
+// updates) over B1's turns and after B6,
 // BENCH_DEBUG_LAG=1 prints B3's large lags, BENCH_B6_NO_WRITES=1 runs B6's
 // reads alone, SERVE_GOGC and SERVE_DEBUG_ADDR set the served process's
-// GOGC and pprof address.
+// GOGC and pprof address, BENCH_B1_PROFILE=file writes serve's CPU profile
+// over B1's first runledger turn (with SERVE_DEBUG_ADDR).
 package main
 
 import (
@@ -83,6 +86,13 @@ type bench struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "thin-store" { // B1's floor, run as its own process
+		if err := thinStoreMain(); err != nil {
+			fmt.Fprintln(os.Stderr, "thin-store:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	out := flag.String("out", "bench-report.json", "where to write the JSON report")
 	bin := flag.String("bin", "bin/runledger", "the runledger binary to serve with")
 	only := flag.String("only", "", "comma-separated workload ids to run (default all)")
@@ -131,7 +141,7 @@ func run(ctx context.Context, bin, out, only string) error {
 		fn func(context.Context) error
 	}{
 		{"B1", b.b1and6}, {"B2", b.b2}, {"B3", b.b3}, {"B3-idle", b.b3idle}, {"B4", b.b4}, {"B5", b.b5}, {"B8", b.b8},
-		{"B9", b.b9}, {"B10", b.b10}, {"B12", b.b12}, {"B14", b.b14},
+		{"B9", b.b9}, {"B10", b.b10}, {"B12", b.b12}, {"B14", b.b14}, {"B15", b.b15},
 	}
 	for _, w := range workloads {
 		if only != "" && !strings.Contains(","+only+",", ","+w.id+",") {

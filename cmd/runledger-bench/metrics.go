@@ -142,22 +142,43 @@ func sizeRange(lower, upper float64) string {
 	return fmt.Sprintf("%.0f-%.0f", lower+1, upper)
 }
 
-// postgresCPU is the CPU time used so far by the cluster's processes (the
-// postmaster and every backend whose command line names the data directory's
-// cluster: all processes named postgres).
-func postgresCPU() time.Duration {
+// postgresCPU is the CPU time used so far by one cluster's processes: its
+// postmaster (the first line of dir/postmaster.pid) and the postmaster's
+// children. Other clusters on the machine (tests running beside the bench)
+// are not counted.
+func postgresCPU(dir string) time.Duration {
+	raw, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	first, _, _ := strings.Cut(string(raw), "\n")
+	postmaster, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil {
+		return 0
+	}
+	total := procCPU(postmaster)
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	var total time.Duration
 	for _, d := range dirs {
-		comm, err := os.ReadFile(filepath.Join(d, "comm"))
-		if err != nil || strings.TrimSpace(string(comm)) != "postgres" {
-			continue
-		}
 		pid, err := strconv.Atoi(filepath.Base(d))
-		if err != nil {
+		if err != nil || parentPID(pid) != postmaster {
 			continue
 		}
 		total += procCPU(pid)
 	}
 	return total
+}
+
+// parentPID reads a process's parent from /proc/<pid>/stat (0 if gone).
+func parentPID(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
 }

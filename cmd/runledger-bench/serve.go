@@ -39,16 +39,44 @@ func startServe(ctx context.Context, bin, dbURL string, env ...string) (*served,
 		return nil, err
 	}
 	s := &served{cmd: cmd, url: "http://" + addr}
+	return s, s.waitUp()
+}
+
+// startThin starts `runledger-bench thin-store` (this program, re-executed)
+// on the database at dbURL, which holds thinTable.
+func startThin(dbURL string) (*served, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(self, "thin-store")
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "THIN_ADDR="+addr)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &served{cmd: cmd, url: "http://" + addr}
+	return s, s.waitUp()
+}
+
+// waitUp waits for /healthz to answer.
+func (s *served) waitUp() error {
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		if res, err := http.Get(s.url + "/healthz"); err == nil {
 			res.Body.Close()
-			return s, nil
+			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	s.stop()
-	return nil, fmt.Errorf("serve did not come up on %s", addr)
+	return fmt.Errorf("%s did not come up on %s", s.cmd.Path, s.url)
 }
 
 func (s *served) stop() {

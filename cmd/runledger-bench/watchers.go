@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -86,6 +88,7 @@ func (b *bench) b9(ctx context.Context) error {
 	gen, server := meter.shares()
 	busy := meter.machine()
 	_, rss := srv.memory()
+	saveHeap() // BENCH_B9_HEAP: serve's heap with the watchers connected
 	stopLoad()
 	load.Wait()
 	lat := w.latencies(&answered)
@@ -211,5 +214,32 @@ func (w *watchers) close() {
 	defer w.mu.Unlock()
 	for _, b := range w.bodies {
 		b.Body.Close()
+	}
+}
+
+// saveHeap writes serve's heap profile (pprof on SERVE_DEBUG_ADDR) to the
+// file BENCH_B9_HEAP names, and beside it (.txt) the text form that ends
+// with runtime.MemStats (stacks, heap in use, idle and released); without
+// both it does nothing.
+func saveHeap() {
+	path, addr := os.Getenv("BENCH_B9_HEAP"), os.Getenv("SERVE_DEBUG_ADDR")
+	if path == "" || addr == "" {
+		return
+	}
+	for _, f := range []struct{ query, file string }{{"", path}, {"?debug=1", path + ".txt"}} {
+		res, err := client.Get("http://" + addr + "/debug/pprof/heap" + f.query)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "heap profile:", err)
+			return
+		}
+		raw, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		if err == nil {
+			err = os.WriteFile(f.file, raw, 0o644)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "heap profile:", err)
+			return
+		}
 	}
 }

@@ -43,6 +43,8 @@ type Config struct {
 	// CompactEndedBefore, if positive, makes serve compact runs ended longer
 	// ago than it, every CompactInterval (off by default).
 	CompactEndedBefore, CompactInterval time.Duration
+	// ShutdownTimeout bounds serve's graceful shutdown.
+	ShutdownTimeout time.Duration
 
 	// envErrs are malformed environment values, reported by Policy.
 	envErrs []error
@@ -79,6 +81,8 @@ func (c *Config) bindServe(fs *flag.FlagSet) {
 	fs.Func("consistency-wait", "how long a read given ?after= waits for its read model (env RUNLEDGER_CONSISTENCY_WAIT, default 2s)", durationFlag(&c.ConsistencyWait))
 	fs.IntVar(&c.AppendBatchMax, "append-batch-max", c.envInt("RUNLEDGER_APPEND_BATCH_MAX", 64), "commands appended in one statement; 1 turns batching off (env RUNLEDGER_APPEND_BATCH_MAX)")
 	fs.BoolVar(&c.NotifyAppends, "notify-appends", c.envBool("RUNLEDGER_NOTIFY_APPENDS", true), "each append statement wakes the other replicas' projectors through NOTIFY (env RUNLEDGER_NOTIFY_APPENDS)")
+	fs.Func("shutdown-timeout", "how long a graceful shutdown may take before the process exits 1 naming what did not stop (env RUNLEDGER_SHUTDOWN_TIMEOUT, default 20s)", durationFlag(&c.ShutdownTimeout))
+	c.ShutdownTimeout = c.envDuration("RUNLEDGER_SHUTDOWN_TIMEOUT", 20*time.Second)
 	c.RequestTimeout = c.envDuration("RUNLEDGER_REQUEST_TIMEOUT", 5*time.Second)
 	c.ConsistencyWait = c.envDuration("RUNLEDGER_CONSISTENCY_WAIT", 2*time.Second)
 	c.MaxReadLag = c.envDuration("RUNLEDGER_MAX_READ_LAG", 5*time.Second)
@@ -108,6 +112,9 @@ func (c *Config) Policy() (domain.Policy, error) {
 	}
 	if c.RequestTimeout <= 0 {
 		return p, fmt.Errorf("configuration: --request-timeout must be positive")
+	}
+	if c.ShutdownTimeout <= 0 {
+		return p, fmt.Errorf("configuration: --shutdown-timeout must be positive")
 	}
 	if c.MaxReadLag <= 0 || c.MaxStreams <= 0 || c.MaxStreamsPerToken <= 0 || c.ConsistencyWait <= 0 || c.AppendBatchMax <= 0 {
 		return p, fmt.Errorf("configuration: --max-read-lag, --max-streams, --max-streams-per-token, --consistency-wait and --append-batch-max must be positive")

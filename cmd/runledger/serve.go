@@ -11,7 +11,6 @@ import (
 	"net/http/pprof"
 	"os"
 	"runtime/debug"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -56,7 +55,7 @@ type service struct {
 	listener     net.Listener
 }
 
-// newService connects, migrates (unless cfg.NoMigrate), builds every part and
+// newService migrates (unless cfg.NoMigrate), connects, builds every part and
 // binds the listen address; it returns an error naming what is misconfigured.
 func newService(ctx context.Context, cfg Config, logger *slog.Logger) (*service, error) {
 	policy, err := cfg.Policy()
@@ -68,6 +67,11 @@ func newService(ctx context.Context, cfg Config, logger *slog.Logger) (*service,
 	auth, err := api.NewAuthenticator(cfg.AuthSecret, func() time.Time { return s.clock.Now() })
 	if err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
+	}
+	if !cfg.NoMigrate {
+		if err := migrate(ctx, cfg.DatabaseURL, logger); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.openPools(ctx); err != nil {
 		return nil, err
@@ -81,6 +85,29 @@ func newService(ctx context.Context, cfg Config, logger *slog.Logger) (*service,
 		return nil, err
 	}
 	return s, nil
+}
+
+// migrateLockTimeout is how long a migration waits for a table lock before
+// it gives up and tries again a second later: while it waits, every query on
+// that table queues behind it, so it must not wait for long.
+const migrateLockTimeout = 3 * time.Second
+
+// migrate applies the migrations on a connection pool of their own, without
+// the requests' statement timeout (a backfill reads the whole log) and with a
+// short lock timeout that migrations.ApplyWith retries, each migration's
+// start and end in the log; the pool is closed before serving.
+func migrate(ctx context.Context, url string, logger *slog.Logger) error {
+	pool, err := openPool(ctx, url, poolSpec{name: "runledger-migrate", size: 4, lockTimeout: migrateLockTimeout,
+		idleInTransaction: time.Minute})
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	applied, err := migrations.ApplyWith(ctx, pool, migrations.Options{Logger: logger})
+	if len(applied) > 0 {
+		logger.Info("migrations applied", "migrations", applied)
+	}
+	return err
 }
 
 // syncClock measures this replica's offset to the database's clock before
@@ -132,15 +159,6 @@ func (s *service) closePools() {
 }
 
 func (s *service) build(ctx context.Context, policy domain.Policy, auth *api.Authenticator) error {
-	if !s.cfg.NoMigrate {
-		applied, err := migrations.Apply(ctx, s.pool)
-		if err != nil {
-			return err
-		}
-		if len(applied) > 0 {
-			s.logger.Info("migrations applied", "migrations", applied)
-		}
-	}
 	reg := s.reg
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.batchSizes = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "runledger_append_batch_size",
@@ -222,81 +240,114 @@ func (s *service) listenConn(ctx context.Context) (*pgx.Conn, error) {
 // URL is the base URL the service answers on.
 func (s *service) URL() string { return "http://" + s.listener.Addr().String() }
 
-// Run serves until ctx ends, then shuts down gracefully: stop accepting,
-// end SSE streams, finish in-flight requests, stop the reaper and the
-// projector, close the pool.
+// Run serves until ctx ends, then shuts down gracefully within
+// --shutdown-timeout: stop accepting, end SSE streams, finish in-flight
+// requests, stop the background components, close the pools. It returns an
+// error naming a component that stopped on its own (the process then stops
+// too, and exits non-zero), or those that did not stop by the deadline.
 func (s *service) Run(ctx context.Context) error {
-	defer s.closePools()
-	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	errs := make(chan error, 7)
-	wg.Add(6)
-	go func() { defer wg.Done(); s.clock.Run(bg) }()
-	go func() { defer wg.Done(); errs <- wrap("change feed", s.feedListener.Run(bg)) }()
-	go func() { defer wg.Done(); s.lag.Run(bg) }()
-	go func() { defer wg.Done(); errs <- wrap("projector", s.projector.Run(bg)) }()
-	go func() { defer wg.Done(); errs <- wrap("reaper", s.reaper.Run(bg)) }()
-	sweeper := api.IdempotencySweeper{Pool: s.pool, Logger: s.logger}
-	go func() { defer wg.Done(); errs <- wrap("idempotency sweeper", sweeper.Run(bg)) }()
-	if s.cfg.CompactEndedBefore > 0 {
-		wg.Add(1)
-		go func() { defer wg.Done(); s.compactEvery(bg) }()
-	}
-	go func() {
-		if err := s.http.Serve(s.listener); !errors.Is(err, http.ErrServerClosed) {
-			errs <- wrap("http", err)
-		}
-	}()
-	var debug *http.Server
-	if s.cfg.DebugAddr != "" {
-		debug = s.serveDebug()
-	}
+	// Background components run until the front ones (which take requests)
+	// have stopped: a request in flight may wait for the projector.
+	back := startComponents(context.WithoutCancel(ctx), s.logger, s.backgroundComponents()...)
+	front := startComponents(context.WithoutCancel(ctx), s.logger, s.frontComponents()...)
 	s.logger.Info("serving", "addr", s.listener.Addr().String(), "stale_after", s.cfg.StaleAfter.String(),
 		"reap_interval", s.cfg.ReapInterval.String(), "heartbeat_min_interval", s.cfg.HeartbeatMinInterval.String())
 
 	var runErr error
 	select {
 	case <-ctx.Done():
-	case runErr = <-errs:
+	case runErr = <-front.Failed():
+	case runErr = <-back.Failed():
 	}
-	s.logger.Info("shutting down")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	if runErr != nil {
+		s.logger.Error("a component stopped; shutting down", "err", runErr)
+	}
+	s.logger.Info("shutting down", "timeout", s.cfg.ShutdownTimeout.String())
+	deadline, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
-	s.api.CloseStreams()
-	if err := s.http.Shutdown(shutdownCtx); err != nil {
-		s.logger.Error("http shutdown", "err", err)
+	if err := errors.Join(front.Stop(deadline), back.Stop(deadline)); err != nil {
+		// A hung component may hold a connection, and closing the pools
+		// would wait for it: they are left to the process's exit.
+		return errors.Join(runErr, fmt.Errorf("shutdown after %s: %w", s.cfg.ShutdownTimeout, err))
 	}
-	if debug != nil {
-		_ = debug.Shutdown(shutdownCtx)
+	closed := make(chan struct{})
+	go func() { s.closePools(); close(closed) }()
+	select {
+	case <-closed:
+	case <-deadline.Done():
+		return errors.Join(runErr, fmt.Errorf("shutdown after %s: the database pools did not close in time", s.cfg.ShutdownTimeout))
 	}
-	stopBG()
-	wg.Wait()
 	s.logger.Info("stopped")
 	return runErr
 }
 
-// serveDebug serves the profiler on its own address (never on the API's)
-// until the returned server is shut down.
-func (s *service) serveDebug() *http.Server {
+// frontComponents are the HTTP servers: each serves until its context ends,
+// then shuts down gracefully (SSE streams ended, in-flight requests
+// finished, each within its own deadline).
+func (s *service) frontComponents() []component {
+	list := []component{{"http", func(ctx context.Context) error {
+		return serveUntil(ctx, s.http, func() error { return s.http.Serve(s.listener) }, s.api.CloseStreams)
+	}}}
+	if s.cfg.DebugAddr != "" {
+		debug := s.debugServer()
+		list = append(list, component{"debug server", func(ctx context.Context) error {
+			return serveUntil(ctx, debug, debug.ListenAndServe, nil)
+		}})
+	}
+	return list
+}
+
+// backgroundComponents are the parts that keep the read models, the runs
+// and the clock honest.
+func (s *service) backgroundComponents() []component {
+	sweeper := api.IdempotencySweeper{Pool: s.pool, Logger: s.logger}
+	list := []component{
+		{"database clock", s.clock.Run},
+		{"change feed", s.feedListener.Run},
+		{"lag monitor", func(ctx context.Context) error { s.lag.Run(ctx); return nil }},
+		{"projector", s.projector.Run},
+		{"reaper", s.reaper.Run},
+		{"idempotency sweeper", sweeper.Run},
+	}
+	if s.cfg.CompactEndedBefore > 0 {
+		list = append(list, component{"compaction", func(ctx context.Context) error { s.compactEvery(ctx); return nil }})
+	}
+	return list
+}
+
+// serveUntil runs serve until ctx ends, then calls beforeShutdown (if set)
+// and shuts srv down gracefully; it returns serve's error if serve stops
+// first.
+func serveUntil(ctx context.Context, srv *http.Server, serve func() error, beforeShutdown func()) error {
+	served := make(chan error, 1)
+	go func() { served <- serve() }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	if beforeShutdown != nil {
+		beforeShutdown()
+	}
+	// No deadline here: Run's shutdown deadline abandons a server that
+	// does not finish, and says so.
+	if err := srv.Shutdown(context.WithoutCancel(ctx)); err != nil {
+		return err
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// debugServer is the profiler's server, on its own address (never the API's).
+func (s *service) debugServer() *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Addr: s.cfg.DebugAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	s.logger.Info("debug server", "addr", s.cfg.DebugAddr)
-	go func() {
-		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.logger.Error("debug server", "err", err)
-		}
-	}()
-	return srv
-}
-
-func wrap(part string, err error) error {
-	if err == nil || errors.Is(err, context.Canceled) {
-		return nil
-	}
-	return fmt.Errorf("%s: %w", part, err)
+	return &http.Server{Addr: s.cfg.DebugAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 }
 
 // defaultGCPercent is serve's GOGC unless the environment sets one: under

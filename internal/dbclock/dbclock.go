@@ -2,8 +2,10 @@
 // replica measures the offset between its own clock and the database's
 // clock_timestamp() (several round trips, the fastest one kept, its midpoint
 // taken as the instant the database read its clock), refreshes it
-// periodically, and answers Now() as its own monotonic clock plus that
-// offset. Decisions (occurred_at, the active rule, the reaper's cutoff,
+// periodically, and answers Now() as the database's time at the last
+// measurement plus the time elapsed since on this process's monotonic clock,
+// so a step of the host's wall clock (by hand, by NTP) moves nothing: the
+// wall clock serves only to report the offset. Decisions (occurred_at, the active rule, the reaper's cutoff,
 // heartbeat coalescing, token expiry) then agree across replicas whose own
 // clocks disagree, within the round trip's half-width.
 package dbclock
@@ -20,7 +22,8 @@ import (
 
 // Options configure a Clock.
 type Options struct {
-	// Local is this process's clock (default time.Now). Tests skew it.
+	// Local is this process's wall clock (default time.Now), used only
+	// before the first measurement and to report the offset. Tests skew it.
 	Local func() time.Time
 	// Refresh is how often the offset is measured again (default 30s).
 	Refresh time.Duration
@@ -40,16 +43,22 @@ type Options struct {
 const maxHold = time.Second
 
 // Clock is the database's clock as seen from this process. Now is safe for
-// concurrent use and monotonic between measurements (the local monotonic
-// clock plus a fixed offset); a new measurement that moves it back by up to
-// a second is absorbed by standing still until it catches up.
+// concurrent use and monotonic between measurements (the database's time at
+// the measurement plus monotonic elapsed time); a new measurement that moves
+// it back by up to a second is absorbed by standing still until it catches up.
 type Clock struct {
 	pool *pgxpool.Pool
 	opts Options
+	// base is the origin of mono: its monotonic reading, never its wall time.
+	base time.Time
 
 	mu     sync.Mutex
-	offset time.Duration
-	last   time.Time
+	synced bool
+	// anchor is the database's time at monotonic instant anchorMono.
+	anchor     time.Time
+	anchorMono time.Duration
+	offset     time.Duration
+	last       time.Time
 }
 
 // New returns a Clock on pool; call Sync before relying on it.
@@ -69,14 +78,23 @@ func New(pool *pgxpool.Pool, opts Options) *Clock {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Clock{pool: pool, opts: opts}
+	return &Clock{pool: pool, opts: opts, base: time.Now()}
 }
 
-// Now returns the database's time: the local clock plus the measured offset.
+// mono is the monotonic time elapsed since New; no wall-clock step moves it.
+func (c *Clock) mono() time.Duration { return time.Since(c.base) }
+
+// Now returns the database's time: its time at the last measurement plus the
+// monotonic time elapsed since (before any measurement, the local clock).
 func (c *Clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := c.opts.Local().Add(c.offset)
+	var now time.Time
+	if c.synced {
+		now = c.anchor.Add(c.mono() - c.anchorMono)
+	} else {
+		now = c.opts.Local()
+	}
 	if now.Before(c.last) && c.last.Sub(now) <= maxHold {
 		return c.last
 	}
@@ -94,27 +112,30 @@ func (c *Clock) Offset() time.Duration {
 // Sync measures the offset now. It returns an error if no round trip succeeded.
 func (c *Clock) Sync(ctx context.Context) error {
 	best := time.Duration(-1)
-	var offset time.Duration
-	var lastErr error
+	var (
+		offset, anchorMono time.Duration
+		anchor             time.Time
+		lastErr            error
+	)
 	for i := 0; i < c.opts.Samples; i++ {
-		before := c.opts.Local()
+		wall, before := c.opts.Local(), c.mono()
 		var db time.Time
 		if err := c.pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&db); err != nil {
 			lastErr = err
 			continue
 		}
-		after := c.opts.Local()
-		rtt := after.Sub(before)
+		rtt := c.mono() - before
 		if best < 0 || rtt < best {
 			best = rtt
-			offset = db.Sub(before.Add(rtt / 2))
+			anchor, anchorMono = db, before+rtt/2
+			offset = db.Sub(wall.Add(rtt / 2))
 		}
 	}
 	if best < 0 {
 		return fmt.Errorf("measure the database clock: %w", lastErr)
 	}
 	c.mu.Lock()
-	c.offset = offset
+	c.synced, c.anchor, c.anchorMono, c.offset = true, anchor, anchorMono, offset
 	c.mu.Unlock()
 	if offset > c.opts.WarnOffset || offset < -c.opts.WarnOffset {
 		c.opts.Logger.Warn("this host's clock differs from the database's; decisions use the database's",
@@ -126,15 +147,15 @@ func (c *Clock) Sync(ctx context.Context) error {
 	return nil
 }
 
-// Run measures again every Refresh until ctx ends; a failed measurement
-// keeps the last offset and is logged.
-func (c *Clock) Run(ctx context.Context) {
+// Run measures again every Refresh until ctx ends, then returns nil; a
+// failed measurement keeps the last offset and is logged.
+func (c *Clock) Run(ctx context.Context) error {
 	t := time.NewTicker(c.opts.Refresh)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
 			if err := c.Sync(ctx); err != nil && ctx.Err() == nil {
 				c.opts.Logger.Warn("database clock not measured; keeping the last offset", "err", err)

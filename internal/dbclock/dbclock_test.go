@@ -2,6 +2,7 @@ package dbclock_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,6 +57,47 @@ func TestNowHoldsSmallCorrectionsAndTakesLargeOnes(t *testing.T) {
 		}
 		if !c.hold && before.Sub(after) < c.skew-time.Second {
 			t.Fatalf("skew %s: the correction was not taken (%s then %s)", c.skew, before, after)
+		}
+	}
+}
+
+// A step of the host's wall clock after a measurement (an operator or NTP
+// setting it by an hour) does not move Now: the clock is anchored on the
+// database's time at the measurement plus the monotonic time elapsed since.
+// The step is injected into the wall clock only (Local), never into the
+// monotonic reading, which is what the host really does.
+func TestWallClockStepDoesNotMoveNow(t *testing.T) {
+	pool := pgtest.NewDB(t)
+	var mu sync.Mutex
+	step := time.Duration(0)
+	wall := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return time.Now().Round(0).Add(step) // Round(0): a wall reading, as a stepped host gives
+	}
+	for _, jump := range []time.Duration{time.Hour, -time.Hour} {
+		mu.Lock()
+		step = 0
+		mu.Unlock()
+		clock := dbclock.New(pool, dbclock.Options{Local: wall})
+		if err := clock.Sync(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		before := clock.Now()
+		mu.Lock()
+		step = jump
+		mu.Unlock()
+		after := clock.Now()
+		if d := after.Sub(before); d < 0 || d > 5*time.Second {
+			t.Fatalf("wall clock stepped by %s: Now moved by %s (from %s to %s); want it to follow elapsed time only",
+				jump, d, before, after)
+		}
+		var db time.Time
+		if err := pool.QueryRow(context.Background(), `SELECT clock_timestamp()`).Scan(&db); err != nil {
+			t.Fatal(err)
+		}
+		if d := clock.Now().Sub(db); d > time.Second || d < -time.Second {
+			t.Fatalf("wall clock stepped by %s: Now differs from the database's clock by %s", jump, d)
 		}
 	}
 }
