@@ -68,18 +68,15 @@ type Config struct {
 
 // Server is the HTTP API.
 type Server struct {
-	runner *eventstore.Runner
-	store  *eventstore.Store
-	// keySlots bounds the keyed commands holding their key's transaction
-	// at once to half the commands pool (see idempotent).
-	keySlots chan struct{}
-	pool     *pgxpool.Pool
-	auth     *Authenticator
-	policy   domain.Policy
-	now      func() time.Time
-	logger   *slog.Logger
-	metrics  *Metrics
-	cfg      Config
+	runner  *eventstore.Runner
+	store   *eventstore.Store
+	pool    *pgxpool.Pool
+	auth    *Authenticator
+	policy  domain.Policy
+	now     func() time.Time
+	logger  *slog.Logger
+	metrics *Metrics
+	cfg     Config
 	// failures rate-limits the logging of failed requests: an outage fails
 	// thousands the same way each second.
 	failures *ratelog.Limiter
@@ -91,6 +88,7 @@ type Server struct {
 	// closing ends open SSE streams when the server shuts down.
 	closing chan struct{}
 	once    sync.Once
+	hooks   commandHooks
 }
 
 // New builds the server and registers its routes and metrics.
@@ -130,8 +128,7 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{runner: cfg.Runner, store: cfg.Runner.Store, pool: cfg.Pool, auth: cfg.Auth, policy: cfg.Policy,
 		now: cfg.Now, logger: cfg.Logger, cfg: cfg, mux: http.NewServeMux(), closing: make(chan struct{}),
-		failures: ratelog.New(cfg.Logger, time.Second), streams: newStreamLimiter(cfg.MaxStreams, cfg.MaxStreamsPerToken),
-		keySlots: make(chan struct{}, max(1, int(cfg.Runner.Store.Pool().Config().MaxConns)/2))}
+		failures: ratelog.New(cfg.Logger, time.Second), streams: newStreamLimiter(cfg.MaxStreams, cfg.MaxStreamsPerToken)}
 	s.metrics = newMetrics(cfg.Registry, s)
 	s.routesV1()
 	s.routesOpen()
