@@ -89,6 +89,7 @@ type Server struct {
 	closing chan struct{}
 	once    sync.Once
 	hooks   commandHooks
+	offsets *offsetRefresher
 }
 
 // New builds the server and registers its routes and metrics.
@@ -129,6 +130,7 @@ func New(cfg Config) *Server {
 	s := &Server{runner: cfg.Runner, store: cfg.Runner.Store, pool: cfg.Pool, auth: cfg.Auth, policy: cfg.Policy,
 		now: cfg.Now, logger: cfg.Logger, cfg: cfg, mux: http.NewServeMux(), closing: make(chan struct{}),
 		failures: ratelog.New(cfg.Logger, time.Second), streams: newStreamLimiter(cfg.MaxStreams, cfg.MaxStreamsPerToken)}
+	s.offsets = &offsetRefresher{feed: cfg.Feed, pool: cfg.Pool}
 	s.metrics = newMetrics(cfg.Registry, s)
 	s.routesV1()
 	s.routesOpen()
