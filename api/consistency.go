@@ -61,7 +61,7 @@ func (s *Server) awaitApplied(r *http.Request, models ...string) error {
 		return nil
 	}
 	ctx := r.Context()
-	tx, ok, err := s.store.PositionOffset(ctx, pos)
+	tx, ok, err := s.log.PositionOffset(ctx, pos)
 	if err != nil {
 		return err
 	}

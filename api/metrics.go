@@ -130,7 +130,7 @@ func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(lagSecondsDesc, prometheus.GaugeValue, l.Seconds, l.Projection)
 		}
 	}
-	if oldest, ok, err := c.s.store.OldestOpenHeartbeat(ctx); err != nil {
+	if oldest, ok, err := c.s.log.OldestOpenHeartbeat(ctx); err != nil {
 		ch <- prometheus.NewInvalidMetric(oldestOpenDesc, err)
 	} else {
 		silence := 0.0

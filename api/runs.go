@@ -381,7 +381,7 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request, c call) error
 	if err := s.awaitApplied(r, ""); err != nil {
 		return err
 	}
-	events, err := s.store.ReadStream(r.Context(), runID)
+	events, err := s.log.ReadStream(r.Context(), runID)
 	if err != nil {
 		return err
 	}

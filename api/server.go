@@ -68,8 +68,11 @@ type Config struct {
 
 // Server is the HTTP API.
 type Server struct {
-	runner  *eventstore.Runner
-	store   *eventstore.Store
+	runner *eventstore.Runner
+	store  *eventstore.Store
+	// log reads the log on the reads pool (store appends on the commands
+	// pool, whose connections the appends wait on).
+	log     *eventstore.Store
 	pool    *pgxpool.Pool
 	auth    *Authenticator
 	policy  domain.Policy
@@ -130,6 +133,7 @@ func New(cfg Config) *Server {
 	s := &Server{runner: cfg.Runner, store: cfg.Runner.Store, pool: cfg.Pool, auth: cfg.Auth, policy: cfg.Policy,
 		now: cfg.Now, logger: cfg.Logger, cfg: cfg, mux: http.NewServeMux(), closing: make(chan struct{}),
 		failures: ratelog.New(cfg.Logger, time.Second), streams: newStreamLimiter(cfg.MaxStreams, cfg.MaxStreamsPerToken)}
+	s.log = eventstore.New(cfg.Pool)
 	s.offsets = &offsetRefresher{feed: cfg.Feed, pool: cfg.Pool}
 	s.metrics = newMetrics(cfg.Registry, s)
 	s.routesV1()
