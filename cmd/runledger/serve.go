@@ -54,6 +54,8 @@ type service struct {
 	reaper       *reaper.Reaper
 	http         *http.Server
 	listener     net.Listener
+	// metricsListener serves /metrics when --metrics-addr is set.
+	metricsListener net.Listener
 }
 
 // newService connects, migrates (unless cfg.NoMigrate), builds every part and
@@ -171,7 +173,8 @@ func (s *service) build(ctx context.Context, policy domain.Policy, auth *api.Aut
 	s.api = api.New(api.Config{Runner: runner, Pool: s.reads, Auth: auth, Policy: policy, Logger: s.logger, Registry: reg,
 		RequestTimeout: s.cfg.RequestTimeout, Now: s.clock.Now, Lag: s.lag, MaxReadLag: s.cfg.readLagBound(),
 		ReadyMaxLag: s.cfg.readLagBound(), MaxStreams: s.cfg.MaxStreams, MaxStreamsPerToken: s.cfg.MaxStreamsPerToken,
-		Feed: s.feed, ConsistencyWait: s.cfg.ConsistencyWait})
+		Feed: s.feed, ConsistencyWait: s.cfg.ConsistencyWait, SeparateMetrics: s.cfg.MetricsAddr != "",
+		Pools: map[string]*pgxpool.Pool{"commands": s.pool, "reads": s.reads, "projector": s.projPool, "reaper": s.reapPool}})
 	// The reaper appends through a Runner of its own pool: a flood of
 	// commands waiting on a lock cannot hold back the end of silent runs.
 	reapRunner := s.newRunner(s.reapPool, policy, 1)
@@ -187,6 +190,12 @@ func (s *service) build(ctx context.Context, policy domain.Policy, auth *api.Aut
 	s.listener, err = net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	if s.cfg.MetricsAddr != "" {
+		if s.metricsListener, err = net.Listen("tcp", s.cfg.MetricsAddr); err != nil {
+			_ = s.listener.Close()
+			return fmt.Errorf("listen on %s (--metrics-addr): %w", s.cfg.MetricsAddr, err)
+		}
 	}
 	// The write timeout outlasts every handler's deadline, so an answer
 	// computed (and a command committed) in time is never cut off unsent.
@@ -247,6 +256,7 @@ func (s *service) Run(ctx context.Context) error {
 	if s.cfg.DebugAddr != "" {
 		debug = s.serveDebug()
 	}
+	metrics := s.serveMetrics()
 	s.logger.Info("serving", "addr", s.listener.Addr().String(), "stale_after", s.cfg.StaleAfter.String(),
 		"reap_interval", s.cfg.ReapInterval.String(), "heartbeat_min_interval", s.cfg.HeartbeatMinInterval.String())
 
@@ -264,6 +274,9 @@ func (s *service) Run(ctx context.Context) error {
 	}
 	if debug != nil {
 		_ = debug.Shutdown(shutdownCtx)
+	}
+	if metrics != nil {
+		_ = metrics.Shutdown(shutdownCtx)
 	}
 	stopBG()
 	wg.Wait()
