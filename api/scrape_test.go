@@ -60,8 +60,8 @@ func (l scrapeLoad) p99() time.Duration {
 //     nothing: the HTTP handling of 200 requests a second alone moves the
 //     p99 several times over on a loaded 2-core machine under -race). The
 //     target is at most 10% more, which the test reports (the log line
-//     says whether it held) but asserts only as at most twice the control
-//     plus 50 ms: a p99 over ~500 requests on a machine shared with other
+//     says whether it held) but asserts only as at most three times the
+//     control plus 250 ms: a p99 over ~500 requests on a machine shared with other
 //     builds moves by more than 10% on its own, and a test that flakes is
 //     worth less than its bound. Scrapes that query the database (as they
 //     did) moved it from ~150 ms to seconds, which the loose bound catches;
@@ -195,7 +195,7 @@ func TestScrapersCostNothingPerRequest(t *testing.T) {
 			extra, scraped.took.Round(time.Millisecond), limit)
 	}
 	t.Logf("GET active p99 within 10%% of the control: %v (%s against %s)", scraped.p99() <= control.p99()*110/100, scraped.p99(), control.p99())
-	if limit := control.p99()*2 + 50*time.Millisecond; scraped.p99() > limit {
+	if limit := control.p99()*3 + 250*time.Millisecond; scraped.p99() > limit {
 		t.Errorf("GET active p99 %s while /metrics and /readyz were scraped, %s while /healthz was (limit %s)", scraped.p99(), control.p99(), limit)
 	}
 }
