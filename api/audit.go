@@ -48,7 +48,7 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request, c call) error 
 		}
 		bq.After = &eventstore.Cursor{OccurredAt: at, Position: pos}
 	}
-	entries, err := projections.Timeline(r.Context(), s.store, bq, s.policy)
+	entries, err := projections.Timeline(r.Context(), s.log, bq, s.policy)
 	if err != nil {
 		return err
 	}
@@ -73,7 +73,7 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request, c call) error {
 	if err := s.awaitApplied(r, ""); err != nil { // the log holds every acknowledged position: ?after= is only checked
 		return err
 	}
-	res, err := projections.Replay(r.Context(), s.store, c.business, at, s.policy)
+	res, err := projections.Replay(r.Context(), s.log, c.business, at, s.policy)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -44,20 +45,23 @@ func minPosition(r *http.Request) (int64, error) {
 	return pos, nil
 }
 
-// awaitApplied answers only once projection has applied the position the
-// request names (read-your-writes): at once if it has, else it waits for the
-// change feed to say so, at most ConsistencyWait, then 503 read_model_behind
-// with Retry-After. It never lets a read answer with an older state.
-func (s *Server) awaitApplied(r *http.Request, projection string) error {
+// awaitApplied answers only once every read model the request reads
+// (models; none for a read of the log itself) has applied the position the
+// request names (read-your-writes): at once if they have, else it waits for
+// the change feed to say so, at most ConsistencyWait in all, then 503
+// read_model_behind with Retry-After. It never lets a read answer with an
+// older state.
+func (s *Server) awaitApplied(r *http.Request, models ...string) error {
 	pos, err := minPosition(r)
 	if err != nil || pos == 0 {
 		return err
 	}
-	if projection == "" { // the log itself: a position acknowledged is committed, so visible
+	models = slices.DeleteFunc(slices.Clone(models), func(m string) bool { return m == "" })
+	if len(models) == 0 { // the log itself: a position acknowledged is committed, so visible
 		return nil
 	}
 	ctx := r.Context()
-	tx, ok, err := s.store.PositionOffset(ctx, pos)
+	tx, ok, err := s.log.PositionOffset(ctx, pos)
 	if err != nil {
 		return err
 	}
@@ -65,29 +69,49 @@ func (s *Server) awaitApplied(r *http.Request, projection string) error {
 		return fieldProblem("after", fmt.Sprintf("the log holds no event at position %d", pos))
 	}
 	target := projections.Offset{TxID: tx, Position: pos}
-	if s.cfg.Feed == nil || !s.cfg.Feed.Offset(projection).Before(target) {
+	behind := s.behind(models, target)
+	if behind == "" {
 		s.metrics.consistencyWait("immediate", 0)
 		return nil
 	}
 	start := time.Now()
 	wctx, cancel := context.WithTimeout(ctx, s.cfg.ConsistencyWait)
 	defer cancel()
-	err = s.cfg.Feed.WaitApplied(wctx, projection, target)
-	if err == nil {
+	for behind != "" {
+		if err := s.cfg.Feed.WaitApplied(wctx, behind, target); err != nil {
+			break
+		}
+		behind = s.behind(models, target)
+	}
+	if behind == "" {
 		s.metrics.consistencyWait("waited", time.Since(start))
 		return nil
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	// The feed may have missed a notification: ask the database once.
-	if err := s.cfg.Feed.Sync(ctx, s.pool); err == nil && !s.cfg.Feed.Offset(projection).Before(target) {
+	// The feed may have missed a notification: ask the database, once for
+	// every read waiting on this replica (see offsetRefresher).
+	if err := s.offsets.refresh(ctx, start); err == nil && s.behind(models, target) == "" {
 		s.metrics.consistencyWait("waited", time.Since(start))
 		return nil
 	}
 	s.metrics.consistencyWait("timeout", time.Since(start))
 	return retryable(CodeReadModelBehind, fmt.Sprintf("the %s read model has not applied position %d within %s; retry shortly",
-		projection, pos, s.cfg.ConsistencyWait), time.Second)
+		behind, pos, s.cfg.ConsistencyWait), time.Second)
+}
+
+// behind is the first of models that has not applied target ("" when all have).
+func (s *Server) behind(models []string, target projections.Offset) string {
+	if s.cfg.Feed == nil {
+		return ""
+	}
+	for _, m := range models {
+		if s.cfg.Feed.Offset(m).Before(target) {
+			return m
+		}
+	}
+	return ""
 }
 
 // consistencyMetrics count the reads that waited for a position.

@@ -45,8 +45,11 @@ func decodeBody(w http.ResponseWriter, r *http.Request, dst any, allowEmpty bool
 
 // decodeJSON is the strict decoder behind decodeBody (fuzzed on its own).
 func decodeJSON(body []byte, dst any) error {
+	if err := unknownField(body, dst); err != nil {
+		return jsonProblem(err)
+	}
 	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.DisallowUnknownFields()
+	dec.DisallowUnknownFields() // a field unknownField cannot see (nested) still fails
 	if err := dec.Decode(dst); err != nil {
 		return jsonProblem(err)
 	}
@@ -73,9 +76,10 @@ func jsonProblem(err error) error {
 		return fieldProblem(field, fmt.Sprintf("must be %s", jsonTypeName(typeErr.Type.Kind().String())))
 	case errors.As(err, &syntax), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		return newProblem(CodeInvalidRequest, "request body is not valid JSON")
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return fieldProblem(field, "is not a known field")
+	}
+	var unknown *unknownFieldError
+	if errors.As(err, &unknown) {
+		return fieldProblem(unknown.field, "is not a known field")
 	}
 	return newProblem(CodeInvalidRequest, "request body is not valid JSON")
 }

@@ -49,7 +49,12 @@ func newEnv(t testing.TB) *env { return newEnvWith(t, nil) }
 // newEnvWith is newEnv with the server's configuration adjusted by configure.
 func newEnvWith(t testing.TB, configure func(*api.Config)) *env {
 	t.Helper()
-	pool := pgtest.NewDB(t)
+	return newEnvOn(t, pgtest.NewDB(t), configure)
+}
+
+// newEnvOn is newEnvWith on a given database.
+func newEnvOn(t testing.TB, pool *pgxpool.Pool, configure func(*api.Config)) *env {
+	t.Helper()
 	clock := fakeclock.New(t0)
 	auth, err := api.NewAuthenticator(secret, clock.Now)
 	if err != nil {

@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/runledger/runledger/eventstore"
@@ -38,11 +40,22 @@ type idempotencyScope struct {
 
 // idempotent wraps a command handler (called after authorization, so a stored
 // answer never reaches a caller who may not make the request). Without the
-// header it runs h as is. With it, the key is claimed by an INSERT in a
-// transaction held while h runs: a concurrent request with the same key waits
-// on the row's lock, then reads the answer committed with it; an answer of
-// 500 or more (or a version conflict, which asks for a retry) is rolled back
-// with the claim, so a retry runs afresh.
+// header it runs h as is. With it:
+//
+//   - the key is claimed by a short statement of its own (no transaction
+//     stays open while the command runs: an open transaction with an xid
+//     would hold back every projector of the cluster, see the README);
+//   - the claim names the logical command (its CommandID, derived from the
+//     key and the claim's time): the command's event ids derive from it, so
+//     an attempt that runs it again (a retry after a crash, or after the
+//     claim's lease ran out) finds its events in the log and answers from
+//     them instead of appending twice;
+//   - its answer is stored by a second statement; an answer of 500 or more
+//     (or a version conflict, which asks for a retry) releases the claim, so
+//     a retry runs afresh under the same CommandID.
+//
+// A concurrent request with the same key waits for the stored answer, or
+// for the claim's lease to run out (its holder died), then takes it over.
 func (s *Server) idempotent(h handlerFunc) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, c call) error {
 		key, ok, err := idempotencyKey(r.Header)
@@ -64,47 +77,70 @@ func (s *Server) idempotent(h handlerFunc) handlerFunc {
 		}
 		ctx, cancel := context.WithDeadline(context.WithoutCancel(r.Context()), deadline)
 		defer cancel()
-		// Its key's transaction holds a commands connection while the
-		// command's own appends need others: at most half the pool may be
-		// held by keys, or a burst of keyed commands would wait on itself.
-		select {
-		case s.keySlots <- struct{}{}:
-			defer func() { <-s.keySlots }()
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		r = r.WithContext(ctx)
-		r.Body = io.NopCloser(bytes.NewReader(body))
 		scope := idempotencyScope{business: c.business, method: r.Method, path: r.URL.Path, key: key}
 		hash := requestHash(r.Method, r.URL.Path, body)
 
-		tx, stored, err := s.claimKey(ctx, scope, hash)
-		if err != nil {
+		cl, err := s.awaitClaim(ctx, w, scope, hash, time.Until(deadline)+claimLeaseMargin)
+		if err != nil || cl == nil {
 			return err
 		}
-		if tx == nil {
-			if !bytes.Equal(stored.hash, hash) {
-				return newProblem(CodeIdempotencyKeyReused, fmt.Sprintf(
-					"Idempotency-Key %q was used with another request to %s %s", key, r.Method, r.URL.Path))
-			}
-			stored.replay(w)
-			return nil
-		}
-		defer tx.Rollback(context.WithoutCancel(ctx))
+		r = r.WithContext(withCommandID(ctx, cl.commandID))
+		r.Body = io.NopCloser(bytes.NewReader(body))
 
+		s.hooks.before(ctx)
 		rec := &answerRecorder{header: http.Header{}, status: http.StatusOK}
 		herr := h(rec, r, c)
 		if herr != nil {
 			s.writeError(rec, r, herr)
 		}
+		s.hooks.answer(ctx)
+		// The answer is stored even if the deadline passed meanwhile.
+		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), claimLeaseMargin)
+		defer scancel()
 		if rec.status < 500 && !errors.Is(herr, eventstore.ErrVersionConflict) {
-			if err := storeAnswer(ctx, tx, scope, rec); err != nil {
-				// The command ran: answer it; a retry will run it again.
+			if err := s.storeAnswer(sctx, cl, rec); err != nil {
+				// The command ran: answer it; a retry finds its events.
 				s.logger.Error("store idempotent answer", "path", r.URL.Path, "err", err, "request_id", requestID(ctx))
 			}
+		} else if err := s.releaseClaim(sctx, cl); err != nil {
+			s.logger.Warn("release idempotency claim", "path", r.URL.Path, "err", err, "request_id", requestID(ctx))
 		}
 		rec.writeTo(w)
 		return nil
+	}
+}
+
+// awaitClaim claims the key and returns the claim, or answers the request
+// itself (a stored answer replayed, or 422 for another request under the
+// key) and returns nil. While another request holds the key's live claim,
+// it polls for that request's answer.
+func (s *Server) awaitClaim(ctx context.Context, w http.ResponseWriter, sc idempotencyScope, hash []byte, lease time.Duration) (*claim, error) {
+	pause := claimPollMin
+	for {
+		cl, stored, err := s.claimKey(ctx, sc, hash, lease)
+		if err != nil {
+			return nil, err
+		}
+		if cl != nil {
+			return cl, nil
+		}
+		if !bytes.Equal(stored.hash, hash) {
+			return nil, newProblem(CodeIdempotencyKeyReused, fmt.Sprintf(
+				"Idempotency-Key %q was used with another request to %s %s", sc.key, sc.method, sc.path))
+		}
+		if stored.status != 0 {
+			stored.replay(w)
+			return nil, nil
+		}
+		t := time.NewTimer(pause) // real time: the holder's progress, not the server's clock
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, retryable(CodeUnavailable, fmt.Sprintf(
+				"a request with Idempotency-Key %q is still running; retry shortly", sc.key), time.Second)
+		case <-t.C:
+		}
+		pause = min(2*pause, claimPollMax)
 	}
 }
 
@@ -152,7 +188,8 @@ func requestHash(method, path string, body []byte) []byte {
 	return h.Sum(nil)
 }
 
-// storedAnswer is a committed first answer.
+// storedAnswer is what a key holds: the request's hash and, once its
+// command answered, the answer (status 0 while it runs).
 type storedAnswer struct {
 	hash   []byte
 	status int
@@ -169,55 +206,121 @@ func (a storedAnswer) replay(w http.ResponseWriter) {
 	_, _ = w.Write(a.body)
 }
 
-// claimKey either claims the key, returning the open transaction that holds
-// it (commit it with the answer, or roll it back), or returns the answer
-// stored under it. An expired key that was not swept yet is claimed afresh.
-func (s *Server) claimKey(ctx context.Context, sc idempotencyScope, hash []byte) (pgx.Tx, storedAnswer, error) {
-	tx, err := s.store.Pool().Begin(ctx) // the commands pool: a keyed command holds its key while it runs
-	if err != nil {
-		return nil, storedAnswer{}, fmt.Errorf("idempotency key: begin: %w", err)
-	}
+const (
+	// claimLeaseMargin is how long a claim outlives its request's deadline
+	// before another request may take it over.
+	claimLeaseMargin = time.Second
+	// claimPollMin and claimPollMax pace a request waiting for the answer of
+	// another one with the same key.
+	claimPollMin = 5 * time.Millisecond
+	claimPollMax = 100 * time.Millisecond
+)
+
+// claim is a key claimed for one command.
+type claim struct {
+	scope idempotencyScope
+	// createdAt is when the key was first claimed (a takeover keeps it): it
+	// identifies this use of the key.
+	createdAt time.Time
+	commandID uuid.UUID
+}
+
+// claimKey claims the key in one statement of its own and returns the
+// claim, or, when the key is held (answered, or claimed by a live request),
+// what it holds. A claim whose lease ran out with no answer is taken over
+// with its CommandID (its command may have appended); a key answered more
+// than 24 hours ago is claimed afresh.
+func (s *Server) claimKey(ctx context.Context, sc idempotencyScope, hash []byte, lease time.Duration) (*claim, storedAnswer, error) {
+	pool := s.store.Pool()
 	now := s.now().UTC()
-	tag, err := tx.Exec(ctx, `
-		INSERT INTO idempotency_keys (business_id, method, path, key, request_hash, created_at, expires_at)
+	var createdAt time.Time
+	err := pool.QueryRow(ctx, `
+		INSERT INTO idempotency_keys AS k (business_id, method, path, key, request_hash, created_at, expires_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)
 		ON CONFLICT (business_id, method, path, key) DO UPDATE
 		SET request_hash = EXCLUDED.request_hash, status = NULL, header = NULL, body = NULL,
-		    created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
-		WHERE idempotency_keys.expires_at <= EXCLUDED.created_at`,
-		sc.business, sc.method, sc.path, sc.key, hash, now, now.Add(IdempotencyKeyTTL))
-	if err != nil {
-		_ = tx.Rollback(ctx)
+		    created_at = CASE WHEN k.status IS NULL THEN k.created_at ELSE EXCLUDED.created_at END,
+		    expires_at = EXCLUDED.expires_at
+		WHERE k.expires_at <= EXCLUDED.created_at
+		  AND (k.status IS NOT NULL OR k.request_hash = EXCLUDED.request_hash)
+		RETURNING created_at`,
+		sc.business, sc.method, sc.path, sc.key, hash, now, now.Add(lease)).Scan(&createdAt)
+	switch {
+	case err == nil:
+		return &claim{scope: sc, createdAt: createdAt, commandID: commandID(sc, createdAt)}, storedAnswer{}, nil
+	case !errors.Is(err, pgx.ErrNoRows):
 		return nil, storedAnswer{}, fmt.Errorf("idempotency key: claim: %w", err)
 	}
-	if tag.RowsAffected() == 1 {
-		return tx, storedAnswer{}, nil
-	}
-	defer tx.Rollback(ctx)
-	var a storedAnswer
-	err = tx.QueryRow(ctx, `
+	var (
+		a      storedAnswer
+		status *int
+	)
+	err = pool.QueryRow(ctx, `
 		SELECT request_hash, status, header, body FROM idempotency_keys
 		WHERE business_id = $1 AND method = $2 AND path = $3 AND key = $4`,
-		sc.business, sc.method, sc.path, sc.key).Scan(&a.hash, &a.status, &a.header, &a.body)
+		sc.business, sc.method, sc.path, sc.key).Scan(&a.hash, &status, &a.header, &a.body)
+	if errors.Is(err, pgx.ErrNoRows) { // swept between the two: claim again
+		return s.claimKey(ctx, sc, hash, lease)
+	}
 	if err != nil {
 		return nil, storedAnswer{}, fmt.Errorf("idempotency key: read answer: %w", err)
+	}
+	if status != nil {
+		a.status = *status
 	}
 	return nil, a, nil
 }
 
-// storeAnswer records the answer under the claimed key and commits the claim.
-func storeAnswer(ctx context.Context, tx pgx.Tx, sc idempotencyScope, rec *answerRecorder) error {
+// commandID names the command of one use of a key: a version 7 id with the
+// claim's time, the rest derived from the key's scope.
+func commandID(sc idempotencyScope, createdAt time.Time) uuid.UUID {
+	var base uuid.UUID
+	ms := uint64(createdAt.UnixMilli())
+	for i := range 6 {
+		base[i] = byte(ms >> (8 * (5 - i)))
+	}
+	return eventstore.DeriveID(base, "idempotency-key", sc.business, sc.method, sc.path, sc.key,
+		strconv.FormatInt(createdAt.UnixMicro(), 10))
+}
+
+// storeAnswer records the answer under the claimed key, kept 24 hours from
+// the claim.
+func (s *Server) storeAnswer(ctx context.Context, cl *claim, rec *answerRecorder) error {
 	header, err := json.Marshal(rec.header)
 	if err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, `
-		UPDATE idempotency_keys SET status = $5, header = $6, body = $7
-		WHERE business_id = $1 AND method = $2 AND path = $3 AND key = $4`,
-		sc.business, sc.method, sc.path, sc.key, rec.status, string(header), rec.body.Bytes()); err != nil {
-		return err
-	}
-	return tx.Commit(ctx)
+	sc := cl.scope
+	_, err = s.store.Pool().Exec(ctx, `
+		UPDATE idempotency_keys SET status = $6, header = $7, body = $8, expires_at = $5::timestamptz + $9::interval
+		WHERE business_id = $1 AND method = $2 AND path = $3 AND key = $4 AND created_at = $5 AND status IS NULL`,
+		sc.business, sc.method, sc.path, sc.key, cl.createdAt, rec.status, string(header), rec.body.Bytes(),
+		IdempotencyKeyTTL)
+	return err
+}
+
+// releaseClaim ends the claim's lease without an answer: the next request
+// with the key takes it over at once.
+func (s *Server) releaseClaim(ctx context.Context, cl *claim) error {
+	sc := cl.scope
+	_, err := s.store.Pool().Exec(ctx, `
+		UPDATE idempotency_keys SET expires_at = created_at
+		WHERE business_id = $1 AND method = $2 AND path = $3 AND key = $4 AND created_at = $5 AND status IS NULL`,
+		sc.business, sc.method, sc.path, sc.key, cl.createdAt)
+	return err
+}
+
+type commandIDKey struct{}
+
+// withCommandID carries a keyed command's CommandID to its handler.
+func withCommandID(ctx context.Context, id uuid.UUID) context.Context {
+	return context.WithValue(ctx, commandIDKey{}, id)
+}
+
+// commandIDOf is the request's CommandID, uuid.Nil for a command without a key.
+func commandIDOf(ctx context.Context) uuid.UUID {
+	id, _ := ctx.Value(commandIDKey{}).(uuid.UUID)
+	return id
 }
 
 // answerRecorder buffers a handler's answer so it can be stored before it is sent.
@@ -247,4 +350,22 @@ func (a *answerRecorder) writeTo(w http.ResponseWriter) {
 	}
 	w.WriteHeader(a.status)
 	_, _ = w.Write(a.body.Bytes())
+}
+
+// commandHooks are the tests' seams in a keyed command: before it runs
+// (after its key is claimed), and after it ran, before its answer is stored.
+type commandHooks struct {
+	beforeCommand, beforeAnswer func(context.Context)
+}
+
+func (h commandHooks) before(ctx context.Context) {
+	if h.beforeCommand != nil {
+		h.beforeCommand(ctx)
+	}
+}
+
+func (h commandHooks) answer(ctx context.Context) {
+	if h.beforeAnswer != nil {
+		h.beforeAnswer(ctx)
+	}
 }

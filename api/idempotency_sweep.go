@@ -15,13 +15,17 @@ const sweepBatch = 5000
 // SweepIdempotencyKeys deletes the Idempotency-Key answers that expired at or
 // before now, in batches, and returns how many it deleted; on a database
 // error it returns the count so far and the error. Keys being claimed right
-// now are skipped (their claim replaces them). Safe to run on every replica.
+// now are skipped (their claim replaces them), and so is a claim left
+// without an answer (its server died) until 24 hours after it was made: its
+// command may have appended, and a retry must find it under the same
+// CommandID. Safe to run on every replica.
 func SweepIdempotencyKeys(ctx context.Context, pool *pgxpool.Pool, now time.Time) (int64, error) {
 	var total int64
 	for {
 		tag, err := pool.Exec(ctx, `
 			DELETE FROM idempotency_keys WHERE ctid IN (
 				SELECT ctid FROM idempotency_keys WHERE expires_at <= $1
+					AND (status IS NOT NULL OR created_at <= $1::timestamptz - interval '24 hours')
 				LIMIT $2 FOR UPDATE SKIP LOCKED)`, now.UTC(), sweepBatch)
 		if err != nil {
 			return total, fmt.Errorf("sweep idempotency keys: %w", err)

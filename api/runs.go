@@ -113,7 +113,7 @@ func (s *Server) meta(r *http.Request, c call) eventstore.Metadata {
 	if corr == "" || len(corr) > 128 {
 		corr = rid
 	}
-	return eventstore.Metadata{CorrelationID: corr, Actor: c.actor(), RequestID: rid}
+	return eventstore.Metadata{CorrelationID: corr, Actor: c.actor(), RequestID: rid, CommandID: commandIDOf(r.Context())}
 }
 
 type startRequest struct {
@@ -135,6 +135,9 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request, c call) error 
 		return err
 	}
 	runID := uuid.Must(uuid.NewV7())
+	if cmdID := commandIDOf(r.Context()); cmdID != uuid.Nil {
+		runID = eventstore.DeriveID(cmdID, "run") // a retry of the command starts the same run
+	}
 	if req.RunID != nil {
 		id, err := parseRunID(*req.RunID, "run_id")
 		if err != nil {
@@ -378,7 +381,7 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request, c call) error
 	if err := s.awaitApplied(r, ""); err != nil {
 		return err
 	}
-	events, err := s.store.ReadStream(r.Context(), runID)
+	events, err := s.log.ReadStream(r.Context(), runID)
 	if err != nil {
 		return err
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/runledger/runledger/domain"
@@ -32,7 +31,12 @@ var openAPI []byte
 // Config holds the server's dependencies.
 type Config struct {
 	Runner *eventstore.Runner
-	Pool   *pgxpool.Pool
+	// Pool is the reads pool: the read models, the log's reads, /metrics.
+	Pool *pgxpool.Pool
+	// Pools are the process's pools by role (commands, reads, projector,
+	// reaper), reported in runledger_db_pool_*; default the reads pool and
+	// the Runner's.
+	Pools  map[string]*pgxpool.Pool
 	Auth   *Authenticator
 	Policy domain.Policy
 	// Now is the server clock (tests inject a fake one), and NewTimer makes
@@ -64,22 +68,25 @@ type Config struct {
 	Feed *projections.Feed
 	// ConsistencyWait bounds a read's wait for its position (default 2s).
 	ConsistencyWait time.Duration
+	// SeparateMetrics leaves /metrics out of Handler: the process serves
+	// MetricsHandler on a listener of its own (serve --metrics-addr).
+	SeparateMetrics bool
 }
 
 // Server is the HTTP API.
 type Server struct {
 	runner *eventstore.Runner
 	store  *eventstore.Store
-	// keySlots bounds the keyed commands holding their key's transaction
-	// at once to half the commands pool (see idempotent).
-	keySlots chan struct{}
-	pool     *pgxpool.Pool
-	auth     *Authenticator
-	policy   domain.Policy
-	now      func() time.Time
-	logger   *slog.Logger
-	metrics  *Metrics
-	cfg      Config
+	// log reads the log on the reads pool (store appends on the commands
+	// pool, whose connections the appends wait on).
+	log     *eventstore.Store
+	pool    *pgxpool.Pool
+	auth    *Authenticator
+	policy  domain.Policy
+	now     func() time.Time
+	logger  *slog.Logger
+	metrics *Metrics
+	cfg     Config
 	// failures rate-limits the logging of failed requests: an outage fails
 	// thousands the same way each second.
 	failures *ratelog.Limiter
@@ -91,6 +98,15 @@ type Server struct {
 	// closing ends open SSE streams when the server shuts down.
 	closing chan struct{}
 	once    sync.Once
+	hooks   commandHooks
+	offsets *offsetRefresher
+	// observed is what /metrics and /readyz report of the database.
+	observed *observer
+	// pools are the process's pools by role, for runledger_db_pool_*.
+	pools map[string]*pgxpool.Pool
+	// metricsHandler serves /metrics (see MetricsHandler).
+	metricsHandler *cachedMetrics
+	metricsOnce    sync.Once
 }
 
 // New builds the server and registers its routes and metrics.
@@ -130,8 +146,14 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{runner: cfg.Runner, store: cfg.Runner.Store, pool: cfg.Pool, auth: cfg.Auth, policy: cfg.Policy,
 		now: cfg.Now, logger: cfg.Logger, cfg: cfg, mux: http.NewServeMux(), closing: make(chan struct{}),
-		failures: ratelog.New(cfg.Logger, time.Second), streams: newStreamLimiter(cfg.MaxStreams, cfg.MaxStreamsPerToken),
-		keySlots: make(chan struct{}, max(1, int(cfg.Runner.Store.Pool().Config().MaxConns)/2))}
+		failures: ratelog.New(cfg.Logger, time.Second), streams: newStreamLimiter(cfg.MaxStreams, cfg.MaxStreamsPerToken)}
+	s.log = eventstore.New(cfg.Pool)
+	s.observed = &observer{s: s}
+	s.pools = cfg.Pools
+	if s.pools == nil {
+		s.pools = map[string]*pgxpool.Pool{"reads": cfg.Pool, "commands": cfg.Runner.Store.Pool()}
+	}
+	s.offsets = &offsetRefresher{feed: cfg.Feed, pool: cfg.Pool}
 	s.metrics = newMetrics(cfg.Registry, s)
 	s.routesV1()
 	s.routesOpen()
@@ -139,10 +161,10 @@ func New(cfg Config) *Server {
 	s.routesPage()
 	s.handle("GET /healthz", s.healthz)
 	s.handle("GET /readyz", s.readyz)
-	// A gauge that cannot be read is logged and left out; the rest is served.
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{
-		ErrorHandling: promhttp.ContinueOnError, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}))
-	s.routes = append(s.routes, "GET /metrics")
+	if !cfg.SeparateMetrics {
+		s.mux.Handle("GET /metrics", s.MetricsHandler())
+		s.routes = append(s.routes, "GET /metrics")
+	}
 	s.handle("GET /v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", jsonMediaType)
 		_, _ = w.Write(openAPI)

@@ -35,7 +35,7 @@ func (s *Server) streamActive(w http.ResponseWriter, r *http.Request, c call) er
 	if s.cfg.Feed == nil {
 		return newProblem(CodeInternal, "this server has no change feed")
 	}
-	if err := s.awaitApplied(r, projections.Runs); err != nil {
+	if err := s.awaitApplied(r, projections.Names...); err != nil { // it reads active_runs, then runs
 		return err
 	}
 	for _, name := range projections.Names {

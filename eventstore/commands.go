@@ -53,6 +53,12 @@ type Result struct {
 // every retry.
 func (rn *Runner) Execute(ctx context.Context, businessID string, runID uuid.UUID, cmd domain.Command, meta Metadata) (Result, error) {
 	for attempt := 0; attempt < maxAttempts; attempt++ {
+		if res, ok, err := rn.recordedFor(ctx, runID, meta); ok || err != nil {
+			if err == nil && res.Run.BusinessID != businessID {
+				err = domain.ErrRunNotFound
+			}
+			return res, err
+		}
 		state, cached, err := rn.load(ctx, runID, attempt == 0)
 		if err != nil {
 			return Result{}, err
@@ -98,6 +104,9 @@ func (rn *Runner) load(ctx context.Context, runID uuid.UUID, cacheOK bool) (Snap
 // with the same parameters returns the run without appending.
 func (rn *Runner) Start(ctx context.Context, cmd domain.StartRun, meta Metadata) (Result, error) {
 	for attempt := 0; attempt < maxAttempts; attempt++ {
+		if res, ok, err := rn.recordedFor(ctx, cmd.RunID, meta); ok || err != nil {
+			return res, err
+		}
 		state, err := rn.Store.LoadSnapshot(ctx, cmd.RunID)
 		if err != nil {
 			return Result{}, err
@@ -150,7 +159,7 @@ func (rn *Runner) decideAndAppend(ctx context.Context, state Snapshot, runID uui
 	}
 	batch := make([]NewEvent, len(events))
 	for i, e := range events {
-		batch[i] = NewEvent{ID: uuid.Must(uuid.NewV7()), Event: e, Metadata: meta}
+		batch[i] = NewEvent{ID: eventID(meta, runID, i), Event: e, Metadata: meta}
 	}
 	ar, err := rn.Store.AppendTo(ctx, runID, state.Run, batch)
 	if err != nil {
@@ -169,4 +178,13 @@ func (rn *Runner) conflict() {
 	if rn.OnConflict != nil {
 		rn.OnConflict()
 	}
+}
+
+// recordedFor is recorded for a command that carries a CommandID (nothing
+// to look for otherwise).
+func (rn *Runner) recordedFor(ctx context.Context, runID uuid.UUID, meta Metadata) (Result, bool, error) {
+	if meta.CommandID == uuid.Nil {
+		return Result{}, false, nil
+	}
+	return rn.recorded(ctx, runID, meta.CommandID)
 }

@@ -44,6 +44,10 @@ type Metadata struct {
 	// Actor is "worker:<id>", "user:<subject>", "operator:<subject>" or "reaper:<instance>".
 	Actor     string `json:"actor,omitempty"`
 	RequestID string `json:"request_id,omitempty"`
+	// CommandID, when set, names the logical command (an Idempotency-Key
+	// claim): its events' ids derive from it, and an attempt that finds
+	// them stored answers from them (see command_id.go). Not stored.
+	CommandID uuid.UUID `json:"-"`
 }
 
 // NewEvent is an event to append, with the id that makes retries idempotent.

@@ -275,15 +275,26 @@ func (b *batch) applyAndFlush(ctx context.Context, rec eventstore.Recorded) ([]c
 // retryThenPoison tries attempt again, with a growing pause, up to the
 // group's retries, then records rec as poison and moves on. A failure that
 // aborts the transaction or that is the database's availability fails the
-// batch instead.
+// batch instead. It is called with b.mu held and lets go of it during each
+// pause, so the subscriber can finish the batch meanwhile (its ack deadline,
+// a stop) without waiting for every retry; the retries end there.
 func (b *batch) retryThenPoison(ctx context.Context, rec eventstore.Recorded, err error, attempt func(context.Context, eventstore.Recorded) error) {
 	pause := 10 * time.Millisecond
 	for try := 1; try < b.g.opts.MaxRetries; try++ {
+		b.mu.Unlock()
+		timer := time.NewTimer(pause)
 		select {
 		case <-ctx.Done():
+		case <-timer.C:
+		}
+		timer.Stop()
+		b.mu.Lock()
+		if b.done {
+			return // rolled back meanwhile: the event comes again in a new batch
+		}
+		if ctx.Err() != nil {
 			b.err = ctx.Err()
 			return
-		case <-time.After(pause):
 		}
 		pause *= 2
 		if err = attempt(ctx, rec); err == nil {

@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 )
 
@@ -118,8 +119,19 @@ func (f *Feed) WaitApplied(ctx context.Context, group string, target Offset) err
 	}
 }
 
+// resyncScan bounds the events Sync reads to learn which businesses moved
+// while the feed was not told; past it, every subscriber re-reads.
+const resyncScan = 50000
+
 // Sync reads every group's committed offset from the database and publishes
-// it, with a resync: at start, and after notifications may have been lost.
+// it: at start, after notifications may have been lost, and when a read
+// timed out waiting. A group whose offset did not move past what the feed
+// knew tells nobody. When the runs group moved and someone is subscribed,
+// one more query (on the events between the two offsets, at most
+// resyncScan of them) names the businesses that moved, and only their
+// subscribers re-read; a gap larger than that is a resync of every
+// subscriber. So a Sync costs at most two queries, whatever the number of
+// subscribers.
 func (f *Feed) Sync(ctx context.Context, q Querier) error {
 	rows, err := q.Query(ctx, `SELECT consumer_group, last_processed_transaction_id::text::bigint, coalesce(offset_acked, 0)
 		FROM projection_offsets`)
@@ -136,16 +148,56 @@ func (f *Feed) Sync(ctx context.Context, q Querier) error {
 		if err := rows.Scan(&c.Group, &tx, &c.Offset.Position); err != nil {
 			return err
 		}
-		c.Offset.TxID, c.Resync = uint64(tx), true
+		c.Offset.TxID = uint64(tx)
 		changes = append(changes, c)
 	}
 	if err := rows.Err(); err != nil {
 		return err
 	}
+	rows.Close()
 	for _, c := range changes {
+		known := f.Offset(c.Group)
+		if c.Group == Runs && known.Before(c.Offset) && f.Subscribers() > 0 {
+			moved, all, err := movedBusinesses(ctx, q, known, c.Offset)
+			if err != nil {
+				return err
+			}
+			c.Businesses, c.Resync = moved, all
+		}
 		f.Publish(c)
 	}
 	return nil
+}
+
+// movedBusinesses names the businesses with events between two offsets of
+// a group (after from, up to to), or reports that there were too many
+// events to say.
+func movedBusinesses(ctx context.Context, q Querier, from, to Offset) (map[string]int64, bool, error) {
+	rows, err := q.Query(ctx, `SELECT business_id, max(position), sum(count(*)) OVER () FROM (
+			SELECT business_id, position FROM events
+			WHERE (transaction_id, position) > ($1::text::xid8, $2) AND (transaction_id, position) <= ($3::text::xid8, $4)
+			ORDER BY transaction_id, position LIMIT $5) e
+		GROUP BY business_id`,
+		strconv.FormatUint(from.TxID, 10), from.Position, strconv.FormatUint(to.TxID, 10), to.Position, resyncScan+1)
+	if err != nil {
+		return nil, false, fmt.Errorf("read moved businesses: %w", err)
+	}
+	defer rows.Close()
+	moved := map[string]int64{}
+	for rows.Next() {
+		var (
+			b       string
+			pos, of int64
+		)
+		if err := rows.Scan(&b, &pos, &of); err != nil {
+			return nil, false, err
+		}
+		if of > resyncScan {
+			return nil, true, nil
+		}
+		moved[b] = pos
+	}
+	return moved, false, rows.Err()
 }
 
 // Subscribe follows the changes of one business's runs until Close.

@@ -64,6 +64,10 @@ type group struct {
 	// the event may be hidden behind a transaction still open.
 	told, applied int64
 	retryPause    time.Duration
+	// hiddenSince is when the group began waiting on the horizon for an
+	// event it was told of (zero when it is not waiting).
+	hiddenSince time.Time
+	horizon     *horizon
 	// retrySoon is set by a batch whose commit failed for the database's
 	// availability: the next caught-up wait is short.
 	retrySoon bool
@@ -211,12 +215,21 @@ func (g *group) caughtUpWait() time.Duration {
 		applied = max(applied, g.opts.Feed.MaxApplied(g.proj.name))
 	}
 	wait := g.opts.PollInterval
-	if g.told > applied && g.retryPause < retryBudget {
+	var moved <-chan struct{}
+	switch {
+	case g.told > applied && g.retryPause < retryBudget:
 		pause := min(time.Millisecond+g.retryPause/16, 8*time.Millisecond)
 		g.retryPause += pause
 		wait = pause
-	} else {
-		g.told, g.retryPause = applied, 0 // nothing pending (or given up on)
+	case g.told > applied && g.horizon != nil && (g.hiddenSince.IsZero() || time.Since(g.hiddenSince) < horizonBudget):
+		// Still hidden: most likely behind a transaction still open. Wait
+		// for the cluster's horizon to move (see horizon.go).
+		if g.hiddenSince.IsZero() {
+			g.hiddenSince = time.Now()
+		}
+		moved = g.horizon.moved(g)
+	default:
+		g.told, g.retryPause, g.hiddenSince = applied, 0, time.Time{} // nothing pending (or given up on)
 	}
 	g.mu.Unlock()
 	timer := time.NewTimer(wait)
@@ -225,6 +238,7 @@ func (g *group) caughtUpWait() time.Duration {
 	case <-g.wake:
 	case <-g.stop:
 	case <-timer.C:
+	case <-moved:
 	}
 	return 0
 }

@@ -64,6 +64,7 @@ type LagMonitor struct {
 
 	mu       sync.Mutex
 	lags     map[string]float64
+	last     []Lag
 	measured time.Time // local monotonic time of the last successful measurement
 }
 
@@ -83,8 +84,17 @@ func (m *LagMonitor) Measure(ctx context.Context) error {
 	for _, l := range lags {
 		m.lags[l.Projection] = l.Seconds
 	}
-	m.measured = time.Now()
+	m.last, m.measured = lags, time.Now()
 	return nil
+}
+
+// Last returns the last successful measurement and when it was made (local
+// time; zero before the first), for /metrics and /readyz, which read it
+// instead of measuring per request.
+func (m *LagMonitor) Last() ([]Lag, time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.last, m.measured
 }
 
 // Run measures every interval until ctx ends.

@@ -14,6 +14,9 @@ const (
 	maxNotifyChunks  = 4
 )
 
+// marshal is json.Marshal; the tests count the bytes it encodes.
+var marshal = json.Marshal
+
 // wireChange is a Change as a notification carries it: no rows (the
 // receiver reads them), and the sender, so a replica skips its own.
 type wireChange struct {
@@ -26,7 +29,10 @@ type wireChange struct {
 	Resync     bool             `json:"r,omitempty"`
 }
 
-// encodeChange returns the payloads that carry c, each under the limit.
+// encodeChange returns the payloads that carry c, each under the limit. It
+// is linear in what it sends: the size of a chunk is kept as businesses are
+// added (each encoded once), each payload is encoded once, and a change too
+// big for maxNotifyChunks payloads stops at the chunk that overflows.
 func encodeChange(origin string, c Change) []string {
 	base := wireChange{Origin: origin, Group: c.Group, TxID: strconv.FormatUint(c.Offset.TxID, 10),
 		Position: c.Offset.Position, Max: c.MaxPosition, Resync: c.Resync}
@@ -35,25 +41,33 @@ func encodeChange(origin string, c Change) []string {
 		names = append(names, b)
 	}
 	sort.Strings(names)
+	// A chunk is base with `,"b":{…}` before its end (or before `,"r":true`).
+	baseSize := len(mustJSON(base)) + len(`,"b":{}`)
 	var out []string
-	chunk := base
-	chunk.Businesses = map[string]int64{}
-	size := func(w wireChange) int { raw, _ := json.Marshal(w); return len(raw) }
+	chunk, size := map[string]int64{}, baseSize
+	emit := func() {
+		w := base
+		w.Businesses = chunk
+		out = append(out, mustJSON(w))
+	}
 	for _, name := range names {
-		chunk.Businesses[name] = c.Businesses[name]
-		if size(chunk) <= maxNotifyPayload {
-			continue
+		key, _ := marshal(name) // a string always encodes
+		entry := len(key) + len(":") + len(strconv.FormatInt(c.Businesses[name], 10))
+		if len(chunk) > 0 {
+			if size+len(",")+entry <= maxNotifyPayload {
+				chunk[name], size = c.Businesses[name], size+len(",")+entry
+				continue
+			}
+			emit()
+			if len(out) >= maxNotifyChunks { // this business would need one more
+				base.Resync = true
+				return []string{mustJSON(base)}
+			}
+			chunk, size = map[string]int64{}, baseSize
 		}
-		delete(chunk.Businesses, name)
-		out = append(out, mustJSON(chunk))
-		chunk = base
-		chunk.Businesses = map[string]int64{name: c.Businesses[name]}
+		chunk[name], size = c.Businesses[name], size+entry
 	}
-	out = append(out, mustJSON(chunk))
-	if len(out) > maxNotifyChunks {
-		base.Resync = true
-		return []string{mustJSON(base)}
-	}
+	emit()
 	return out
 }
 
@@ -72,7 +86,7 @@ func decodeChange(payload string) (origin string, c Change, err error) {
 }
 
 func mustJSON(v any) string {
-	raw, err := json.Marshal(v)
+	raw, err := marshal(v)
 	if err != nil {
 		panic(err) // a struct of strings and numbers always encodes
 	}

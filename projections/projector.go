@@ -118,13 +118,14 @@ func NewProjector(pool *pgxpool.Pool, opts Options) (*Projector, error) {
 	}
 	ackDeadline := 10 * time.Second
 	p := &Projector{router: router, stop: make(chan struct{})}
+	hz := newHorizon(pool, p.stop)
 	for _, name := range opts.Projections {
 		proj, err := byName(name)
 		if err != nil {
 			return nil, err
 		}
 		g := newGroup(proj, wsql.BeginnerFromPgx(pool), opts)
-		g.stop = p.stop
+		g.stop, g.horizon = p.stop, hz
 		p.groups = append(p.groups, g)
 		sub, err := wsql.NewSubscriber(g, wsql.SubscriberConfig{
 			ConsumerGroup:  name,

@@ -26,6 +26,8 @@ type Config struct {
 	NoMigrate            bool
 	// DebugAddr, if set, serves net/http/pprof there (keep it on loopback).
 	DebugAddr string
+	// MetricsAddr, if set, serves /metrics there instead of on Addr.
+	MetricsAddr string
 	// RequestTimeout is every request's deadline (streams excepted).
 	RequestTimeout time.Duration
 	// MaxReadLag is how far behind the log a read model may be for GET
@@ -70,6 +72,7 @@ func (c *Config) bindServe(fs *flag.FlagSet) {
 	fs.Func("heartbeat-min-interval", "least time between stored heartbeats (env RUNLEDGER_HEARTBEAT_MIN_INTERVAL, default 5s)", durationFlag(&c.HeartbeatMinInterval))
 	fs.BoolVar(&c.NoMigrate, "no-migrate", false, "do not apply migrations at start")
 	fs.StringVar(&c.DebugAddr, "debug-addr", os.Getenv("RUNLEDGER_DEBUG_ADDR"), "serve pprof on this address, e.g. 127.0.0.1:6060 (env RUNLEDGER_DEBUG_ADDR; off when empty)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", os.Getenv("RUNLEDGER_METRICS_ADDR"), "serve /metrics on this address instead of --addr, e.g. 127.0.0.1:9090 (env RUNLEDGER_METRICS_ADDR; off when empty)")
 	fs.Func("request-timeout", "deadline of every request, streams excepted (env RUNLEDGER_REQUEST_TIMEOUT, default 5s)", durationFlag(&c.RequestTimeout))
 	c.StaleAfter = c.envDuration("RUNLEDGER_STALE_AFTER", 15*time.Minute)
 	c.StallAfter = c.envDuration("RUNLEDGER_STALL_AFTER", 10*time.Minute)

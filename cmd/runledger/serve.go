@@ -53,6 +53,8 @@ type service struct {
 	reaper       *reaper.Reaper
 	http         *http.Server
 	listener     net.Listener
+	// metricsListener serves /metrics when --metrics-addr is set.
+	metricsListener net.Listener
 }
 
 // newService migrates (unless cfg.NoMigrate), connects, builds every part and
@@ -189,7 +191,8 @@ func (s *service) build(ctx context.Context, policy domain.Policy, auth *api.Aut
 	s.api = api.New(api.Config{Runner: runner, Pool: s.reads, Auth: auth, Policy: policy, Logger: s.logger, Registry: reg,
 		RequestTimeout: s.cfg.RequestTimeout, Now: s.clock.Now, Lag: s.lag, MaxReadLag: s.cfg.readLagBound(),
 		ReadyMaxLag: s.cfg.readLagBound(), MaxStreams: s.cfg.MaxStreams, MaxStreamsPerToken: s.cfg.MaxStreamsPerToken,
-		Feed: s.feed, ConsistencyWait: s.cfg.ConsistencyWait})
+		Feed: s.feed, ConsistencyWait: s.cfg.ConsistencyWait, SeparateMetrics: s.cfg.MetricsAddr != "",
+		Pools: map[string]*pgxpool.Pool{"commands": s.pool, "reads": s.reads, "projector": s.projPool, "reaper": s.reapPool}})
 	// The reaper appends through a Runner of its own pool: a flood of
 	// commands waiting on a lock cannot hold back the end of silent runs.
 	reapRunner := s.newRunner(s.reapPool, policy, 1)
@@ -205,6 +208,12 @@ func (s *service) build(ctx context.Context, policy domain.Policy, auth *api.Aut
 	s.listener, err = net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	if s.cfg.MetricsAddr != "" {
+		if s.metricsListener, err = net.Listen("tcp", s.cfg.MetricsAddr); err != nil {
+			_ = s.listener.Close()
+			return fmt.Errorf("listen on %s (--metrics-addr): %w", s.cfg.MetricsAddr, err)
+		}
 	}
 	// The write timeout outlasts every handler's deadline, so an answer
 	// computed (and a command committed) in time is never cut off unsent.
@@ -292,6 +301,11 @@ func (s *service) frontComponents() []component {
 		debug := s.debugServer()
 		list = append(list, component{"debug server", func(ctx context.Context) error {
 			return serveUntil(ctx, debug, debug.ListenAndServe, nil)
+		}})
+	}
+	if metrics := s.metricsServer(); metrics != nil {
+		list = append(list, component{"metrics server", func(ctx context.Context) error {
+			return serveUntil(ctx, metrics, func() error { return metrics.Serve(s.metricsListener) }, nil)
 		}})
 	}
 	return list
