@@ -21,6 +21,7 @@ DECLARE
 	id uuid;
 	biz text;
 	t0 timestamptz := '2026-01-01T00:00:00Z';
+	second interval := interval '1 second';
 BEGIN
 	FOR r IN 1..runs LOOP
 		id := gen_random_uuid();
@@ -29,15 +30,15 @@ BEGIN
 		SELECT gen_random_uuid(), id, v, biz,
 			CASE WHEN v = 1 THEN 'RunStarted' ELSE 'Heartbeat' END, 1,
 			CASE WHEN v = 1 THEN jsonb_build_object('run_id', id, 'business_id', biz, 'worker_id', 'w', 'total_calls', beats, 'occurred_at', t0)
-			ELSE jsonb_build_object('completed_calls', v - 1, 'failed_calls', 0, 'occurred_at', t0 + (v || ' s')::interval) END,
-			t0 + (v || ' s')::interval
+			ELSE jsonb_build_object('completed_calls', v - 1, 'failed_calls', 0, 'occurred_at', t0 + v * second) END,
+			t0 + v * second
 		FROM generate_series(1, beats + 1) v;
 		INSERT INTO run_snapshots (run_id, business_id, version, ended, last_heartbeat_at, state)
-		VALUES (id, biz, beats + 1, true, t0 + ((beats + 1) || ' s')::interval,
+		VALUES (id, biz, beats + 1, true, t0 + (beats + 1) * second,
 			convert_to(jsonb_build_object('run_id', id, 'business_id', biz, 'status', 'completed', 'version', beats + 1)::text, 'UTF8'));
 		INSERT INTO runs (run_id, business_id, worker_id, status, cancel_requested, cancel_forced, total_calls,
 			completed_calls, failed_calls, abandoned_calls, started_at, last_heartbeat_at, version, last_position)
-		VALUES (id, biz, 'w', 'completed', false, false, beats, beats, 0, 0, t0, t0 + ((beats + 1) || ' s')::interval, beats + 1, 0);
+		VALUES (id, biz, 'w', 'completed', false, false, beats, beats, 0, 0, t0, t0 + (beats + 1) * second, beats + 1, 0);
 		COMMIT;
 	END LOOP;
 END $$`
@@ -97,7 +98,7 @@ func TestServeUpgradesALargeLogUnderAShortRequestTimeout(t *testing.T) {
 	if _, err := pool.Exec(ctx, `CALL seed_log($1, $2)`, runs, beats); err != nil {
 		t.Fatal(err)
 	}
-	for _, sql := range append(rebuild, `DROP PROCEDURE seed_log`, `VACUUM ANALYZE`) {
+	for _, sql := range append(rebuild, `DROP PROCEDURE seed_log`, `ANALYZE`) {
 		if _, err := pool.Exec(ctx, sql); err != nil {
 			t.Fatal(err)
 		}
