@@ -119,6 +119,15 @@ func TestServeUpgradesALargeLogUnderAShortRequestTimeout(t *testing.T) {
 		}
 	})
 
+	// servetest's free port is found by closing a listener; on a machine
+	// running many servers another may take it and answer /healthz while
+	// this one still migrates (seen once, as "schema at version 5"), so the
+	// test also waits for this process's own "serving" line.
+	for deadline := time.Now().Add(3 * time.Minute); !strings.Contains(srv.Logs(), `"msg":"serving"`); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("serve did not log \"serving\" within 3 minutes")
+		}
+	}
 	var version int64
 	if err := pool.QueryRow(ctx, `SELECT max(version_id) FROM goose_db_version WHERE is_applied`).Scan(&version); err != nil {
 		t.Fatal(err)
