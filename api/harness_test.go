@@ -8,12 +8,14 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/runledger/runledger/api"
@@ -61,7 +63,12 @@ func newEnvOn(t testing.TB, pool *pgxpool.Pool, configure func(*api.Config)) *en
 		t.Fatal(err)
 	}
 	var proj *projections.Projector
-	store := eventstore.NewWithOptions(pool, eventstore.Options{OnCommitted: func(last int64) { proj.Wake(last) }})
+	wired := os.Getenv(serveWiringEnv) != ""
+	storeOpts := eventstore.Options{OnCommitted: func(last int64) { proj.Wake(last) }}
+	if wired {
+		storeOpts.NotifyChannel = projections.AppendsChannel
+	}
+	store := eventstore.NewWithOptions(pool, storeOpts)
 	runner := eventstore.NewRunner(store, domain.DefaultPolicy())
 	runner.Now = clock.Now
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -76,11 +83,26 @@ func newEnvOn(t testing.TB, pool *pgxpool.Pool, configure func(*api.Config)) *en
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
 
-	proj, err = projections.NewProjector(pool, projections.Options{PollInterval: time.Second, Logger: logger, Feed: feed})
+	projOpts := projections.Options{PollInterval: time.Second, Logger: logger, Feed: feed}
+	if wired {
+		// The projector runs as on another replica: its batches reach this
+		// API only through NOTIFY and the Listener, as serve wires them.
+		projOpts.Feed, projOpts.NotifyChannel, projOpts.Origin = nil, projections.ChangesChannel, "projector-replica"
+	}
+	proj, err = projections.NewProjector(pool, projOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	if wired {
+		ln := &projections.Listener{Feed: feed, Projector: proj, Origin: "api-replica", Logger: logger,
+			Connect: func(ctx context.Context) (*pgx.Conn, error) {
+				return pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
+			}}
+		listening := make(chan error, 1)
+		go func() { listening <- ln.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-listening })
+	}
 	done := make(chan error, 1)
 	go func() { done <- proj.Run(ctx) }()
 	<-proj.Running()

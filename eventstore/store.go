@@ -167,7 +167,10 @@ func (s *Store) Append(ctx context.Context, streamID uuid.UUID, expectedVersion 
 // Appends of different runs that arrive while another append is in flight
 // are written together, in one statement, when it returns (group commit);
 // each is still conditional on its own stream's version, one's refusal never
-// fails another's, and AppendTo returns only once its events are committed.
+// fails another's, and AppendTo succeeds only once its events are committed.
+// If ctx ends first it returns ctx's error at once, without cancelling the
+// statement it shares: its events may then still commit (a retry with the
+// same event ids finds them).
 func (s *Store) AppendTo(ctx context.Context, streamID uuid.UUID, base domain.Run, events []NewEvent) (AppendResult, error) {
 	if len(events) == 0 {
 		return AppendResult{}, errors.New("append: no events")
