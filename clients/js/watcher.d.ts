@@ -25,6 +25,7 @@ export interface Run {
   pause_reason?: string | null;
   stalled?: boolean;
   stalled_since?: string | null;
+  last_progress_at?: string | null;
   stale_after?: string;
   stall_after?: string;
   version?: number;
@@ -49,10 +50,49 @@ export interface WatcherTunables {
   streamFailuresBeforePolling: number;
   /** A stream silent for longer is dead. */
   streamIdleMs: number;
+  /**
+   * Follow the business rather than one run: GET …/runs/active/stream?wait=true
+   * stays open while no run is active and pushes the start, so an idle watcher
+   * costs one open connection and no request; polling (idlePollMs) is only the
+   * fallback when streaming fails or the server lacks the option (default false).
+   */
+  waitForStart: boolean;
+  /** With waitForStart, the longest a healthy stream is followed (default Infinity). */
+  maxStreamWatchMs: number;
 }
 
 /** DEFAULTS are the watcher's tunables. */
 export declare const DEFAULTS: Readonly<WatcherTunables>;
+
+/** goDurationMs reads a Go duration string ("15m0s", "1.5s") in ms; NaN if it cannot. */
+export declare function goDurationMs(text: unknown): number;
+
+/** Never call a run silent sooner than this after its last heartbeat (ms). */
+export declare const SILENT_FLOOR_MS: number;
+
+/** A heartbeat the page saw: t = last_heartbeat_at in ms, done = completed + failed calls. */
+export interface PaceSample {
+  t: number;
+  done: number;
+}
+
+/** heartbeatInterval is the median gap between the last heartbeats seen (ms), null with fewer than two. */
+export declare function heartbeatInterval(samples: readonly PaceSample[]): number | null;
+
+/** silentAfterMs is how long without a heartbeat makes run silent (ms). */
+export declare function silentAfterMs(run: Run, samples: readonly PaceSample[]): number;
+
+/** What may truthfully be said of a shown run's pace (see runPace in watcher.js). */
+export interface RunPace {
+  state: 'silent' | 'stopping' | 'paused' | 'stalled' | 'measuring' | 'working';
+  silentMs: number;
+  lastProgressMs: number | null;
+  ratePerMin: number | null;
+  etaMs: number | null;
+}
+
+/** runPace says what may be said of run's pace at the server time nowMs, from recent heartbeats only. */
+export declare function runPace(run: Run, samples: readonly PaceSample[], nowMs: number, windowMs?: number): RunPace;
 
 export type ValidateResult = { ok: true; run: Run } | { ok: false; error: string };
 

@@ -8,6 +8,7 @@ import {
   backoffDelay,
   barVerdict,
   classifyAnswer,
+  runPace,
   serverClockOffset,
   shouldShowBar,
   validateRun,
@@ -21,6 +22,8 @@ const w = new Watcher({
   getToken: () => sessionStorage.getItem('token') ?? '',
   maxWatchMs: DEFAULTS.maxWatchMs,
   minPosition: () => 42,
+  waitForStart: true,
+  maxStreamWatchMs: DEFAULTS.maxStreamWatchMs,
   on: {
     run: ({ run, serverNow }) => console.log(run.completed_calls / run.total_calls, serverNow),
     lost: ({ errors, error }) => console.log(errors, error.toUpperCase()),
@@ -69,3 +72,9 @@ useActiveRun('acme', { business: 'acme' });
 // @ts-expect-error a run's counts are numbers
 const bad: Run['completed_calls'] = '3';
 console.log(bad);
+
+// The pace helpers the page uses: what may be said of a shown run's pace.
+declare const paced: Run;
+const pace = runPace(paced, [{ t: 0, done: 1 }], Date.now());
+const eta: number | null = pace.etaMs;
+console.log(pace.state === 'silent' ? pace.silentMs : eta);
