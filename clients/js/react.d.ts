@@ -26,6 +26,8 @@ export type UseActiveRunOptions = Omit<WatcherOptions, 'business' | 'on'>;
 /**
  * useActiveRun follows business's active run with a Watcher, created when the
  * component mounts (or business, token or baseUrl change) and stopped when it
- * unmounts. A falsy business watches nothing.
+ * unmounts. A falsy business watches nothing. waitForStart is on unless
+ * options set it to false: an idle component holds one open stream of the
+ * business and sends no request until a run starts.
  */
 export declare function useActiveRun(business: string | null | undefined, options?: UseActiveRunOptions): ActiveRunState;

@@ -18,7 +18,9 @@ const INITIAL = Object.freeze({ run: null, connection: 'idle', reason: null, las
  *    stop's reason ("max_duration", "unauthorized", "pagehide", "stop");
  *  - lastRun: the last run seen (for "ended": its final state), or null;
  *  - error: the last error's message when reason is "lost".
- * options are the Watcher's (token or getToken, baseUrl, minPosition, fetch, tunables).
+ * options are the Watcher's (token or getToken, baseUrl, minPosition, fetch, tunables);
+ * waitForStart is on unless set to false, so an idle component costs one open
+ * stream and no request.
  * A falsy business watches nothing.
  */
 export function useActiveRun(business, options = {}) {
@@ -31,6 +33,10 @@ export function useActiveRun(business, options = {}) {
     if (!business) return undefined;
     const { on: _ignored, ...rest } = latest.current;
     const watcher = new Watcher({
+      // As the page does: an idle component holds one open stream of the
+      // business (…/runs/active/stream?wait=true) and asks nothing until a
+      // run starts; polling is only the fallback (or an older server's way).
+      waitForStart: true,
       ...rest,
       business,
       getToken: rest.getToken ?? (() => latest.current.token ?? token),
