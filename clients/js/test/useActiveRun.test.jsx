@@ -159,6 +159,28 @@ describe('useActiveRun', () => {
     expect(positions.every((p) => p === '41' || p === '57')).toBe(true);
   });
 
+  for (const eventualReads of [false, true]) {
+    it(`${eventualReads ? 'with eventualReads, does not send' : 'sends'} the highest position it was answered with its next reads`, async () => {
+      const server = fakeServer();
+      server.start(10);
+      mount(server, eventualReads ? { eventualReads } : {});
+      await advance(10);
+      expect(server.calls[0].headers['Runledger-Min-Position']).toBeUndefined();
+      server.run.position = 57; // the state the watcher was shown reflects log position 57
+      server.heartbeat(3);
+      await advance(10);
+      server.streamStatus = 500; // the stream drops; the watcher reads again, maybe from a replica behind
+      server.openStreams().forEach((s) => {
+        s.closed = true;
+        s.ctl.close();
+      });
+      await advance(2000);
+      const later = server.calls.slice(1).map((c) => c.headers['Runledger-Min-Position']);
+      expect(later.length).toBeGreaterThan(0);
+      expect(later.every((p) => p === (eventualReads ? undefined : '57'))).toBe(true);
+    });
+  }
+
   it('watches nothing without a business, and restarts on a new one', async () => {
     const server = fakeServer();
     server.start(10);
