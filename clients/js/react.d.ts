@@ -21,11 +21,19 @@ export interface ActiveRunState {
 }
 
 /** The Watcher's options, less business (the hook's first argument) and on (use the returned state). */
-export type UseActiveRunOptions = Omit<WatcherOptions, 'business' | 'on'>;
+export type UseActiveRunOptions = Omit<WatcherOptions, 'business' | 'on'> & {
+  /**
+   * Every read reflects the highest log position the watch was shown (a run's
+   * position), and minPosition; true turns the former off (eventual reads).
+   */
+  eventualReads?: boolean;
+};
 
 /**
  * useActiveRun follows business's active run with a Watcher, created when the
  * component mounts (or business, token or baseUrl change) and stopped when it
- * unmounts. A falsy business watches nothing.
+ * unmounts. A falsy business watches nothing. waitForStart is on unless
+ * options set it to false: an idle component holds one open stream of the
+ * business and sends no request until a run starts.
  */
 export declare function useActiveRun(business: string | null | undefined, options?: UseActiveRunOptions): ActiveRunState;

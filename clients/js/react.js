@@ -18,7 +18,10 @@ const INITIAL = Object.freeze({ run: null, connection: 'idle', reason: null, las
  *    stop's reason ("max_duration", "unauthorized", "pagehide", "stop");
  *  - lastRun: the last run seen (for "ended": its final state), or null;
  *  - error: the last error's message when reason is "lost".
- * options are the Watcher's (token or getToken, baseUrl, minPosition, fetch, tunables).
+ * options are the Watcher's (token or getToken, baseUrl, minPosition, fetch, tunables);
+ * waitForStart is on unless set to false, so an idle component costs one open
+ * stream and no request. Reads reflect the highest position the watch was
+ * shown (session consistency) unless eventualReads is true.
  * A falsy business watches nothing.
  */
 export function useActiveRun(business, options = {}) {
@@ -31,18 +34,33 @@ export function useActiveRun(business, options = {}) {
     if (!business) return undefined;
     const { on: _ignored, ...rest } = latest.current;
     const watcher = new Watcher({
+      // As the page does: an idle component holds one open stream of the
+      // business (…/runs/active/stream?wait=true) and asks nothing until a
+      // run starts; polling is only the fallback (or an older server's way).
+      waitForStart: true,
       ...rest,
       business,
       getToken: rest.getToken ?? (() => latest.current.token ?? token),
-      minPosition: rest.minPosition === undefined ? undefined : () => {
+      // Session consistency: every read reflects at least the highest log
+      // position this watch was shown (a run's position) and the caller's
+      // minPosition (its own commands), so a read served by a read model
+      // behind never shows an older state; eventualReads: true opts out of
+      // the former.
+      minPosition: () => {
         const m = latest.current.minPosition;
-        return typeof m === 'function' ? m() : m;
+        const given = typeof m === 'function' ? m() : m;
+        return Math.max(Number.isSafeInteger(given) ? given : 0, latest.current.eventualReads ? 0 : seen);
       },
     });
+    let seen = 0; // the highest log position of a run this watch was shown
+    const note = (run) => {
+      if (Number.isSafeInteger(run?.position) && run.position > seen) seen = run.position;
+    };
     let live = true;
     const update = (patch) => {
       if (live) setState((s) => ({ ...s, ...patch }));
     };
+    for (const type of ['run', 'ended', 'inactive']) watcher.addEventListener(type, (e) => note(e.detail.run));
     watcher.addEventListener('run', (e) => update({ run: e.detail.run, lastRun: e.detail.run, reason: null, error: null }));
     watcher.addEventListener('ended', (e) => update({ run: null, lastRun: e.detail.run, reason: 'ended' }));
     watcher.addEventListener('inactive', (e) =>

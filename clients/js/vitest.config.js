@@ -16,5 +16,10 @@ export default defineConfig({
   test: {
     environment: 'jsdom',
     include: ['test/**/*.test.{js,jsx,ts,tsx}'],
+    // Vitest's default of 5 s is wall-clock: on a loaded shared machine the
+    // pack test (which spawns npm pack) and the jsdom renders outrun it
+    // (seen: "packs the page watcher.js…: Test timed out in 5000ms"). The
+    // tests' own waits are on fake timers; this only bounds a hang.
+    testTimeout: 120_000,
   },
 });

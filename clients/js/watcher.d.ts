@@ -25,7 +25,7 @@ export interface Run {
   pause_reason?: string | null;
   stalled?: boolean;
   stalled_since?: string | null;
-  last_progress_at?: string;
+  last_progress_at?: string | null;
   stale_after?: string;
   stall_after?: string;
   version?: number;
@@ -51,17 +51,48 @@ export interface WatcherTunables {
   /** A stream silent for longer is dead. */
   streamIdleMs: number;
   /**
-   * Follow the business with GET …/runs/active/stream?wait=true (open while
-   * no run is active; pushes the start): an idle watch makes no request.
-   * Polling is then the fallback, and maxWatchMs bounds only it. Default false.
+   * Follow the business rather than one run: GET …/runs/active/stream?wait=true
+   * stays open while no run is active and pushes the start, so an idle watcher
+   * costs one open connection and no request; polling (idlePollMs) is only the
+   * fallback when streaming fails or the server lacks the option (default false).
    */
   waitForStart: boolean;
-  /** With waitForStart, the longest a healthy stream lasts (default Infinity). */
+  /** With waitForStart, the longest a healthy stream is followed (default Infinity). */
   maxStreamWatchMs: number;
 }
 
 /** DEFAULTS are the watcher's tunables. */
 export declare const DEFAULTS: Readonly<WatcherTunables>;
+
+/** goDurationMs reads a Go duration string ("15m0s", "1.5s") in ms; NaN if it cannot. */
+export declare function goDurationMs(text: unknown): number;
+
+/** Never call a run silent sooner than this after its last heartbeat (ms). */
+export declare const SILENT_FLOOR_MS: number;
+
+/** A heartbeat the page saw: t = last_heartbeat_at in ms, done = completed + failed calls. */
+export interface PaceSample {
+  t: number;
+  done: number;
+}
+
+/** heartbeatInterval is the median gap between the last heartbeats seen (ms), null with fewer than two. */
+export declare function heartbeatInterval(samples: readonly PaceSample[]): number | null;
+
+/** silentAfterMs is how long without a heartbeat makes run silent (ms). */
+export declare function silentAfterMs(run: Run, samples: readonly PaceSample[]): number;
+
+/** What may truthfully be said of a shown run's pace (see runPace in watcher.js). */
+export interface RunPace {
+  state: 'silent' | 'stopping' | 'paused' | 'stalled' | 'measuring' | 'working';
+  silentMs: number;
+  lastProgressMs: number | null;
+  ratePerMin: number | null;
+  etaMs: number | null;
+}
+
+/** runPace says what may be said of run's pace at the server time nowMs, from recent heartbeats only. */
+export declare function runPace(run: Run, samples: readonly PaceSample[], nowMs: number, windowMs?: number): RunPace;
 
 export type ValidateResult = { ok: true; run: Run } | { ok: false; error: string };
 
@@ -106,31 +137,6 @@ export declare class SSEParser {
 export type InactiveReason = 'no_active_run' | 'not_active' | 'stale' | 'invalid';
 /** Why the watcher stopped ("stopped" events). */
 export type StopReason = 'stop' | 'max_duration' | 'pagehide' | 'unauthorized' | (string & {});
-/** A heartbeat the page saw: t = last_heartbeat_at in ms, done = completed + failed. */
-export interface PaceSample {
-  t: number;
-  done: number;
-}
-
-/** What may truthfully be said of a shown run's pace (runPace). */
-export interface Pace {
-  state: 'working' | 'measuring' | 'silent' | 'stopping' | 'paused' | 'stalled';
-  silentMs: number;
-  lastProgressMs: number | null;
-  ratePerMin: number | null;
-  etaMs: number | null;
-}
-
-/** goDurationMs reads a Go duration string ("15m0s") in ms; NaN if it cannot. */
-export declare function goDurationMs(text: string): number;
-/** Never call a run silent sooner than this after its last heartbeat. */
-export declare const SILENT_FLOOR_MS: number;
-/** heartbeatInterval is the median gap of the last heartbeats seen; null with fewer than two. */
-export declare function heartbeatInterval(samples: PaceSample[]): number | null;
-/** silentAfterMs is how long without a heartbeat makes run silent. */
-export declare function silentAfterMs(run: Run, samples: PaceSample[]): number;
-/** runPace: rate and ETA from recent heartbeats only, or why there are none, at the server time nowMs. */
-export declare function runPace(run: Run, samples: PaceSample[], nowMs: number, windowMs?: number): Pace;
 
 /** The connection's state, for a status line. */
 export type ConnectionState = 'idle' | 'streaming' | 'polling' | 'reconnecting';

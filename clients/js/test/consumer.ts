@@ -23,7 +23,7 @@ const w = new Watcher({
   maxWatchMs: DEFAULTS.maxWatchMs,
   minPosition: () => 42,
   waitForStart: true,
-  maxStreamWatchMs: 60_000,
+  maxStreamWatchMs: DEFAULTS.maxStreamWatchMs,
   on: {
     run: ({ run, serverNow }) => console.log(run.completed_calls / run.total_calls, serverNow),
     lost: ({ errors, error }) => console.log(errors, error.toUpperCase()),
@@ -73,9 +73,8 @@ useActiveRun('acme', { business: 'acme' });
 const bad: Run['completed_calls'] = '3';
 console.log(bad);
 
-// The pace of a shown run: a rate only while its worker beats and progresses.
-const pace = runPace(w.run!, [{ t: Date.now() - 1000, done: 3 }], Date.now());
-const rate: number | null = pace.ratePerMin;
-if (pace.state === 'silent') console.log(`silent for ${pace.silentMs} ms`, rate);
-// @ts-expect-error: a state runPace never returns
-const never: Parameters<typeof console.log>[0] = pace.state === 'alive';
+// The pace helpers the page uses: what may be said of a shown run's pace.
+declare const paced: Run;
+const pace = runPace(paced, [{ t: 0, done: 1 }], Date.now());
+const eta: number | null = pace.etaMs;
+console.log(pace.state === 'silent' ? pace.silentMs : eta);

@@ -7,13 +7,17 @@ export const BUSINESS = 'acme';
 export const RUN_ID = '0190f1d2-3c4b-7a5e-8f60-1a2b3c4d5e6f';
 export const TTL_MS = 3 * 60 * 1000;
 
-export function fakeServer({ skewMs = 0, streamStatus = 200 } = {}) {
+export function fakeServer({ skewMs = 0, streamStatus = 200, wait = false } = {}) {
   const encoder = new TextEncoder();
   const server = {
     calls: [],
     streams: [],
     run: null,
     streamStatus,
+    // wait: the server offers GET …/runs/active/stream?wait=true (the
+    // business's stream, open while no run is active); without it, an older
+    // server's 404 no_active_run.
+    wait,
     nextId: 1,
     serverNow: () => Date.now() - skewMs,
 
@@ -26,6 +30,7 @@ export function fakeServer({ skewMs = 0, streamStatus = 200 } = {}) {
         started_at: now, last_heartbeat_at: now, stale_at: iso(server.serverNow() + TTL_MS), ended_at: null,
         end_reason: null, last_error: null, version: 1, server_time: now,
       };
+      server.push('run', (s) => s.wait); // only the business's streams outlive runs
       return server.run;
     },
 
@@ -45,13 +50,21 @@ export function fakeServer({ skewMs = 0, streamStatus = 200 } = {}) {
       Object.assign(server.run, { status, active: false, stale_at: null, ended_at: iso(server.serverNow()),
         end_reason: status, version: server.run.version + 1 });
       server.push('ended');
+      server.pushWaiting();
     },
 
     /** silence leaves the run running but says nothing more (a worker that died). */
-    push(event) {
+    push(event, to = () => true) {
       const data = JSON.stringify({ ...server.run, server_time: iso(server.serverNow()) });
       const chunk = encoder.encode(`id: ${server.nextId++}\nevent: ${event}\ndata: ${data}\n\n`);
-      for (const s of server.streams) if (!s.closed) s.ctl.enqueue(chunk);
+      for (const s of server.streams) if (!s.closed && to(s)) s.ctl.enqueue(chunk);
+    },
+
+    /** pushWaiting tells the business's streams that no run is active. */
+    pushWaiting() {
+      const data = JSON.stringify({ server_time: iso(server.serverNow()), run: null });
+      const chunk = encoder.encode(`event: waiting\ndata: ${data}\n\n`);
+      for (const s of server.streams) if (!s.closed && s.wait) s.ctl.enqueue(chunk);
     },
 
     openStreams() {
@@ -65,8 +78,10 @@ export function fakeServer({ skewMs = 0, streamStatus = 200 } = {}) {
       const path = new URL(url, 'http://runledger.test').pathname;
       if (path.endsWith('/runs/active/stream')) {
         if (server.streamStatus !== 200) return json(server.streamStatus, { code: 'internal', detail: 'injected' });
-        if (!server.run || !active(server)) return json(404, { code: 'no_active_run' });
-        const s = { closed: false, ctl: null };
+        const waiting = server.wait && new URL(url, 'http://runledger.test').searchParams.get('wait') === 'true';
+        const live = server.run && active(server);
+        if (!live && !waiting) return json(404, { code: 'no_active_run' });
+        const s = { closed: false, ctl: null, wait: waiting };
         const body = new ReadableStream({
           start(ctl) {
             s.ctl = ctl;
@@ -82,7 +97,7 @@ export function fakeServer({ skewMs = 0, streamStatus = 200 } = {}) {
           }
         });
         server.streams.push(s);
-        queueMicrotask(() => server.push('run'));
+        queueMicrotask(() => (live ? server.push('run', (x) => x === s) : server.pushWaiting()));
         return new Response(body, { status: 200, headers: { 'Content-Type': 'text/event-stream' } });
       }
       if (path.endsWith('/runs/active')) {

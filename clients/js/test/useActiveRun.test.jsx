@@ -78,6 +78,25 @@ describe('useActiveRun', () => {
     });
   }
 
+  it('costs no request while idle: one stream waits for the start, which shows at once', async () => {
+    const server = fakeServer({ wait: true });
+    const { result } = mount(server, { streamIdleMs: 10 * HOUR }); // the fake sends no keep-alive
+    await advance(10);
+    expect(result.current.run).toBeNull();
+    expect(result.current.reason).toBe('no_active_run');
+    await advance(30 * 60 * 1000); // half an hour idle: past the 20 min a polling watch lasts
+    expect(server.calls.map((c) => c.url)).toEqual([`/v1/businesses/${BUSINESS}/runs/active/stream?wait=true`]);
+    expect(server.openStreams()).toHaveLength(1);
+
+    server.start(10);
+    await advance(10);
+    expect(result.current.run?.run_id).toBe(server.run.run_id);
+    server.end('completed');
+    await advance(10);
+    expect(result.current.reason).toBe('ended');
+    expect(server.calls).toHaveLength(1);
+  });
+
   it('stops after the maximum watch when polling', async () => {
     const server = fakeServer({ streamStatus: 500 });
     server.start(1000);
@@ -108,7 +127,7 @@ describe('useActiveRun', () => {
     const { result, unmount } = mount(server);
     await advance(10);
     expect(result.current.run).not.toBeNull();
-    const stream = server.calls.find((c) => c.url.endsWith('/runs/active/stream'));
+    const stream = server.calls.find((c) => c.url.includes('/runs/active/stream'));
     expect(stream.signal.aborted).toBe(false);
     expect(vi.getTimerCount()).toBeGreaterThan(0);
 
@@ -139,6 +158,28 @@ describe('useActiveRun', () => {
     expect(positions.at(-1)).toBe('57');
     expect(positions.every((p) => p === '41' || p === '57')).toBe(true);
   });
+
+  for (const eventualReads of [false, true]) {
+    it(`${eventualReads ? 'with eventualReads, does not send' : 'sends'} the highest position it was answered with its next reads`, async () => {
+      const server = fakeServer();
+      server.start(10);
+      mount(server, eventualReads ? { eventualReads } : {});
+      await advance(10);
+      expect(server.calls[0].headers['Runledger-Min-Position']).toBeUndefined();
+      server.run.position = 57; // the state the watcher was shown reflects log position 57
+      server.heartbeat(3);
+      await advance(10);
+      server.streamStatus = 500; // the stream drops; the watcher reads again, maybe from a replica behind
+      server.openStreams().forEach((s) => {
+        s.closed = true;
+        s.ctl.close();
+      });
+      await advance(2000);
+      const later = server.calls.slice(1).map((c) => c.headers['Runledger-Min-Position']);
+      expect(later.length).toBeGreaterThan(0);
+      expect(later.every((p) => p === (eventualReads ? undefined : '57'))).toBe(true);
+    });
+  }
 
   it('watches nothing without a business, and restarts on a new one', async () => {
     const server = fakeServer();

@@ -109,7 +109,7 @@ class Transport:
         same bytes and the same Idempotency-Key) up to max_attempts, after a
         jittered backoff or the answer's Retry-After (at most 30 s), unless
         once is set. It raises APIError for a non-2xx answer and
-        TransportError when no answer came.
+        TransportError when no answer came or the answer was not JSON.
         """
         payload = json.dumps(body).encode() if body is not None else None
         attempts = 1 if once else self.max_attempts
@@ -118,7 +118,6 @@ class Transport:
             attempt += 1
             try:
                 status, headers, raw = self._attempt(method, path, payload, key, read, timeout)
-                return json.loads(raw) if raw else None
             except (APIError, TransportError) as err:
                 transient = err.transient if isinstance(err, APIError) else True
                 if not transient or attempt >= attempts or (should_stop is not None and should_stop()):
@@ -128,6 +127,14 @@ class Transport:
                     wait = max(wait, min(err.retry_after, MAX_RETRY_AFTER))
                 self.logger.warning("runledger: retrying %s %s (attempt %d) in %.2fs: %s", method, path, attempt, wait, err)
                 self.sleep(wait)
+                continue
+            # An answer that is not JSON (a proxy's page) is an Error, not
+            # retried, as in the Go SDK: never an exception of another kind,
+            # which would end the heartbeat thread.
+            try:
+                return json.loads(raw) if raw else None
+            except ValueError as err:
+                raise TransportError("runledger: %s %s: %d answer is not JSON: %s" % (method, path, status, err)) from err
 
     def _attempt(
         self, method: str, path: str, payload: Optional[bytes], key: str, read: bool, timeout: Optional[float]

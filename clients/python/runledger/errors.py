@@ -76,7 +76,8 @@ class APIError(Error):
 
 class TransportError(Error):
     """TransportError is a request that got no answer: a connection refused
-    or dropped, or a timeout. Its ``code`` is ``"network"`` or ``"timeout"``."""
+    or dropped, a timeout, or an answer that is not JSON (e.g. a proxy's
+    page). Its ``code`` is ``"network"`` or ``"timeout"``."""
 
     code = "network"
 

@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 import unittest
-from typing import List, Tuple
+from typing import Any, List, Tuple
 
 import runledger
 from runledger._time import parse_duration, parse_time
@@ -62,7 +62,7 @@ class PureTest(unittest.TestCase):
 class StandIn(http.server.BaseHTTPRequestHandler):
     """Answers each request with the next of its class's scripted answers."""
 
-    script: List[Tuple[int, dict, dict]] = []
+    script: List[Tuple[int, dict, Any]] = []
     seen: List[Tuple[float, dict]] = []
 
     def do_GET(self) -> None:
@@ -75,7 +75,7 @@ class StandIn(http.server.BaseHTTPRequestHandler):
     def answer(self) -> None:
         StandIn.seen.append((time.monotonic(), dict(self.headers)))
         status, headers, body = StandIn.script.pop(0)
-        raw = json.dumps(body).encode()
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
@@ -145,6 +145,17 @@ class RetryTest(unittest.TestCase):
                 self.assertEqual(c.position, 17)
                 self.assertIsNone(StandIn.seen[0][1].get("Runledger-Min-Position"))
                 self.assertEqual(StandIn.seen[1][1].get("Runledger-Min-Position"), want)
+
+    def test_an_answer_that_is_not_json_is_a_client_error(self) -> None:
+        # A 200 that is not JSON (a proxy's page): a runledger.Error, as in the
+        # Go SDK, so the heartbeat thread, which goes on after any Error, is not
+        # killed by it (and a caller's `except runledger.Error` holds).
+        StandIn.script = [(200, {"Content-Type": "text/html"}, b"<html>gateway</html>")]
+        c = runledger.Client(self.url, "t", timeout=5, max_attempts=3, min_backoff=0.01, max_backoff=0.02)
+        with self.assertRaises(runledger.Error) as caught:
+            c.heartbeat("acme", "r", 1, 0)
+        self.assertIsInstance(caught.exception, runledger.TransportError)
+        self.assertEqual(len(StandIn.seen), 1)
 
     def test_timeout_bounds_every_call(self) -> None:
         # A server that accepts the connection and never answers (as a
