@@ -1,4 +1,4 @@
-package projections_test
+package longlog_test
 
 import (
 	"context"
@@ -27,7 +27,8 @@ import (
 // makes outside rebuild and verify, through the real code, on a log of 100 k
 // events and again once it has grown tenfold (seeded as appends write it,
 // read models rebuilt and caught up as in production), and EXPLAINs (ANALYZE,
-// BUFFERS) each statement it sent: none may scan the events table, and none
+// BUFFERS) each statement it sent, with the statistics from before the
+// growth and with fresh ones: none may scan the events table, and none
 // may touch many more buffers on the long log than on the short one. Rebuild
 // and verify read the whole log by nature: they must do it in a fixed number
 // of statements however long the log is (one streamed pass, no per-chunk
@@ -49,13 +50,16 @@ func TestLogReadsCostTheSameOnALongLog(t *testing.T) {
 	}
 	t.Cleanup(pool.Close)
 
+	// Autovacuum is off so the test, not the daemon's timing, decides what
+	// the planner knows: each size is measured with the statistics the log
+	// had before it grew (none at first) and again once analyzed.
+	if _, err := pool.Exec(ctx, `ALTER TABLE events SET (autovacuum_enabled = false)`); err != nil {
+		t.Fatal(err)
+	}
 	grow := func(label string, events int) (reads map[string]readCost, wholeLog map[string]int) {
 		t.Helper()
 		start := time.Now()
 		if _, err := longlog.Seed(ctx, pool, longlog.Options{Events: events, Label: label}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := pool.Exec(ctx, `VACUUM ANALYZE events`); err != nil { // what autovacuum does to a long-lived log
 			t.Fatal(err)
 		}
 		t.Logf("seeded %d events (%s) in %s", events, label, time.Since(start).Round(time.Millisecond))
@@ -70,7 +74,19 @@ func TestLogReadsCostTheSameOnALongLog(t *testing.T) {
 			t.Fatalf("verify: %v %v", diffs, err)
 		}
 		wholeLog["verify"] = len(rec.stop())
-		return explainReads(t, pool, rec, label+"-7"), wholeLog
+		reads = explainReads(t, pool, rec, label+"-7")
+		if _, err := pool.Exec(ctx, `VACUUM ANALYZE events`); err != nil { // what autovacuum does to a long-lived log
+			t.Fatal(err)
+		}
+		for name, c := range explainReads(t, pool, rec, label+"-7") {
+			prev := reads[name]
+			if c.buffers < prev.buffers {
+				c.buffers, c.plan = prev.buffers, prev.plan
+			}
+			c.seqScan = c.seqScan || prev.seqScan
+			reads[name] = c
+		}
+		return reads, wholeLog
 	}
 	short, shortWhole := grow("short", 100_000)
 	long, longWhole := grow("long", 900_000)
