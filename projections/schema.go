@@ -70,23 +70,25 @@ func (s EventsSchema) SelectQuery(params wsql.SelectQueryParams) (wsql.Query, er
 	if batch <= 0 {
 		batch = 100
 	}
-	// The subquery form keeps the planner on the (transaction_id, position)
-	// index (see watermill-sql's DefaultPostgreSQLSchema for the reasoning).
+	// The offset row is read (and locked, for exactly-once between
+	// subscribers) first, and the log is entered through the
+	// (transaction_id, position) index at that offset: a row comparison
+	// against the lateral offset is an index bound under any plan, custom or
+	// generic, so a read costs the batch it returns however long the log.
+	// (An OR of "same transaction, later position" and "later transaction"
+	// is not: a generic plan walks the index from the log's start.)
 	q := `
-	SELECT * FROM (
-		WITH last_processed AS (` + next.Query + `)
-		SELECT position, transaction_id, event_id, stream_id, stream_version, business_id, type,
-			schema_version, data, metadata, occurred_at, recorded_at
-		FROM events
-		WHERE (
-			(transaction_id = (SELECT last_processed_transaction_id FROM last_processed)
-				AND position > (SELECT offset_acked FROM last_processed))
-			OR transaction_id > (SELECT last_processed_transaction_id FROM last_processed)
-		)
-		AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-	) AS messages
-	ORDER BY transaction_id ASC, position ASC
-	LIMIT ` + strconv.Itoa(batch)
+	SELECT e.position, e.transaction_id, e.event_id, e.stream_id, e.stream_version, e.business_id, e.type,
+		e.schema_version, e.data, e.metadata, e.occurred_at, e.recorded_at
+	FROM (` + next.Query + `) AS last_processed
+	CROSS JOIN LATERAL (
+		SELECT * FROM events
+		WHERE (transaction_id, position) > (last_processed.last_processed_transaction_id, coalesce(last_processed.offset_acked, 0))
+			AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+		ORDER BY transaction_id ASC, position ASC
+		LIMIT ` + strconv.Itoa(batch) + `
+	) AS e
+	ORDER BY e.transaction_id ASC, e.position ASC`
 	return wsql.Query{Query: q, Args: next.Args}, nil
 }
 

@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/runledger/runledger/internal/longlog"
+	"github.com/runledger/runledger/projections"
+)
+
+// b11Side is what B11 measured on one database.
+type b11Side struct {
+	name           string
+	events         int64
+	startup        time.Duration
+	heartbeats     float64 // stored per second
+	activeP99      time.Duration
+	lagP99         time.Duration
+	bytesPerEvent  float64
+	rebuildEPS     float64
+	verifyEPS      float64
+	seeded, folded time.Duration
+	statements     []statementStat
+}
+
+// statementStat is one of the statements B11 follows in pg_stat_statements.
+type statementStat struct {
+	name   string
+	calls  int64
+	meanMS float64
+}
+
+// b11: the long log. The same workloads on an empty database and on one
+// seeded with a long log as appends write it (internal/longlog: many small
+// transactions, read models rebuilt, as a service that has run for months),
+// in the same cluster and run: stored heartbeats/s (B1's load), GET active
+// p99, serve's start-up to ready, projection lag p99 (B3's load); on the long
+// one also bytes per event and rebuild and verify speed.
+func (b *bench) b11(ctx context.Context) error {
+	empty, err := b.b11Side(ctx, "empty", 0)
+	if err != nil {
+		return err
+	}
+	long, err := b.b11Side(ctx, "long", b.sizes.B11Events)
+	if err != nil {
+		return err
+	}
+	size := fmt.Sprintf("%.0f M events", float64(long.events)/1e6)
+	b.report.add(Result{ID: "B11", Figure: "stored heartbeats/s on a long log (" + size + ")", Value: long.heartbeats, Unit: "/s",
+		Baseline: "/s on an empty log", BaselineValue: empty.heartbeats, Target: "ratio ≥ 0.9", Pass: long.heartbeats/empty.heartbeats >= 0.9,
+		Notes: fmt.Sprintf("B1's load: 32 workers over HTTP, coalescing off, %s after a %s warm-up; the long log was seeded in %s (%s) and rebuilt; pg_stat_statements over the heartbeats and reads, empty: %s; long: %s",
+			b.sizes.B11Duration, warmup, long.seeded.Round(time.Second), size, describeStatements(empty.statements), describeStatements(long.statements))})
+	b.report.add(Result{ID: "B11", Figure: "GET active p99 on a long log", Value: ms(long.activeP99), Unit: "ms",
+		Baseline: "ms on an empty log", BaselineValue: ms(empty.activeP99), Target: "ratio ≤ 1.2", Pass: ms(long.activeP99) <= 1.2*ms(empty.activeP99),
+		Notes: "500 requests/s open loop over the 32 runs, alone, latency from send to last byte"})
+	b.report.add(Result{ID: "B11", Figure: "serve start-up to ready on a long log", Value: long.startup.Seconds(), Unit: "s",
+		Baseline: "s on an empty log", BaselineValue: empty.startup.Seconds(), Target: "≤ 1 s more", Pass: long.startup-empty.startup <= time.Second,
+		Notes: fmt.Sprintf("from exec to the first 200 of /readyz (database reachable, projections caught up); a process not ready after %s counts as %s", readyLimit, readyLimit)})
+	b.report.add(Result{ID: "B11", Figure: "projection lag p99 at 1,000 appends/s on a long log", Value: ms(long.lagP99), Unit: "ms",
+		Baseline: "ms on an empty log", BaselineValue: ms(empty.lagP99), Target: "ratio ≤ 1.2", Pass: ms(long.lagP99) <= 1.2*ms(empty.lagP99),
+		Notes: "B3's load, " + b.sizes.B3Duration.String() + " measured"})
+	b.report.add(Result{ID: "B11", Figure: "bytes per event with its indexes", Value: long.bytesPerEvent, Unit: "B", Target: "information", Pass: true,
+		Notes: "pg_total_relation_size('events') over the events seeded, after VACUUM"})
+	b.report.add(Result{ID: "B11", Figure: "rebuild of the long log", Value: long.rebuildEPS, Unit: "events/s", Target: "information", Pass: true,
+		Notes: "both read models, in this process (runledger rebuild's code)"})
+	b.report.add(Result{ID: "B11", Figure: "verify of the long log", Value: long.verifyEPS, Unit: "events/s", Target: "information", Pass: true,
+		Notes: "a clean verify, in this process (runledger verify's code)"})
+	return nil
+}
+
+// b11Side measures one database; seed is the number of events of its log.
+func (b *bench) b11Side(ctx context.Context, name string, seed int) (b11Side, error) {
+	out := b11Side{name: name}
+	url, pool, err := b.database(ctx, "bench_b11_"+name)
+	if err != nil {
+		return out, err
+	}
+	defer pool.Close()
+	if seed > 0 {
+		fmt.Fprintf(os.Stderr, "bench: B11 seeding %d events …\n", seed)
+		res, err := longlog.Seed(ctx, pool, longlog.Options{Events: seed, Label: "long"})
+		if err != nil {
+			return out, err
+		}
+		out.events, out.seeded = res.Events, res.Elapsed
+		if _, err := pool.Exec(ctx, `VACUUM ANALYZE events`); err != nil { // what autovacuum has done to a months-old log
+			return out, err
+		}
+		var bytes int64
+		if err := pool.QueryRow(ctx, `SELECT pg_total_relation_size('events')`).Scan(&bytes); err != nil {
+			return out, err
+		}
+		out.bytesPerEvent = float64(bytes) / float64(res.Events)
+		t := time.Now()
+		if _, err := projections.Rebuild(ctx, pool, projections.RebuildOptions{Progress: io.Discard}); err != nil {
+			return out, err
+		}
+		out.rebuildEPS = float64(res.Events) / time.Since(t).Seconds()
+		t = time.Now()
+		diffs, err := projections.Verify(ctx, pool)
+		if err != nil {
+			return out, err
+		}
+		if len(diffs) != 0 {
+			return out, fmt.Errorf("verify of the seeded log found %d differences, first %s", len(diffs), diffs[0])
+		}
+		out.verifyEPS = float64(res.Events) / time.Since(t).Seconds()
+	}
+	// A service that has run for months is not in the middle of a bulk load:
+	// the seed's dirty pages are written out (else the checkpoint they cause
+	// runs through the measurement and every commit's fsync waits behind it)
+	// and the rebuilt read models have their statistics, as autovacuum
+	// would have given them. (The empty database is not analyzed: statistics
+	// of empty tables would mislead the planner once the workloads fill them.)
+	if seed > 0 {
+		if _, err := pool.Exec(ctx, `ANALYZE`); err != nil {
+			return out, err
+		}
+	}
+	if _, err := pool.Exec(ctx, `CHECKPOINT`); err != nil {
+		return out, err
+	}
+	if _, err := pool.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
+		return out, err
+	}
+	start := time.Now()
+	srv, err := startServe(ctx, b.bin, url, "RUNLEDGER_HEARTBEAT_MIN_INTERVAL=0s")
+	if err != nil {
+		return out, err
+	}
+	defer srv.stop()
+	// A replica that never gets ready is a finding, not the end of the run:
+	// its start-up is reported as the limit and the workloads go on.
+	if err := waitReady(srv, readyLimit); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: B11 %s: %v\n", name, err)
+	}
+	out.startup = time.Since(start)
+	runs, err := b.startHTTPRuns(srv, "b11-", 32, 16)
+	if err != nil {
+		return out, err
+	}
+	b.heartbeatLoad(srv, runs, warmup, 0)
+	if _, err := pool.Exec(ctx, `SELECT pg_stat_statements_reset()`); err != nil {
+		return out, err
+	}
+	stored, elapsed := b.heartbeatLoad(srv, runs, b.sizes.B11Duration, 0)
+	out.heartbeats = float64(stored) / elapsed.Seconds()
+	lat := activeReads(srv, runs, 500, b.sizes.B11Duration)
+	out.activeP99 = percentile(lat, 99)
+	if out.statements, err = followedStatements(ctx, pool); err != nil {
+		return out, err
+	}
+	lags, _, _, err := projectionLag(ctx, pool, srv, "b11-lag-", b.sizes.B3Duration)
+	if err != nil {
+		return out, err
+	}
+	sortDurations(lags)
+	out.lagP99 = percentile(lags, 99)
+	fmt.Fprintf(os.Stderr, "bench: B11 %s: start-up %s, %.0f heartbeats/s, GET active p99 %s, lag p99 %s; %s\n", name,
+		out.startup.Round(time.Millisecond), out.heartbeats, out.activeP99.Round(10*time.Microsecond), out.lagP99.Round(10*time.Microsecond),
+		describeStatements(out.statements))
+	return out, nil
+}
+
+// readyLimit is how long B11 waits for a served process to get ready.
+const readyLimit = 2 * time.Minute
+
+// waitReady waits for srv's /readyz to answer 200.
+func waitReady(srv *served, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if res, err := http.Get(srv.url + "/readyz"); err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return fmt.Errorf("serve not ready after %s", limit)
+}
+
+// activeReads sends GET …/runs/active at rate per second (open loop) over
+// runs for d and returns the latencies of the 200s, sorted.
+func activeReads(srv *served, runs []*httpRun, rate int, d time.Duration) []time.Duration {
+	var (
+		mu        sync.Mutex
+		latencies []time.Duration
+		wg        sync.WaitGroup
+	)
+	start := time.Now()
+	interval := time.Second / time.Duration(rate)
+	for i := 0; time.Since(start) < d; i++ {
+		time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
+		r := runs[i%len(runs)]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.Now()
+			status, err := call("GET", srv.url+"/v1/businesses/"+r.business+"/runs/active", r.user, nil, nil)
+			if err == nil && status == 200 {
+				mu.Lock()
+				latencies = append(latencies, time.Since(t))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	sortDurations(latencies)
+	return latencies
+}
+
+// followed are the statements B11 reports from pg_stat_statements, by a
+// condition on their text that holds before and after the long-log fix.
+var followed = []struct{ name, where string }{
+	{"consumer read", `query LIKE '%FROM events%' AND query LIKE '%pg_snapshot_xmin%' AND query LIKE '%FOR UPDATE%'`},
+	{"lag", `query LIKE '%events e%' AND query LIKE '%projection_offsets WHERE consumer_group%'`},
+	{"append", `query LIKE 'WITH input AS MATERIALIZED%'`},
+}
+
+func followedStatements(ctx context.Context, pool *pgxpool.Pool) ([]statementStat, error) {
+	var out []statementStat
+	for _, f := range followed {
+		s := statementStat{name: f.name}
+		if err := pool.QueryRow(ctx, `SELECT coalesce(sum(calls), 0)::bigint, coalesce(sum(total_exec_time) / nullif(sum(calls), 0), 0)::float8
+			FROM pg_stat_statements WHERE `+f.where+` AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&s.calls, &s.meanMS); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func describeStatements(list []statementStat) string {
+	parts := make([]string, len(list))
+	for i, s := range list {
+		parts[i] = fmt.Sprintf("%s %d calls, %.3f ms each", s.name, s.calls, s.meanMS)
+	}
+	return strings.Join(parts, "; ")
+}
