@@ -66,16 +66,8 @@ func (d *demo) summary(ctx context.Context) []string {
 		default:
 			line = fmt.Sprintf("  %-9s %s  %-9s %s %4d/%-4d %3d failed", b, d.short(run.RunID), run.Status,
 				bar(run.CompletedCalls+run.FailedCalls, run.TotalCalls, 20), run.CompletedCalls+run.FailedCalls, run.TotalCalls, run.FailedCalls)
-			if silent := run.ServerTime.Sub(run.LastHeartbeatAt); silent > 3*time.Duration(d.policy.HeartbeatMinInterval)+time.Second {
-				line += fmt.Sprintf("  silent %s", silent.Round(time.Second))
-			}
-			for _, f := range []struct {
-				on   bool
-				name string
-			}{{run.CancelRequested, "cancel requested"}, {run.Paused, "paused"}, {run.Stalled, "stalled"}} {
-				if f.on {
-					line += "  " + f.name
-				}
+			for _, f := range runFlags(run, 3*time.Duration(d.policy.HeartbeatMinInterval)+time.Second) {
+				line += "  " + f
 			}
 		}
 		if note != "" {
@@ -105,6 +97,34 @@ func (d *demo) totals(rep Report) string {
 		"  calls placed %d · runs paused %d · runs seen stalled %d · starts refused while the business had an active run (by design; the dialer retries) %d",
 		d.runsStarted.Load(), ended, rep.Count(OutCompleted), rep.Count(OutFailed), rep.Count(OutCancelled), rep.Count(OutStale),
 		rep.Count(OutForced), rep.Count(OutEnded), rep.Count(OutFenced), rep.Unexpected, d.calls.Load(), d.pauses.Load(), d.stalls.Load(), d.waits.Load())
+}
+
+// runFlags are the words the summary adds to an active run's line, each
+// only when true (issue 19 item 1): "silent" is a run with no heartbeat for
+// longer than silentAfter; "stalled" is a run whose worker beats without
+// progress, with how long since its last progress. A silent run is not
+// called stalled: nobody knows whether its worker still works.
+func runFlags(run client.Run, silentAfter time.Duration) []string {
+	var out []string
+	silent := run.ServerTime.Sub(run.LastHeartbeatAt)
+	if silent > silentAfter {
+		out = append(out, fmt.Sprintf("silent %s", silent.Round(time.Second)))
+	}
+	if run.CancelRequested {
+		out = append(out, "cancel requested")
+	}
+	if run.Paused {
+		out = append(out, "paused")
+	}
+	if run.Stalled && silent <= silentAfter {
+		stalled := "stalled"
+		if run.StalledSince != nil { // stalled_since is the last progress plus stall_after
+			lastProgress := run.StalledSince.Add(-time.Duration(run.StallAfter))
+			stalled += fmt.Sprintf(": no progress for %s", run.ServerTime.Sub(lastProgress).Round(time.Second))
+		}
+		out = append(out, stalled)
+	}
+	return out
 }
 
 func bar(done, total, width int) string {
