@@ -21,13 +21,7 @@ export interface ActiveRunState {
 }
 
 /** The Watcher's options, less business (the hook's first argument) and on (use the returned state). */
-export type UseActiveRunOptions = Omit<WatcherOptions, 'business' | 'on'> & {
-  /**
-   * Every read reflects the highest log position the watch was shown (a run's
-   * position), and minPosition; true turns the former off (eventual reads).
-   */
-  eventualReads?: boolean;
-};
+export type UseActiveRunOptions = Omit<WatcherOptions, 'business' | 'on'>;
 
 /**
  * useActiveRun follows business's active run with a Watcher, created when the

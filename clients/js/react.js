@@ -41,26 +41,18 @@ export function useActiveRun(business, options = {}) {
       ...rest,
       business,
       getToken: rest.getToken ?? (() => latest.current.token ?? token),
-      // Session consistency: every read reflects at least the highest log
-      // position this watch was shown (a run's position) and the caller's
-      // minPosition (its own commands), so a read served by a read model
-      // behind never shows an older state; eventualReads: true opts out of
-      // the former.
+      // Session consistency is the watcher's: every read reflects at least
+      // the highest log position it was shown and the caller's minPosition
+      // (read at each request); eventualReads: true opts out of the former.
       minPosition: () => {
         const m = latest.current.minPosition;
-        const given = typeof m === 'function' ? m() : m;
-        return Math.max(Number.isSafeInteger(given) ? given : 0, latest.current.eventualReads ? 0 : seen);
+        return typeof m === 'function' ? m() : m;
       },
     });
-    let seen = 0; // the highest log position of a run this watch was shown
-    const note = (run) => {
-      if (Number.isSafeInteger(run?.position) && run.position > seen) seen = run.position;
-    };
     let live = true;
     const update = (patch) => {
       if (live) setState((s) => ({ ...s, ...patch }));
     };
-    for (const type of ['run', 'ended', 'inactive']) watcher.addEventListener(type, (e) => note(e.detail.run));
     watcher.addEventListener('run', (e) => update({ run: e.detail.run, lastRun: e.detail.run, reason: null, error: null }));
     watcher.addEventListener('ended', (e) => update({ run: null, lastRun: e.detail.run, reason: 'ended' }));
     watcher.addEventListener('inactive', (e) =>

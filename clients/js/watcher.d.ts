@@ -177,9 +177,17 @@ export interface WatcherOptions extends Partial<WatcherTunables> {
    * The log position every read must reflect (Runledger-Min-Position), or a
    * function returning it at each request: the highest Runledger-Position of
    * the page's own commands (cancel, pause), so the watcher reads its writes.
-   * 0 or absent: no minimum.
+   * 0 or absent: no minimum. The watcher sends the larger of this and the
+   * highest position it has been shown (session consistency) unless
+   * eventualReads is true.
    */
   minPosition?: number | (() => number);
+  /**
+   * Every read reflects the highest log position the watcher was shown (a
+   * run's position, an answer's), and minPosition; true turns the former off
+   * (eventual reads: only minPosition is sent). Default false.
+   */
+  eventualReads?: boolean;
 }
 
 /** Watcher follows one business's active run; see watcher.js. */

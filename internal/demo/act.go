@@ -218,6 +218,7 @@ func (d *demo) actRun(ctx context.Context, b string, n int, f Fate, title string
 			once.Do(func() { d.began(b, spec.RunID, f, title); close(started) })
 			return work(ctx, p, tr)
 		})
+		d.joinSession(b, c)
 		stopUser()
 		userDone.Wait()
 		c.CloseIdleConnections()

@@ -152,43 +152,12 @@ type bizState struct {
 // prints the totals. It returns an error only if the demo could not start
 // (no token, server unreachable).
 func Play(ctx context.Context, cfg Config) (Report, error) {
-	if cfg.Poll <= 0 {
-		cfg.Poll = 500 * time.Millisecond
-	}
-	d := &demo{cfg: cfg, workerTokens: map[string]string{}, userTokens: map[string]string{}, users: map[string]*client.Client{}, biz: map[string]*bizState{},
-		blocked: map[string]bool{}, endedBy: map[string]bool{},
-		transport: http.DefaultTransport.(*http.Transport).Clone(), logger: slog.New(slog.DiscardHandler)}
-	defer d.transport.CloseIdleConnections()
-	d.transport.MaxIdleConnsPerHost = cfg.Workers*2 + 8
-	for i := range cfg.Businesses {
-		b := "demo"
-		if i > 0 {
-			b = fmt.Sprintf("demo-%d", i+1)
-		}
-		d.businesses = append(d.businesses, b)
-		d.biz[b] = &bizState{actDone: make(chan struct{})}
-		var err error
-		if d.workerTokens[b], err = cfg.Mint(b, "worker"); err != nil {
-			return Report{}, fmt.Errorf("demo: %w", err)
-		}
-		user, err := cfg.Mint(b, "user")
-		if err != nil {
-			return Report{}, fmt.Errorf("demo: %w", err)
-		}
-		d.userTokens[b] = user
-		if d.users[b], err = client.New(client.Options{BaseURL: cfg.URL, Token: user, HTTPClient: &http.Client{Transport: d.transport},
-			Logger: d.logger, MaxAttempts: 3}); err != nil {
-			return Report{}, err
-		}
-	}
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	policy, err := d.users[d.businesses[0]].Policy(pctx)
-	cancel()
+	d, err := newDemo(ctx, cfg)
 	if err != nil {
-		return Report{}, fmt.Errorf("demo: cannot talk to %s (is `make run` running, with the same secret?): %w", cfg.URL, err)
+		return Report{}, err
 	}
-	d.policy = policy
-	d.ttl, d.stall = runPolicy(time.Duration(policy.StaleAfter), cfg.StaleAfter), runPolicy(time.Duration(policy.StallAfter), cfg.StallAfter)
+	defer d.transport.CloseIdleConnections()
+	cfg = d.cfg
 
 	d.started = time.Now()
 	playCtx, stop := context.WithCancel(ctx)
@@ -248,6 +217,56 @@ func Play(ctx context.Context, cfg Config) (Report, error) {
 	workers.Wait()
 	act.Wait()
 	return d.finish(), nil
+}
+
+// newDemo prepares a demo: its businesses, their tokens and user clients,
+// and the server's policy.
+func newDemo(ctx context.Context, cfg Config) (*demo, error) {
+	if cfg.Poll <= 0 {
+		cfg.Poll = 500 * time.Millisecond
+	}
+	d := &demo{cfg: cfg, workerTokens: map[string]string{}, userTokens: map[string]string{}, users: map[string]*client.Client{}, biz: map[string]*bizState{},
+		blocked: map[string]bool{}, endedBy: map[string]bool{},
+		transport: http.DefaultTransport.(*http.Transport).Clone(), logger: slog.New(slog.DiscardHandler)}
+	d.transport.MaxIdleConnsPerHost = cfg.Workers*2 + 8
+	for i := range cfg.Businesses {
+		b := "demo"
+		if i > 0 {
+			b = fmt.Sprintf("demo-%d", i+1)
+		}
+		d.businesses = append(d.businesses, b)
+		d.biz[b] = &bizState{actDone: make(chan struct{})}
+		var err error
+		if d.workerTokens[b], err = cfg.Mint(b, "worker"); err != nil {
+			return nil, fmt.Errorf("demo: %w", err)
+		}
+		user, err := cfg.Mint(b, "user")
+		if err != nil {
+			return nil, fmt.Errorf("demo: %w", err)
+		}
+		d.userTokens[b] = user
+		if d.users[b], err = client.New(client.Options{BaseURL: cfg.URL, Token: user, HTTPClient: &http.Client{Transport: d.transport},
+			Logger: d.logger, MaxAttempts: 3}); err != nil {
+			return nil, err
+		}
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	policy, err := d.users[d.businesses[0]].Policy(pctx)
+	cancel()
+	if err != nil {
+		d.transport.CloseIdleConnections()
+		return nil, fmt.Errorf("demo: cannot talk to %s (is `make run` running, with the same secret?): %w", cfg.URL, err)
+	}
+	d.policy = policy
+	d.ttl, d.stall = runPolicy(time.Duration(policy.StaleAfter), cfg.StaleAfter), runPolicy(time.Duration(policy.StallAfter), cfg.StallAfter)
+	return d, nil
+}
+
+// joinSession gives business's user client the position of what worker
+// client c has written (its run's start, heartbeats and end), so the user's
+// next reads reflect them, the first time, even while a read model is behind.
+func (d *demo) joinSession(business string, c *client.Client) {
+	d.users[business].ObservePosition(c.Position())
 }
 
 // runPolicy is what the demo's runs use: what the demo asks for, or the

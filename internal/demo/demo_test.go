@@ -29,7 +29,15 @@ const testSecret = "demo-test-secret-demo-test-secret-0123"
 // runs use the server's and the opening act plays in seconds.
 func testDemo(t *testing.T, duration time.Duration) (Config, *servetest.Server) {
 	t.Helper()
-	srv := servetest.Start(t, servetest.Options{DatabaseURL: pgtest.URL(t), Secret: testSecret,
+	cfg, srv, _ := testDemoDB(t, duration)
+	return cfg, srv
+}
+
+// testDemoDB is testDemo that also returns the server's database URL.
+func testDemoDB(t *testing.T, duration time.Duration) (Config, *servetest.Server, string) {
+	t.Helper()
+	db := pgtest.URL(t)
+	srv := servetest.Start(t, servetest.Options{DatabaseURL: db, Secret: testSecret,
 		Args: []string{"--stale-after", "3s", "--heartbeat-min-interval", "100ms", "--stall-after", "2s", "--reap-interval", "1s"}})
 	auth, err := api.NewAuthenticator(testSecret, nil)
 	if err != nil {
@@ -41,7 +49,7 @@ func testDemo(t *testing.T, duration time.Duration) (Config, *servetest.Server) 
 	cfg.ShortIDs = projections.ShortIDs
 	cfg.ActCall, cfg.CallMin, cfg.CallMax, cfg.CallsMin, cfg.CallsMax = 40*time.Millisecond, 10*time.Millisecond, 60*time.Millisecond, 8, 25
 	cfg.PauseHold, cfg.Tick, cfg.Poll = 300*time.Millisecond, 200*time.Millisecond, 50*time.Millisecond
-	return cfg, srv
+	return cfg, srv, db
 }
 
 // The opening act plays every ending of a run, each on its own business,

@@ -205,6 +205,7 @@ func (d *demo) runOnce(ctx context.Context, rng *rand.Rand, i int, business stri
 		}()
 	}
 	run, err := c.Run(d.runsCtx, business, spec, work)
+	d.joinSession(business, c)
 	stopUser()
 	userDone.Wait()
 

@@ -66,16 +66,8 @@ func (d *demo) summary(ctx context.Context) []string {
 		default:
 			line = fmt.Sprintf("  %-9s %s  %-9s %s %4d/%-4d %3d failed", b, d.short(run.RunID), run.Status,
 				bar(run.CompletedCalls+run.FailedCalls, run.TotalCalls, 20), run.CompletedCalls+run.FailedCalls, run.TotalCalls, run.FailedCalls)
-			if silent := run.ServerTime.Sub(run.LastHeartbeatAt); silent > 3*time.Duration(d.policy.HeartbeatMinInterval)+time.Second {
-				line += fmt.Sprintf("  silent %s", silent.Round(time.Second))
-			}
-			for _, f := range []struct {
-				on   bool
-				name string
-			}{{run.CancelRequested, "cancel requested"}, {run.Paused, "paused"}, {run.Stalled, "stalled"}} {
-				if f.on {
-					line += "  " + f.name
-				}
+			for _, f := range runFlags(run, 3*time.Duration(d.policy.HeartbeatMinInterval)+time.Second) {
+				line += "  " + f
 			}
 		}
 		if note != "" {
@@ -107,6 +99,34 @@ func (d *demo) totals(rep Report) string {
 		rep.Count(OutForced), rep.Count(OutEnded), rep.Count(OutFenced), rep.Unexpected, d.calls.Load(), d.pauses.Load(), d.stalls.Load(), d.waits.Load())
 }
 
+// runFlags are the words the summary adds to an active run's line, each
+// only when true (issue 19 item 1): "silent" is a run with no heartbeat for
+// longer than silentAfter; "stalled" is a run whose worker beats without
+// progress, with how long since its last progress. A silent run is not
+// called stalled: nobody knows whether its worker still works.
+func runFlags(run client.Run, silentAfter time.Duration) []string {
+	var out []string
+	silent := run.ServerTime.Sub(run.LastHeartbeatAt)
+	if silent > silentAfter {
+		out = append(out, fmt.Sprintf("silent %s", silent.Round(time.Second)))
+	}
+	if run.CancelRequested {
+		out = append(out, "cancel requested")
+	}
+	if run.Paused {
+		out = append(out, "paused")
+	}
+	if run.Stalled && silent <= silentAfter {
+		stalled := "stalled"
+		if run.StalledSince != nil { // stalled_since is the last progress plus stall_after
+			lastProgress := run.StalledSince.Add(-time.Duration(run.StallAfter))
+			stalled += fmt.Sprintf(": no progress for %s", run.ServerTime.Sub(lastProgress).Round(time.Second))
+		}
+		out = append(out, stalled)
+	}
+	return out
+}
+
 func bar(done, total, width int) string {
 	if total <= 0 {
 		return "[" + strings.Repeat("-", width) + "]"
@@ -134,27 +154,20 @@ func (d *demo) finish() Report {
 	}
 	rep := d.report()
 	for _, b := range d.businesses {
-		// The read model may be a moment behind the runs just ended.
-		deadline := time.Now().Add(3 * time.Second)
-		for {
-			run, ok, err := d.users[b].GetActive(ctx, b)
-			if err == nil && ok && rep.ended(run.RunID) && time.Now().Before(deadline) {
-				time.Sleep(50 * time.Millisecond)
-				continue
-			}
-			if err == nil && ok {
-				rep.Open = append(rep.Open, run)
-			}
-			break
+		// The user's client reads with the position of every run's end (its
+		// own cancels, and its workers' via joinSession): no run the demo
+		// saw end is answered as open.
+		if run, ok, err := d.users[b].GetActive(ctx, b); err == nil && ok {
+			rep.Open = append(rep.Open, run)
 		}
 	}
 	w := d.cfg.Out
 	fmt.Fprintf(w, "\ndemo: %s, %d dialers on %d businesses, runs' TTL %s\n  %s\n", time.Since(d.started).Round(time.Second),
 		d.cfg.Workers, d.cfg.Businesses, d.ttl, d.totals(rep))
 	for _, run := range rep.Open {
-		why := "its worker crashed; cancel requested (\"" + endReason + "\"): the reaper ends it at " + stale(run) + ", as cancelled"
-		if rep.ended(run.RunID) {
-			why = "the demo saw it end, but the read model has not caught up"
+		why := "the demo did not see it end"
+		if rep.crashed(run.RunID) {
+			why = "its worker crashed; cancel requested (\"" + endReason + "\"): the reaper ends it at " + stale(run) + ", as cancelled"
 		}
 		fmt.Fprintf(w, "  still open: %s run %s (%d/%d calls): %s\n",
 			run.BusinessID, run.RunID, run.CompletedCalls+run.FailedCalls, run.TotalCalls, why)
@@ -172,11 +185,11 @@ func (d *demo) finish() Report {
 	return rep
 }
 
-// ended reports whether the demo saw run id end.
-func (r Report) ended(id string) bool {
+// crashed reports whether run id is one whose worker the demo crashed.
+func (r Report) crashed(id string) bool {
 	for _, rec := range r.Records {
 		if rec.RunID == id {
-			return rec.Outcome != OutCrashed
+			return rec.Outcome == OutCrashed
 		}
 	}
 	return false

@@ -22,6 +22,7 @@ const w = new Watcher({
   getToken: () => sessionStorage.getItem('token') ?? '',
   maxWatchMs: DEFAULTS.maxWatchMs,
   minPosition: () => 42,
+  eventualReads: false,
   waitForStart: true,
   maxStreamWatchMs: DEFAULTS.maxStreamWatchMs,
   on: {

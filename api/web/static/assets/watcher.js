@@ -348,7 +348,7 @@ export class SSEParser {
 /**
  * Watcher follows one business's active run; see the top of this file.
  * Options: business (required), token (string) or getToken (function), on
- * (callbacks by event name), minPosition (see #send), fetch, monotonic (a clock in ms that never jumps;
+ * (callbacks by event name), minPosition and eventualReads (see #send), fetch, monotonic (a clock in ms that never jumps;
  * default performance.now), random, lifecycle (the target of pagehide;
  * default globalThis when it is a window), and every key of DEFAULTS.
  */
@@ -376,6 +376,7 @@ export class Watcher extends EventTarget {
   #waitUnsupported = false; // the server answered ?wait=true with 404 no_active_run
   #waitStreaming = false; // a ?wait=true stream is open
   #overdue = false; // maxWatchMs has passed while streaming: the next poll stops
+  #seenPosition = 0; // the highest log position an answer has shown this watcher (kept across restarts)
   #onPageHide = () => this.stop('pagehide');
 
   constructor(options = {}) {
@@ -571,6 +572,7 @@ export class Watcher extends EventTarget {
         return false;
       }
       this.#offset = serverClockOffset(body.server_time, this.#mono());
+      this.#notePosition(body.position);
       let run = null;
       if (body.run != null) {
         const v = validateRun(body.run, this.#o.business);
@@ -682,7 +684,13 @@ export class Watcher extends EventTarget {
 
   // --- outcomes ------------------------------------------------------------
 
+  /** #notePosition remembers p when it is a log position higher than any shown before. */
+  #notePosition(p) {
+    if (Number.isSafeInteger(p) && p > this.#seenPosition) this.#seenPosition = p;
+  }
+
   #note(run) {
+    this.#notePosition(run.position);
     this.#offset = serverClockOffset(run.server_time, this.#mono());
     if (this.#lastRun?.run_id !== run.run_id) {
       this.#lastEventId = '';
@@ -817,8 +825,13 @@ export class Watcher extends EventTarget {
     // Read-your-writes: options.minPosition (a number, or a function read at
     // each request) is the highest Runledger-Position of the page's own
     // commands; the server answers only once its read model reflects it.
-    const min = typeof this.#o.minPosition === 'function' ? this.#o.minPosition() : this.#o.minPosition;
-    if (Number.isSafeInteger(min) && min > 0) headers = { ...headers, 'Runledger-Min-Position': String(min) };
+    // Session consistency: the watcher also sends the highest position it
+    // has been shown (a run's position, an answer's), so a read served by a
+    // read model behind never shows an older state than one already shown;
+    // eventualReads: true sends the caller's minPosition only.
+    const given = typeof this.#o.minPosition === 'function' ? this.#o.minPosition() : this.#o.minPosition;
+    const min = Math.max(Number.isSafeInteger(given) ? given : 0, this.#o.eventualReads ? 0 : this.#seenPosition);
+    if (min > 0) headers = { ...headers, 'Runledger-Min-Position': String(min) };
     return this.#fetch(url, {
       method: 'GET',
       headers: { ...headers, Authorization: `Bearer ${token}` },
@@ -839,6 +852,7 @@ export class Watcher extends EventTarget {
       const body = await res.json();
       if (gen !== this.#gen) return null;
       this.#request = null;
+      this.#notePosition(body?.position);
       return { status: res.status, code: typeof body?.code === 'string' ? body.code : '', body };
     } catch (error) {
       return gen === this.#gen ? { error } : null;
