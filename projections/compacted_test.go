@@ -2,11 +2,14 @@ package projections_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/internal/pgtest"
 	"github.com/runledger/runledger/projections"
 )
 
@@ -44,4 +47,19 @@ func TestNewGroupReadsCompactedLog(t *testing.T) {
 		t.Errorf("%d events poisoned after compaction's holes", poisoned)
 	}
 	assertVerified(t, pool)
+}
+
+// The erasure function refuses to run beside a rebuild by taking the rebuild's
+// advisory lock, written as a literal in SQL: it must be RebuildLockKey.
+func TestEraseFunctionTakesTheRebuildLock(t *testing.T) {
+	pool := pgtest.NewDB(t)
+	var def string
+	if err := pool.QueryRow(context.Background(),
+		`SELECT pg_get_functiondef('lifecycle_erase_business(text, text, text)'::regprocedure)`).Scan(&def); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("pg_try_advisory_xact_lock(%d)", int64(projections.RebuildLockKey))
+	if !strings.Contains(def, want) {
+		t.Fatalf("lifecycle_erase_business does not take %s (the rebuild lock):\n%s", want, def)
+	}
 }
