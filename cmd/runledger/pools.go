@@ -57,7 +57,7 @@ func reaperPool(requestTimeout time.Duration) poolSpec {
 }
 
 // maintenancePool is serve's scheduled compaction's own: one batch at a time
-// (two connections: the batch and the record), opened only when compaction
+// (two connections: the pass's lock and its statements), opened only when compaction
 // is scheduled. Not the commands pool, whose request-sized statement timeout
 // a batch of 50 runs' deletions can outlast and whose connections a command
 // should never wait behind a maintenance job for; not the projector's or the
