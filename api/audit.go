@@ -13,6 +13,10 @@ import (
 type Timeline struct {
 	Events     []projections.TimelineEntry `json:"events"`
 	NextCursor *string                     `json:"next_cursor"`
+	// Lifecycle lists the compactions of the business's runs (of the run,
+	// with ?run=) and its erasures, oldest first, on every page; absent
+	// when there are none.
+	Lifecycle []eventstore.LifecycleRecord `json:"lifecycle,omitempty"`
 }
 
 func (s *Server) timeline(w http.ResponseWriter, r *http.Request, c call) error {
@@ -52,7 +56,11 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request, c call) error 
 	if err != nil {
 		return err
 	}
-	out := Timeline{Events: entries}
+	records, err := s.store.LifecycleRecords(r.Context(), c.business, bq.RunID)
+	if err != nil {
+		return err
+	}
+	out := Timeline{Events: entries, Lifecycle: records}
 	if len(entries) == bq.Limit {
 		last := entries[len(entries)-1]
 		cur := encodeCursor(last.OccurredAt, strconv.FormatInt(last.Position, 10))

@@ -14,10 +14,11 @@ const maxCachedStates = 100_000
 // an append made from it is conditional on the version, and a command that
 // would write nothing from a cached state (a coalesced heartbeat, a repeated
 // cancel) is re-decided from the snapshot before it is answered, since
-// another replica may have moved the run. A refusal decided from it stands:
-// a run only moves forward, so counts that go backwards or past the total
-// against an older state do so against the current one too, and an ended run
-// is never kept (nothing more will be appended to it).
+// another replica may have moved the run. A refusal decided from it is
+// re-decided from the snapshot too, since a refusal carries the run's state
+// and the run may have ended elsewhere and been erased since (refusals are
+// rare: one more read each). An ended run is never kept (nothing more will be
+// appended to it).
 type stateCache struct {
 	m *bounded.Map[uuid.UUID, Snapshot]
 }

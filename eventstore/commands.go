@@ -66,8 +66,13 @@ func (rn *Runner) Execute(ctx context.Context, businessID string, runID uuid.UUI
 		if !state.Run.Exists() || state.Run.BusinessID != businessID {
 			return Result{}, domain.ErrRunNotFound
 		}
-		res, err := rn.decideAndAppend(ctx, state, runID, cmd, meta)
+		res, refused, err := rn.decideAndAppend(ctx, state, runID, cmd, meta)
 		switch {
+		case cached && refused:
+			// A refusal carries the run's state: answer it from the log, not
+			// from this process's memory (the run may have been erased since).
+			rn.states.drop(runID)
+			continue
 		case errors.Is(err, ErrVersionConflict):
 			rn.states.drop(runID)
 			rn.conflict()
@@ -111,7 +116,7 @@ func (rn *Runner) Start(ctx context.Context, cmd domain.StartRun, meta Metadata)
 		if err != nil {
 			return Result{}, err
 		}
-		res, err := rn.decideAndAppend(ctx, state, cmd.RunID, cmd, meta)
+		res, _, err := rn.decideAndAppend(ctx, state, cmd.RunID, cmd, meta)
 		var active *domain.ActiveRunExistsError
 		switch {
 		case errors.Is(err, ErrVersionConflict):
@@ -149,13 +154,15 @@ func (rn *Runner) endIfSilent(ctx context.Context, businessID string, runID uuid
 	return false, err
 }
 
-func (rn *Runner) decideAndAppend(ctx context.Context, state Snapshot, runID uuid.UUID, cmd domain.Command, meta Metadata) (Result, error) {
+// decideAndAppend decides cmd on state and appends its events; refused
+// reports that the domain refused it (err is the refusal, nothing appended).
+func (rn *Runner) decideAndAppend(ctx context.Context, state Snapshot, runID uuid.UUID, cmd domain.Command, meta Metadata) (res Result, refused bool, err error) {
 	events, err := rn.Policy.Decide(state.Run, cmd, rn.Now())
 	if err != nil {
-		return Result{Run: state.Run, LastPosition: state.LastPosition}, err
+		return Result{Run: state.Run, LastPosition: state.LastPosition}, true, err
 	}
 	if len(events) == 0 {
-		return Result{Run: state.Run, LastPosition: state.LastPosition}, nil
+		return Result{Run: state.Run, LastPosition: state.LastPosition}, false, nil
 	}
 	batch := make([]NewEvent, len(events))
 	for i, e := range events {
@@ -164,14 +171,14 @@ func (rn *Runner) decideAndAppend(ctx context.Context, state Snapshot, runID uui
 	ar, err := rn.Store.AppendTo(ctx, runID, state.Run, batch)
 	if err != nil {
 		rn.states.drop(runID)
-		return Result{Run: state.Run, LastPosition: state.LastPosition}, err
+		return Result{Run: state.Run, LastPosition: state.LastPosition}, false, err
 	}
-	res := Result{Run: ar.Run, Events: events, LastPosition: ar.LastPosition}
+	res = Result{Run: ar.Run, Events: events, LastPosition: ar.LastPosition}
 	rn.states.put(runID, Snapshot{Run: ar.Run, LastPosition: ar.LastPosition})
 	if rn.OnAppended != nil && !ar.Duplicate {
 		rn.OnAppended(res)
 	}
-	return res, nil
+	return res, false, nil
 }
 
 func (rn *Runner) conflict() {

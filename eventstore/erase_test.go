@@ -14,6 +14,7 @@ import (
 
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/projections"
 )
 
 // readModelRows counts the business's rows in the read models and the other
@@ -143,7 +144,7 @@ func TestEraseRefusedDuringRebuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Release()
-	if _, err := conn.Exec(w.ctx, `SELECT pg_advisory_lock(32199620896058468)`); err != nil { // projections' rebuildLockKey
+	if _, err := conn.Exec(w.ctx, `SELECT pg_advisory_lock($1)`, int64(projections.RebuildLockKey)); err != nil {
 		t.Fatal(err)
 	}
 	_, err = w.rn.Erase(w.ctx, eventstore.EraseParams{BusinessID: "b", Reason: "r"})

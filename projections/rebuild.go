@@ -271,8 +271,10 @@ func applyAfter(ctx context.Context, tx pgx.Tx, proj projection, table string, l
 // write the same shadow tables.
 var ErrRebuildInProgress = errors.New("another rebuild is in progress")
 
-// rebuildLockKey is the advisory lock a rebuild holds from start to end.
-const rebuildLockKey = 0x72656275696c64 // "rebuild"
+// RebuildLockKey is the advisory lock a rebuild holds from start to end
+// (32199620896058468). The erasure function of migration 0009 takes it too,
+// as a literal: TestEraseFunctionTakesTheRebuildLock pins the two together.
+const RebuildLockKey = 0x72656275696c64 // "rebuild"
 
 // lockRebuild takes the rebuild lock on a connection of its own, or returns
 // ErrRebuildInProgress (naming the holder's backend) if another rebuild has it.
@@ -282,19 +284,19 @@ func lockRebuild(ctx context.Context, pool *pgxpool.Pool) (unlock func(), err er
 		return nil, fmt.Errorf("rebuild: %w", err)
 	}
 	var got bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, int64(rebuildLockKey)).Scan(&got); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, int64(RebuildLockKey)).Scan(&got); err != nil {
 		conn.Release()
 		return nil, fmt.Errorf("rebuild: lock: %w", err)
 	}
 	if !got {
 		var holder int
 		_ = conn.QueryRow(ctx, `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
-			AND ((classid::bigint << 32) | objid::bigint) = $1 LIMIT 1`, int64(rebuildLockKey)).Scan(&holder)
+			AND ((classid::bigint << 32) | objid::bigint) = $1 LIMIT 1`, int64(RebuildLockKey)).Scan(&holder)
 		conn.Release()
 		return nil, fmt.Errorf("rebuild: %w (PostgreSQL backend %d holds the rebuild lock); run it again when that one ends", ErrRebuildInProgress, holder)
 	}
 	return func() {
-		_, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, int64(rebuildLockKey))
+		_, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, int64(RebuildLockKey))
 		conn.Release()
 	}, nil
 }

@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -82,6 +83,18 @@ func (s *rowSet) apply(ctx context.Context, tx pgx.Tx, rec eventstore.Recorded) 
 	}
 	cur, found := pr.current()
 	ch, err := s.proj.next(cur, found, rec)
+	if gap := (*GapError)(nil); errors.As(err, &gap) {
+		compacted, cerr := runCompacted(ctx, tx, rec)
+		if cerr != nil {
+			return change{}, cerr
+		}
+		if compacted {
+			// The missing versions are heartbeats compaction removed: the
+			// row folds on from this event as it would have after them.
+			cur.Version = rec.Version - 1
+			ch, err = s.proj.next(cur, found, rec)
+		}
+	}
 	if err != nil || ch.op == keep {
 		return ch, err
 	}
@@ -91,6 +104,20 @@ func (s *rowSet) apply(ctx context.Context, tx pgx.Tx, rec eventstore.Recorded) 
 		s.order = append(s.order, key)
 	}
 	return ch, nil
+}
+
+// runCompacted reports whether rec's run is one compaction removed
+// heartbeats from. Compaction touches only ended runs, whose events had all
+// committed before it ran, so a hole in such a run's versions is one it made;
+// in any other run a hole stays a GapError.
+func runCompacted(ctx context.Context, tx pgx.Tx, rec eventstore.Recorded) (bool, error) {
+	var compacted bool
+	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM compacted_runs WHERE run_id = $1 AND business_id = $2)`,
+		[16]byte(rec.StreamID), rec.BusinessID).Scan(&compacted)
+	if err != nil {
+		return false, fmt.Errorf("compacted_runs: read %s: %w", rec.StreamID, err)
+	}
+	return compacted, nil
 }
 
 // read returns the row of key: the cached one if rec directly follows it,

@@ -132,16 +132,24 @@ func runAudit(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(entries)
-	}
-	if err := projections.WriteTimeline(os.Stdout, entries); err != nil {
-		return err
-	}
 	records, err := store.LifecycleRecords(ctx, q.BusinessID, q.RunID)
 	if err != nil {
+		return err
+	}
+	if records == nil {
+		records = []eventstore.LifecycleRecord{}
+	}
+	if *asJSON {
+		// The shape of GET /v1/businesses/{b}/timeline's answer: the
+		// events, and the compactions and erasures beside them.
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Events    []projections.TimelineEntry  `json:"events"`
+			Lifecycle []eventstore.LifecycleRecord `json:"lifecycle"`
+		}{entries, records})
+	}
+	if err := projections.WriteTimeline(os.Stdout, entries); err != nil {
 		return err
 	}
 	return projections.WriteLifecycle(os.Stdout, records)

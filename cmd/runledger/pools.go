@@ -56,6 +56,20 @@ func reaperPool(requestTimeout time.Duration) poolSpec {
 		lockTimeout: min(2*time.Second, requestTimeout), idleInTransaction: 10 * time.Second}
 }
 
+// maintenancePool is serve's scheduled compaction's own: one batch at a time
+// (two connections: the pass's lock and its statements), opened only when compaction
+// is scheduled. Not the commands pool, whose request-sized statement timeout
+// a batch of 50 runs' deletions can outlast and whose connections a command
+// should never wait behind a maintenance job for; not the projector's or the
+// reaper's, which keep the read models and the runs honest on time. Its
+// statements may take a minute; its lock waits stay short, so a batch that
+// meets a command's row lock fails and is tried again at the next tick
+// rather than holding its own locks while it waits.
+func maintenancePool() poolSpec {
+	return poolSpec{name: "runledger-maintenance", size: 2, statementTimeout: time.Minute,
+		lockTimeout: 2 * time.Second, idleInTransaction: time.Minute}
+}
+
 // opsPool is for the operations commands (migrate, rebuild, verify, audit),
 // whose statements may rightly run long.
 func opsPool(command string) poolSpec {

@@ -102,34 +102,3 @@ func testPause(point string) {
 	fmt.Fprintf(os.Stderr, "paused at %s\n", point)
 	time.Sleep(time.Hour)
 }
-
-// compactEvery compacts runs ended longer ago than --compact-ended-before,
-// at once and then every --compact-interval, until ctx ends. A failed
-// compaction is logged and tried again at the next tick.
-func (s *service) compactEvery(ctx context.Context) {
-	interval := s.cfg.CompactInterval
-	if interval <= 0 {
-		interval = time.Hour
-	}
-	policy := domain.Policy{StaleAfter: s.cfg.StaleAfter, HeartbeatMinInterval: s.cfg.HeartbeatMinInterval, StallAfter: s.cfg.StallAfter}
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		res, err := eventstore.New(s.pool).Compact(ctx, eventstore.CompactParams{
-			EndedBefore: time.Now().Add(-s.cfg.CompactEndedBefore), Actor: "serve", Policy: policy})
-		switch {
-		case ctx.Err() != nil:
-			return
-		case err != nil:
-			s.logger.Error("compaction failed", "err", err)
-		case res.Runs > 0:
-			s.logger.Info("compacted", "compaction", res.ID, "runs", res.Runs, "heartbeats_removed", res.EventsRemoved,
-				"bytes", res.BytesRemoved, "skipped", res.Skipped)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
-}

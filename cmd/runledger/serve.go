@@ -39,6 +39,8 @@ type service struct {
 	reads    *pgxpool.Pool
 	projPool *pgxpool.Pool
 	reapPool *pgxpool.Pool
+	// maintPool is the scheduled compaction's (nil when none is scheduled).
+	maintPool *pgxpool.Pool
 	// clock is the database's clock, which every decision of every replica uses.
 	clock *dbclock.Clock
 	lag   *projections.LagMonitor
@@ -141,6 +143,12 @@ func (s *service) openPools(ctx context.Context) error {
 		{&s.projPool, projectorPool()},
 		{&s.reapPool, reaperPool(s.cfg.RequestTimeout)},
 	}
+	if s.cfg.CompactEndedBefore > 0 {
+		specs = append(specs, struct {
+			dst  **pgxpool.Pool
+			spec poolSpec
+		}{&s.maintPool, maintenancePool()})
+	}
 	for _, p := range specs {
 		pool, err := openPool(ctx, s.cfg.DatabaseURL, p.spec)
 		if err != nil {
@@ -153,7 +161,7 @@ func (s *service) openPools(ctx context.Context) error {
 }
 
 func (s *service) closePools() {
-	for _, p := range []*pgxpool.Pool{s.pool, s.reads, s.projPool, s.reapPool} {
+	for _, p := range []*pgxpool.Pool{s.pool, s.reads, s.projPool, s.reapPool, s.maintPool} {
 		if p != nil {
 			p.Close()
 		}
