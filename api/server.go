@@ -24,6 +24,7 @@ import (
 	"github.com/runledger/runledger/internal/clock"
 	"github.com/runledger/runledger/internal/ratelog"
 	"github.com/runledger/runledger/projections"
+	"github.com/runledger/runledger/webhooks"
 )
 
 //go:embed openapi.json
@@ -64,6 +65,12 @@ type Config struct {
 	Feed *projections.Feed
 	// ConsistencyWait bounds a read's wait for its position (default 2s).
 	ConsistencyWait time.Duration
+	// Webhooks is the webhook endpoints' registry (default: on Pool, with
+	// the strict policy: https to public addresses only).
+	Webhooks *webhooks.Endpoints
+	// OnWebhookRetry, if set, is called after a delivery is made due again
+	// (the sender's wake-up).
+	OnWebhookRetry func()
 }
 
 // Server is the HTTP API.
@@ -86,6 +93,7 @@ type Server struct {
 	streams  *streamLimiter
 	// runReads merges the concurrent reads of one run by its watchers.
 	runReads singleflight.Group
+	webhooks *webhooks.Endpoints
 	mux      *http.ServeMux
 	routes   []string
 	// closing ends open SSE streams when the server shuts down.
@@ -128,13 +136,17 @@ func New(cfg Config) *Server {
 	if cfg.ConsistencyWait <= 0 {
 		cfg.ConsistencyWait = 2 * time.Second
 	}
-	s := &Server{runner: cfg.Runner, store: cfg.Runner.Store, pool: cfg.Pool, auth: cfg.Auth, policy: cfg.Policy,
+	if cfg.Webhooks == nil {
+		cfg.Webhooks = &webhooks.Endpoints{Pool: cfg.Pool, Now: cfg.Now}
+	}
+	s := &Server{webhooks: cfg.Webhooks, runner: cfg.Runner, store: cfg.Runner.Store, pool: cfg.Pool, auth: cfg.Auth, policy: cfg.Policy,
 		now: cfg.Now, logger: cfg.Logger, cfg: cfg, mux: http.NewServeMux(), closing: make(chan struct{}),
 		failures: ratelog.New(cfg.Logger, time.Second), streams: newStreamLimiter(cfg.MaxStreams, cfg.MaxStreamsPerToken),
 		keySlots: make(chan struct{}, max(1, int(cfg.Runner.Store.Pool().Config().MaxConns)/2))}
 	s.metrics = newMetrics(cfg.Registry, s)
 	s.routesV1()
 	s.routesOpen()
+	s.routesWebhooks()
 	s.routesPage()
 	s.handle("GET /healthz", s.healthz)
 	s.handle("GET /readyz", s.readyz)

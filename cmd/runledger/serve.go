@@ -25,6 +25,7 @@ import (
 	"github.com/runledger/runledger/migrations"
 	"github.com/runledger/runledger/projections"
 	"github.com/runledger/runledger/reaper"
+	"github.com/runledger/runledger/webhooks"
 )
 
 // service is the wired graph of `serve`: pools, command runner, projector,
@@ -51,8 +52,12 @@ type service struct {
 	api          *api.Server
 	projector    *projections.Projector
 	reaper       *reaper.Reaper
-	http         *http.Server
-	listener     net.Listener
+	// The webhooks: endpoints (the API's), deliveries' consumer group, sender.
+	webhookEndpoints *webhooks.Endpoints
+	webhookProjector *webhooks.Projector
+	webhookSender    *webhooks.Sender
+	http             *http.Server
+	listener         net.Listener
 }
 
 // newService migrates (unless cfg.NoMigrate), connects, builds every part and
@@ -185,8 +190,11 @@ func (s *service) build(ctx context.Context, policy domain.Policy, auth *api.Aut
 	if err := s.lag.Measure(ctx); err != nil {
 		return err
 	}
+	if err := s.buildWebhooks(); err != nil {
+		return err
+	}
 	runner := s.newRunner(s.pool, policy, s.cfg.AppendBatchMax)
-	s.api = api.New(api.Config{Runner: runner, Pool: s.reads, Auth: auth, Policy: policy, Logger: s.logger, Registry: reg,
+	s.api = api.New(api.Config{Webhooks: s.webhookEndpoints, OnWebhookRetry: s.webhookSender.Wake, Runner: runner, Pool: s.reads, Auth: auth, Policy: policy, Logger: s.logger, Registry: reg,
 		RequestTimeout: s.cfg.RequestTimeout, Now: s.clock.Now, Lag: s.lag, MaxReadLag: s.cfg.readLagBound(),
 		ReadyMaxLag: s.cfg.readLagBound(), MaxStreams: s.cfg.MaxStreams, MaxStreamsPerToken: s.cfg.MaxStreamsPerToken,
 		Feed: s.feed, ConsistencyWait: s.cfg.ConsistencyWait})
@@ -218,7 +226,7 @@ func (s *service) build(ctx context.Context, policy domain.Policy, auth *api.Aut
 // this replica's projector at once.
 func (s *service) newRunner(pool *pgxpool.Pool, policy domain.Policy, batchMax int) *eventstore.Runner {
 	opts := eventstore.Options{DefaultTTL: policy.StaleAfter, BatchMax: batchMax,
-		OnCommitted: func(last int64) { s.projector.Wake(last) },
+		OnCommitted: func(last int64) { s.projector.Wake(last); s.webhookProjector.Wake() },
 		BatchSizes:  func(n int) { s.batchSizes.Observe(float64(n)) }}
 	if s.cfg.NotifyAppends {
 		opts.NotifyChannel = projections.AppendsChannel
@@ -308,6 +316,8 @@ func (s *service) backgroundComponents() []component {
 		{"projector", s.projector.Run},
 		{"reaper", s.reaper.Run},
 		{"idempotency sweeper", sweeper.Run},
+		{"webhook projector", s.webhookProjector.Run},
+		{"webhook sender", s.webhookSender.Run},
 	}
 }
 
