@@ -12,10 +12,10 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/runledger/runledger/eventstore"
 	"github.com/runledger/runledger/projections"
 )
 
@@ -125,20 +125,20 @@ func (p *Projector) handle(msg *message.Message) error {
 	if err != nil {
 		return err
 	}
-	return insertDeliveries(ctx, pt.Tx, rec.EventID, rec.Position, rec.BusinessID, pl.Type, body, p.opts.Now())
+	return insertDeliveries(ctx, pt.Tx, rec, pl.Type, body, p.opts.Now())
 }
 
 // insertDeliveries creates one delivery of body for each enabled endpoint of
-// business subscribed to typ, due at once.
-func insertDeliveries(ctx context.Context, tx pgx.Tx, eventID uuid.UUID, position int64, business, typ string,
-	body []byte, now time.Time) error {
+// rec's business subscribed to typ and registered before rec happened (a
+// group catching up on old events tells no endpoint of its past), due at once.
+func insertDeliveries(ctx context.Context, tx pgx.Tx, rec eventstore.Recorded, typ string, body []byte, now time.Time) error {
 	_, err := tx.Exec(ctx, `INSERT INTO webhook_deliveries (id, endpoint_id, business_id, event_id, position, event_type,
 			payload, next_attempt_at, created_at, updated_at)
 		SELECT gen_random_uuid(), e.id, e.business_id, $2, $3, $4, $5, $6, $6, $6
-		FROM webhook_endpoints e WHERE e.business_id = $1 AND NOT e.disabled AND $4 = ANY (e.events)
-		ON CONFLICT (event_id, endpoint_id) DO NOTHING`, business, eventID, position, typ, string(body), now)
+		FROM webhook_endpoints e WHERE e.business_id = $1 AND NOT e.disabled AND $4 = ANY (e.events) AND e.created_at <= $7
+		ON CONFLICT (event_id, endpoint_id) DO NOTHING`, rec.BusinessID, rec.EventID, rec.Position, typ, string(body), now, rec.OccurredAt)
 	if err != nil {
-		return fmt.Errorf("webhooks: deliveries of event %d: %w", position, err)
+		return fmt.Errorf("webhooks: deliveries of event %d: %w", rec.Position, err)
 	}
 	return nil
 }
