@@ -160,6 +160,8 @@ type receiver struct {
 	answer func(n int, w http.ResponseWriter) int
 	got    []received
 	unique map[string]webhooks.Payload
+	// arrivals counts requests as they arrive (got, as they are answered).
+	arrivals int
 }
 
 func newReceiver(t *testing.T, clock *fakeclock.Clock, answer func(n int, w http.ResponseWriter) int) *receiver {
@@ -208,7 +210,8 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	}
 	id := req.Header.Get("webhook-id")
 	r.mu.Lock()
-	n := len(r.got) + 1
+	r.arrivals++
+	n := r.arrivals
 	r.mu.Unlock()
 	status := http.StatusNoContent
 	if r.answer != nil {
@@ -221,6 +224,12 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	}
 	r.mu.Unlock()
 	w.WriteHeader(status)
+}
+
+func (r *receiver) arrived() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.arrivals
 }
 
 func (r *receiver) requests() []received {
