@@ -26,6 +26,12 @@ const (
 func (s *Sender) record(ctx context.Context, c claim, res result) error {
 	outcome, next := s.judge(c, res)
 	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		// An outcome lost in a crash only means the delivery is sent again
+		// after its lease (at least once, same webhook-id): no need to wait
+		// for the WAL flush.
+		if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+			return err
+		}
 		status, due := StatusPending, &next
 		switch outcome {
 		case OutcomeSucceeded:

@@ -23,7 +23,7 @@ import (
 const (
 	// AttemptTimeout bounds one attempt (connection, request and answer).
 	AttemptTimeout     = 15 * time.Second
-	defaultConcurrency = 16
+	defaultConcurrency = 32
 	responseKept       = 1024
 	userAgent          = "runledger-webhooks/1"
 )
@@ -94,10 +94,18 @@ func (s *Sender) Wake() {
 	}
 }
 
-// Run sends due deliveries until ctx ends; it returns nil then. A database
-// failure is logged and retried at the next poll.
+// Run sends due deliveries until ctx ends; it returns nil then, after the
+// attempts in flight have ended. Attempts are pipelined: as soon as one
+// ends, another due delivery may be claimed, up to Concurrency at once. A
+// database failure is logged and retried at the next poll.
 func (s *Sender) Run(ctx context.Context) error {
 	s.init()
+	var (
+		wg    sync.WaitGroup
+		slots = make(chan struct{}, s.Concurrency)
+		freed = make(chan struct{}, 1)
+	)
+	defer wg.Wait()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	lastGauge := time.Time{}
@@ -106,11 +114,31 @@ func (s *Sender) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-s.wake:
+		case <-freed:
 		case <-timer.C:
 		}
-		n, err := s.SendDue(ctx)
-		if err != nil && ctx.Err() == nil {
-			s.Logger.Warn("webhooks: claiming deliveries failed; retrying", "err", err)
+		free := s.Concurrency - len(slots)
+		more := false
+		if free > 0 {
+			start := time.Now()
+			claims, err := s.claim(ctx, free)
+			if err != nil && ctx.Err() == nil {
+				s.Logger.Warn("webhooks: claiming deliveries failed; retrying", "err", err)
+			}
+			for _, c := range claims {
+				slots <- struct{}{}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					s.attempt(ctx, start, c)
+					<-slots
+					select {
+					case freed <- struct{}{}:
+					default:
+					}
+				}()
+			}
+			more = len(claims) == free // there may be more due right now
 		}
 		if s.Metrics != nil && time.Since(lastGauge) >= time.Second {
 			lastGauge = time.Now()
@@ -119,7 +147,7 @@ func (s *Sender) Run(ctx context.Context) error {
 			}
 		}
 		wait := s.PollInterval
-		if n == s.Concurrency { // there may be more due right now
+		if more {
 			wait = 0
 		}
 		timer.Reset(wait)
@@ -140,30 +168,35 @@ type claim struct {
 func (s *Sender) SendDue(ctx context.Context) (int, error) {
 	s.init()
 	start := time.Now()
-	claims, err := s.claim(ctx)
+	claims, err := s.claim(ctx, s.Concurrency)
 	if err != nil || len(claims) == 0 {
 		return 0, err
 	}
-	// Every attempt ends within the lease, measured from before the claim.
-	attemptCtx, cancel := context.WithDeadline(ctx, start.Add(s.Timeout))
-	defer cancel()
 	var wg sync.WaitGroup
 	for _, c := range claims {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res := s.send(attemptCtx, c)
-			if err := s.record(context.WithoutCancel(ctx), c, res); err != nil {
-				s.Logger.Warn("webhooks: recording an attempt failed; the delivery is due again after its lease",
-					"delivery", c.id, "err", err)
-			}
+			s.attempt(ctx, start, c)
 		}()
 	}
 	wg.Wait()
 	return len(claims), nil
 }
 
-func (s *Sender) claim(ctx context.Context) ([]claim, error) {
+// attempt sends c and records the outcome. The attempt ends within the
+// claim's lease, measured from before the claim (start).
+func (s *Sender) attempt(ctx context.Context, start time.Time, c claim) {
+	attemptCtx, cancel := context.WithDeadline(ctx, start.Add(s.Timeout))
+	defer cancel()
+	res := s.send(attemptCtx, c)
+	if err := s.record(context.WithoutCancel(ctx), c, res); err != nil {
+		s.Logger.Warn("webhooks: recording an attempt failed; the delivery is due again after its lease",
+			"delivery", c.id, "err", err)
+	}
+}
+
+func (s *Sender) claim(ctx context.Context, limit int) ([]claim, error) {
 	now := s.Now()
 	token := uuid.New()
 	rows, err := s.Pool.Query(ctx, `WITH due AS (
@@ -175,7 +208,7 @@ func (s *Sender) claim(ctx context.Context) ([]claim, error) {
 		FROM due, webhook_endpoints e
 		WHERE d.id = due.id AND e.id = d.endpoint_id
 		RETURNING d.id, d.endpoint_id, d.attempts, d.payload, e.url, e.secret, coalesce(e.previous_secret, ''),
-			coalesce(e.previous_secret_until, 'epoch')`, now, s.Concurrency, now.Add(s.Timeout), token)
+			coalesce(e.previous_secret_until, 'epoch')`, now, limit, now.Add(s.Timeout), token)
 	if err != nil {
 		return nil, fmt.Errorf("claim deliveries: %w", err)
 	}

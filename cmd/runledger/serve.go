@@ -53,6 +53,7 @@ type service struct {
 	projector    *projections.Projector
 	reaper       *reaper.Reaper
 	// The webhooks: endpoints (the API's), deliveries' consumer group, sender.
+	webhookPool      *pgxpool.Pool
 	webhookEndpoints *webhooks.Endpoints
 	webhookProjector *webhooks.Projector
 	webhookSender    *webhooks.Sender
@@ -156,7 +157,7 @@ func (s *service) openPools(ctx context.Context) error {
 }
 
 func (s *service) closePools() {
-	for _, p := range []*pgxpool.Pool{s.pool, s.reads, s.projPool, s.reapPool} {
+	for _, p := range []*pgxpool.Pool{s.pool, s.reads, s.projPool, s.reapPool, s.webhookPool} {
 		if p != nil {
 			p.Close()
 		}
@@ -190,7 +191,7 @@ func (s *service) build(ctx context.Context, policy domain.Policy, auth *api.Aut
 	if err := s.lag.Measure(ctx); err != nil {
 		return err
 	}
-	if err := s.buildWebhooks(); err != nil {
+	if err := s.buildWebhooks(ctx); err != nil {
 		return err
 	}
 	runner := s.newRunner(s.pool, policy, s.cfg.AppendBatchMax)
