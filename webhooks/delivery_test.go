@@ -253,3 +253,38 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 		t.Fatal("not sent after Retry-After")
 	}
 }
+
+// TestNoDeliveryBeforeRegistrationOrWhileDisabled: an endpoint hears of no
+// event from before its registration (the group may be catching up on
+// them) nor of one while a user has it disabled.
+func TestNoDeliveryBeforeRegistrationOrWhileDisabled(t *testing.T) {
+	h := newHarness(t)
+	early := h.start("acme")
+	h.clock.Advance(time.Second)
+	r := newReceiver(t, h.clock, nil)
+	ep := h.register("acme", r.srv.URL, webhooks.EventTypes...)
+	r.setSecret(ep.Secret)
+	h.clock.Advance(time.Second)
+	h.complete("acme", early, domain.OutcomeCompleted) // after registration: delivered
+	h.waitDeliveries(1)
+	if _, err := h.endpoints.SetDisabled(context.Background(), "acme", ep.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	quiet := h.start("acme") // while disabled: not delivered, ever
+	time.Sleep(300 * time.Millisecond)
+	h.waitDeliveries(1)
+	if _, err := h.endpoints.SetDisabled(context.Background(), "acme", ep.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	h.complete("acme", quiet, domain.OutcomeFailed)
+	h.waitDeliveries(2)
+	h.sendAll(h.sender(nil))
+	var types []string
+	for _, p := range r.delivered() {
+		types = append(types, p.Type)
+	}
+	slices.Sort(types)
+	if !slices.Equal(types, []string{webhooks.RunCompleted, webhooks.RunFailed}) {
+		t.Fatalf("delivered %v, want run.completed and run.failed only", types)
+	}
+}
