@@ -259,11 +259,38 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 // them) nor of one while a user has it disabled.
 func TestNoDeliveryBeforeRegistrationOrWhileDisabled(t *testing.T) {
 	h := newHarness(t)
+	// Hold the group back (its offset row locked) so that it meets the
+	// first event only after the endpoint exists.
+	ctx := context.Background()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var n int
+		if err := h.pool.QueryRow(ctx, `SELECT count(*) FROM projection_offsets WHERE consumer_group = 'webhooks'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the group never subscribed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	hold, err := h.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hold.Exec(ctx, `SELECT 1 FROM projection_offsets WHERE consumer_group = 'webhooks' FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
 	early := h.start("acme")
 	h.clock.Advance(time.Second)
 	r := newReceiver(t, h.clock, nil)
 	ep := h.register("acme", r.srv.URL, webhooks.EventTypes...)
 	r.setSecret(ep.Secret)
+	if err := hold.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
 	h.clock.Advance(time.Second)
 	h.complete("acme", early, domain.OutcomeCompleted) // after registration: delivered
 	h.waitDeliveries(1)
