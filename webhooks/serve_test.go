@@ -199,3 +199,107 @@ func listen(t *testing.T) net.Listener {
 	}
 	return ln
 }
+
+// TestFrozenReplicaMidSend: replica A is frozen (SIGSTOP) while its attempt
+// is at the receiver; replica B sends the delivery once A's lease (the 15 s
+// attempt timeout) is over, with the same webhook-id; A, thawed, records
+// nothing over B's outcome.
+func TestFrozenReplicaMidSend(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs serve as a subprocess")
+	}
+	dbURL := pgtest.URL(t)
+	opts := servetest.Options{DatabaseURL: dbURL, Secret: serveSecret,
+		Args: []string{"--webhook-allow-private", "--webhook-allow-insecure", "--stale-after", "10000h"}}
+	a := servetest.Start(t, opts)
+	auth, err := api.NewAuthenticator(serveSecret, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type hit struct {
+		id string
+		at time.Time
+	}
+	var (
+		mu      sync.Mutex
+		hits    []hit
+		arrived = make(chan struct{}, 4)
+		release = make(chan struct{})
+		secret  string
+	)
+	recv := http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		wh, err := standardwebhooks.NewWebhook(secret)
+		if err == nil {
+			err = wh.Verify(body, r.Header)
+		}
+		if err != nil {
+			t.Errorf("receiver: %v", err)
+		}
+		hits = append(hits, hit{r.Header.Get("webhook-id"), time.Now()})
+		first := len(hits) == 1
+		mu.Unlock()
+		arrived <- struct{}{}
+		if first {
+			<-release // A's attempt waits here while A is frozen
+		}
+		w.WriteHeader(http.StatusOK)
+	})}
+	ln := listen(t)
+	go func() { _ = recv.Serve(ln) }()
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }); _ = recv.Close() })
+
+	user, worker := mint(t, auth, "acme", api.RoleUser), mint(t, auth, "acme", api.RoleWorker)
+	ep := call(t, a.URL, "POST", "/v1/businesses/acme/webhooks", user,
+		map[string]any{"url": "http://" + ln.Addr().String() + "/hook", "events": []string{webhooks.RunStarted}})
+	mu.Lock()
+	secret = ep["secret"].(string)
+	mu.Unlock()
+	call(t, a.URL, "POST", "/v1/businesses/acme/runs", worker, map[string]any{"total_calls": 1, "worker_id": "w"})
+	select {
+	case <-arrived:
+	case <-time.After(60 * time.Second):
+		t.Fatal("A never sent")
+	}
+	a.Freeze()
+	defer a.Thaw()
+	once.Do(func() { close(release) }) // A cannot read the answer while frozen
+	b := servetest.Start(t, opts)
+	select {
+	case <-arrived:
+	case <-time.After(90 * time.Second):
+		t.Fatal("B never sent the delivery A holds")
+	}
+	a.Thaw()
+	mu.Lock()
+	got := append([]hit(nil), hits...)
+	mu.Unlock()
+	if len(got) != 2 || got[0].id != got[1].id {
+		t.Fatalf("requests %+v, want two with one webhook-id", got)
+	}
+	t.Logf("B sent %s after A's attempt reached the receiver", got[1].at.Sub(got[0].at).Round(time.Millisecond))
+	// B's success is the outcome; A's late one (after its lease) is dropped.
+	pool := pgtest.Pool(t, dbURL)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var status string
+		var attempts, logged int
+		if err := pool.QueryRow(context.Background(), `SELECT status, attempts,
+			(SELECT count(*) FROM webhook_attempts WHERE delivery_id = d.id) FROM webhook_deliveries d`).Scan(&status, &attempts, &logged); err != nil {
+			t.Fatal(err)
+		}
+		if status == webhooks.StatusSucceeded {
+			if attempts != 2 || logged != 1 {
+				t.Fatalf("attempts %d, logged %d: want 2 claims and B's outcome only", attempts, logged)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("delivery %s", status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = b
+}
