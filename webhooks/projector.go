@@ -181,7 +181,11 @@ func (b limitedBeginner) BeginTx(ctx context.Context, opts *stdsql.TxOptions) (w
 		return nil, err
 	}
 	if pt, ok := tx.(*wsql.PgxTx); ok {
-		_, err = pt.Tx.Exec(ctx, `SELECT set_config('lock_timeout', '500ms', true),
+		// Like the read models' batches, a batch does not wait for the WAL
+		// flush: a crash that loses it loses its offset too, so its events
+		// are applied again; and a delivery already claimed was flushed
+		// with (after) the batch that made it.
+		_, err = pt.Tx.Exec(ctx, `SELECT set_config('synchronous_commit', 'off', true), set_config('lock_timeout', '500ms', true),
 			set_config('statement_timeout', '3s', true), set_config('idle_in_transaction_session_timeout', '2s', true)`)
 		if err != nil {
 			_ = tx.Rollback()
