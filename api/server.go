@@ -23,6 +23,7 @@ import (
 	"github.com/runledger/runledger/internal/clock"
 	"github.com/runledger/runledger/internal/ratelog"
 	"github.com/runledger/runledger/projections"
+	"github.com/runledger/runledger/webhooks"
 )
 
 //go:embed openapi.json
@@ -71,6 +72,12 @@ type Config struct {
 	// SeparateMetrics leaves /metrics out of Handler: the process serves
 	// MetricsHandler on a listener of its own (serve --metrics-addr).
 	SeparateMetrics bool
+	// Webhooks is the webhook endpoints' registry (default: on Pool, with
+	// the strict policy: https to public addresses only).
+	Webhooks *webhooks.Endpoints
+	// OnWebhookRetry, if set, is called after a delivery is made due again
+	// (the sender's wake-up).
+	OnWebhookRetry func()
 }
 
 // Server is the HTTP API.
@@ -93,6 +100,7 @@ type Server struct {
 	streams  *streamLimiter
 	// runReads merges the concurrent reads of one run by its watchers.
 	runReads singleflight.Group
+	webhooks *webhooks.Endpoints
 	mux      *http.ServeMux
 	routes   []string
 	// closing ends open SSE streams when the server shuts down.
@@ -144,7 +152,10 @@ func New(cfg Config) *Server {
 	if cfg.ConsistencyWait <= 0 {
 		cfg.ConsistencyWait = 2 * time.Second
 	}
-	s := &Server{runner: cfg.Runner, store: cfg.Runner.Store, pool: cfg.Pool, auth: cfg.Auth, policy: cfg.Policy,
+	if cfg.Webhooks == nil {
+		cfg.Webhooks = &webhooks.Endpoints{Pool: cfg.Pool, Now: cfg.Now}
+	}
+	s := &Server{webhooks: cfg.Webhooks, runner: cfg.Runner, store: cfg.Runner.Store, pool: cfg.Pool, auth: cfg.Auth, policy: cfg.Policy,
 		now: cfg.Now, logger: cfg.Logger, cfg: cfg, mux: http.NewServeMux(), closing: make(chan struct{}),
 		failures: ratelog.New(cfg.Logger, time.Second), streams: newStreamLimiter(cfg.MaxStreams, cfg.MaxStreamsPerToken)}
 	s.log = eventstore.New(cfg.Pool)
@@ -158,6 +169,7 @@ func New(cfg Config) *Server {
 	s.routesV1()
 	s.routesOpen()
 	s.routesOpenStream()
+	s.routesWebhooks()
 	s.routesPage()
 	s.handle("GET /healthz", s.healthz)
 	s.handle("GET /readyz", s.readyz)

@@ -65,19 +65,23 @@ type sizes struct {
 	B14Busy          int // runs heartbeating 1/s beside them
 	B14Duration      time.Duration
 	B14Starts        int
+	B13Endpoints     int // × B13Events webhook deliveries
+	B13Events        int
 }
 
 var full = sizes{B1Duration: 30 * time.Second, B2Commands: 2000, B3Duration: 60 * time.Second, B4Runs: 10_000,
 	B5Runs: 10_000, B5Silent: 1_000, B5TTL: 60 * time.Second, B5Interval: 10 * time.Second,
 	B6Duration: 20 * time.Second, B8Events: 100_000, B3IdleAppends: 500, B9Businesses: 500, B9Duration: 20 * time.Second,
 	B10Heartbeats: 4000, B11Events: 20_000_000, B11Duration: 20 * time.Second, B12Events: 1_000_000,
-	B14Watchers: 2000, B14Busy: 100, B14Duration: 30 * time.Second, B14Starts: 200}
+	B14Watchers: 2000, B14Busy: 100, B14Duration: 30 * time.Second, B14Starts: 200,
+	B13Endpoints: 100, B13Events: 1000}
 
 var quick = sizes{B1Duration: 5 * time.Second, B2Commands: 300, B3Duration: 8 * time.Second, B4Runs: 1_000,
 	B5Runs: 1_000, B5Silent: 100, B5TTL: 15 * time.Second, B5Interval: 3 * time.Second,
 	B6Duration: 5 * time.Second, B8Events: 100_000, B3IdleAppends: 100, B9Businesses: 500, B9Duration: 8 * time.Second,
 	B10Heartbeats: 800, B11Events: 2_000_000, B11Duration: 5 * time.Second, B12Events: 100_000,
-	B14Watchers: 2000, B14Busy: 100, B14Duration: 8 * time.Second, B14Starts: 100}
+	B14Watchers: 2000, B14Busy: 100, B14Duration: 8 * time.Second, B14Starts: 100,
+	B13Endpoints: 20, B13Events: 200}
 
 // bench is the run's shared state.
 type bench struct {
@@ -145,7 +149,7 @@ func run(ctx context.Context, bin, out, only string) error {
 		fn func(context.Context) error
 	}{
 		{"B1", b.b1and6}, {"B2", b.b2}, {"B3", b.b3}, {"B3-idle", b.b3idle}, {"B4", b.b4}, {"B5", b.b5}, {"B8", b.b8},
-		{"B9", b.b9}, {"B10", b.b10}, {"B11", b.b11}, {"B12", b.b12}, {"B14", b.b14}, {"B15", b.b15},
+		{"B9", b.b9}, {"B10", b.b10}, {"B11", b.b11}, {"B12", b.b12}, {"B13", b.b13}, {"B14", b.b14}, {"B15", b.b15},
 	}
 	for _, w := range workloads {
 		if only != "" && !strings.Contains(","+only+",", ","+w.id+",") {

@@ -47,6 +47,9 @@ type Config struct {
 	CompactEndedBefore, CompactInterval time.Duration
 	// ShutdownTimeout bounds serve's graceful shutdown.
 	ShutdownTimeout time.Duration
+	// WebhookAllowPrivate lets webhooks reach loopback, private, link-local
+	// and metadata addresses; WebhookAllowInsecure accepts http:// URLs.
+	WebhookAllowPrivate, WebhookAllowInsecure bool
 
 	// envErrs are malformed environment values, reported by Policy.
 	envErrs []error
@@ -84,6 +87,8 @@ func (c *Config) bindServe(fs *flag.FlagSet) {
 	fs.Func("consistency-wait", "how long a read given ?after= waits for its read model (env RUNLEDGER_CONSISTENCY_WAIT, default 2s)", durationFlag(&c.ConsistencyWait))
 	fs.IntVar(&c.AppendBatchMax, "append-batch-max", c.envInt("RUNLEDGER_APPEND_BATCH_MAX", 64), "commands appended in one statement; 1 turns batching off (env RUNLEDGER_APPEND_BATCH_MAX)")
 	fs.BoolVar(&c.NotifyAppends, "notify-appends", c.envBool("RUNLEDGER_NOTIFY_APPENDS", true), "each append statement wakes the other replicas' projectors through NOTIFY (env RUNLEDGER_NOTIFY_APPENDS)")
+	fs.BoolVar(&c.WebhookAllowPrivate, "webhook-allow-private", c.envBool("RUNLEDGER_WEBHOOK_ALLOW_PRIVATE", false), "webhooks may target loopback, private, link-local and metadata addresses (env RUNLEDGER_WEBHOOK_ALLOW_PRIVATE; for tests and closed networks)")
+	fs.BoolVar(&c.WebhookAllowInsecure, "webhook-allow-insecure", c.envBool("RUNLEDGER_WEBHOOK_ALLOW_INSECURE", false), "webhook URLs may use http, not only https (env RUNLEDGER_WEBHOOK_ALLOW_INSECURE)")
 	fs.Func("shutdown-timeout", "how long a graceful shutdown may take before the process exits 1 naming what did not stop (env RUNLEDGER_SHUTDOWN_TIMEOUT, default 20s)", durationFlag(&c.ShutdownTimeout))
 	c.ShutdownTimeout = c.envDuration("RUNLEDGER_SHUTDOWN_TIMEOUT", 20*time.Second)
 	c.RequestTimeout = c.envDuration("RUNLEDGER_REQUEST_TIMEOUT", 5*time.Second)

@@ -25,6 +25,7 @@ import (
 	"github.com/runledger/runledger/migrations"
 	"github.com/runledger/runledger/projections"
 	"github.com/runledger/runledger/reaper"
+	"github.com/runledger/runledger/webhooks"
 )
 
 // service is the wired graph of `serve`: pools, command runner, projector,
@@ -53,8 +54,13 @@ type service struct {
 	api          *api.Server
 	projector    *projections.Projector
 	reaper       *reaper.Reaper
-	http         *http.Server
-	listener     net.Listener
+	// The webhooks: endpoints (the API's), deliveries' consumer group, sender.
+	webhookPool      *pgxpool.Pool
+	webhookEndpoints *webhooks.Endpoints
+	webhookProjector *webhooks.Projector
+	webhookSender    *webhooks.Sender
+	http             *http.Server
+	listener         net.Listener
 	// metricsListener serves /metrics when --metrics-addr is set.
 	metricsListener net.Listener
 }
@@ -161,7 +167,7 @@ func (s *service) openPools(ctx context.Context) error {
 }
 
 func (s *service) closePools() {
-	for _, p := range []*pgxpool.Pool{s.pool, s.reads, s.projPool, s.reapPool, s.maintPool} {
+	for _, p := range []*pgxpool.Pool{s.pool, s.reads, s.projPool, s.reapPool, s.maintPool, s.webhookPool} {
 		if p != nil {
 			p.Close()
 		}
@@ -195,12 +201,15 @@ func (s *service) build(ctx context.Context, policy domain.Policy, auth *api.Aut
 	if err := s.lag.Measure(ctx); err != nil {
 		return err
 	}
+	if err := s.buildWebhooks(ctx); err != nil {
+		return err
+	}
 	runner := s.newRunner(s.pool, policy, s.cfg.AppendBatchMax)
-	s.api = api.New(api.Config{Runner: runner, Pool: s.reads, Auth: auth, Policy: policy, Logger: s.logger, Registry: reg,
+	s.api = api.New(api.Config{Webhooks: s.webhookEndpoints, OnWebhookRetry: s.webhookSender.Wake, Runner: runner, Pool: s.reads, Auth: auth, Policy: policy, Logger: s.logger, Registry: reg,
 		RequestTimeout: s.cfg.RequestTimeout, Now: s.clock.Now, Lag: s.lag, MaxReadLag: s.cfg.readLagBound(),
 		ReadyMaxLag: s.cfg.readLagBound(), MaxStreams: s.cfg.MaxStreams, MaxStreamsPerToken: s.cfg.MaxStreamsPerToken,
 		Feed: s.feed, ConsistencyWait: s.cfg.ConsistencyWait, SeparateMetrics: s.cfg.MetricsAddr != "",
-		Pools: map[string]*pgxpool.Pool{"commands": s.pool, "reads": s.reads, "projector": s.projPool, "reaper": s.reapPool}})
+		Pools: map[string]*pgxpool.Pool{"commands": s.pool, "reads": s.reads, "projector": s.projPool, "reaper": s.reapPool, "webhooks": s.webhookPool}})
 	// The reaper appends through a Runner of its own pool: a flood of
 	// commands waiting on a lock cannot hold back the end of silent runs.
 	reapRunner := s.newRunner(s.reapPool, policy, 1)
@@ -235,7 +244,7 @@ func (s *service) build(ctx context.Context, policy domain.Policy, auth *api.Aut
 // this replica's projector at once.
 func (s *service) newRunner(pool *pgxpool.Pool, policy domain.Policy, batchMax int) *eventstore.Runner {
 	opts := eventstore.Options{DefaultTTL: policy.StaleAfter, BatchMax: batchMax,
-		OnCommitted: func(last int64) { s.projector.Wake(last) },
+		OnCommitted: func(last int64) { s.projector.Wake(last); s.webhookProjector.Wake() },
 		BatchSizes:  func(n int) { s.batchSizes.Observe(float64(n)) }}
 	if s.cfg.NotifyAppends {
 		opts.NotifyChannel = projections.AppendsChannel
@@ -330,6 +339,8 @@ func (s *service) backgroundComponents() []component {
 		{"projector", s.projector.Run},
 		{"reaper", s.reaper.Run},
 		{"idempotency sweeper", sweeper.Run},
+		{"webhook projector", s.webhookProjector.Run},
+		{"webhook sender", s.webhookSender.Run},
 	}
 	if s.cfg.CompactEndedBefore > 0 {
 		list = append(list, component{"compaction", func(ctx context.Context) error { s.compactEvery(ctx); return nil }})
