@@ -272,7 +272,7 @@ func applyAfter(ctx context.Context, tx pgx.Tx, proj projection, table string, l
 var ErrRebuildInProgress = errors.New("another rebuild is in progress")
 
 // RebuildLockKey is the advisory lock a rebuild holds from start to end
-// (32199620896058468). The erasure function of migration 0009 takes it too,
+// (32199620896058468). The erasure function of migration 0008 takes it too,
 // as a literal: TestEraseFunctionTakesTheRebuildLock pins the two together.
 const RebuildLockKey = 0x72656275696c64 // "rebuild"
 
