@@ -56,7 +56,7 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request, c call) error 
 	if err != nil {
 		return err
 	}
-	records, err := s.store.LifecycleRecords(r.Context(), c.business, bq.RunID)
+	records, err := s.log.LifecycleRecords(r.Context(), c.business, bq.RunID)
 	if err != nil {
 		return err
 	}
