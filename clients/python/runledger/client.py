@@ -116,7 +116,7 @@ class Client:
         heartbeats it from a background thread at the interval the server's
         policy implies, and ends it when the block exits: completed, failed
         with the exception's message, or cancelled when a cancel was
-        requested. See :class:`runledger.Run`.
+        requested (whatever the block raised). See :class:`runledger.Run`.
         """
         return Run(self, business, total_calls, worker_id or self.worker_id,
                    run_id or str(uuid.uuid4()), stale_after, stall_after)

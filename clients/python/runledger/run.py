@@ -63,9 +63,11 @@ class Run:
     minus a margin: stop before the server calls the run stale).
 
     On exit the heartbeat thread is stopped and joined, then the run is
-    ended: completed on a normal exit; cancelled when a cancel was requested
-    (a RunCancelled raised out of the block is not raised further); failed
-    with the exception's message on any other exception (which propagates).
+    ended: cancelled when a cancel was requested, whatever the block raised
+    (as the Go SDK: the user asked the run to stop and it stopped; a
+    RunCancelled raised out of the block is not raised further, any other
+    exception propagates); otherwise completed on a normal exit, or failed
+    with the exception's message on an exception (which propagates).
     A fenced run (RunEnded, LivenessLost) is not ended again, and the fence
     is raised from the block if the block did not raise it.
     """
@@ -193,7 +195,9 @@ class Run:
             if exc is None:
                 raise fence
             return False
-        if self.cancelled.is_set() and (exc is None or isinstance(exc, RunStopped)):
+        if self.cancelled.is_set():
+            # As the Go SDK: the user asked the run to stop and it stopped,
+            # whatever the block raised on its way out.
             outcome, error = "cancelled", None
         elif exc is not None:
             outcome, error = "failed", str(exc) or type(exc).__name__

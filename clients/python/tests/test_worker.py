@@ -151,6 +151,21 @@ class WorkerTest(unittest.TestCase):
         self.assertEqual((got["status"], got["end_reason"], got["last_error"]), ("failed", "worker_failed", message))
         self.assertEqual((got["completed_calls"], got["failed_calls"]), (1, 1))
 
+    def test_other_exception_after_a_cancel_ends_the_run_cancelled(self) -> None:
+        # As the Go SDK: the user asked the run to stop and it stopped, so it
+        # ends cancelled even when the block then raised something else
+        # (which still propagates).
+        c = client(self.b)
+        with self.assertRaises(ValueError):
+            with c.run(self.b, total_calls=3) as run:
+                run.progress(1)
+                client(self.b, "user").cancel_run(self.b, run.run_id, "user pressed cancel")
+                self.assertTrue(run.cancelled.wait(10), "the cancel never reached the run")
+                raise ValueError("hung up while stopping")
+        got = c.get_run(self.b, run.run_id)
+        self.assertEqual((got["status"], got["end_reason"]), ("cancelled", "cancelled"))
+        self.assertEqual(got["completed_calls"], 1)
+
     def test_paused_run_blocks_wait_if_paused_until_resumed(self) -> None:
         w = Worker(client(self.b), self.b, Dialer())
         w.start()
