@@ -66,6 +66,17 @@ def count(evs: List[Dict[str, Any]], typ: str) -> int:
     return sum(1 for e in evs if e["type"] == typ)
 
 
+def proxied(business_id: str) -> List[Dict[str, Any]]:
+    """The business's requests the fault proxy saw, in the order it answered them
+    (status 0: the client gave up on it, or its answer was dropped)."""
+    return json.loads(control("GET", "/proxy/requests?business=" + business_id))
+
+
+def heartbeats(business_id: str, status: int) -> int:
+    """How many of the business's heartbeats the proxy saw end with status."""
+    return sum(1 for r in proxied(business_id) if r["endpoint"] == "heartbeat" and r["status"] == status)
+
+
 def wait_for(what: str, cond: Callable[[], bool], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():

@@ -12,8 +12,8 @@ import uuid
 import runledger
 from runledger._time import parse_time
 
-from .harness import (INTERVAL, SERVER_PID, SLACK, TTL, Dialer, Worker, business, client, control, count, events,
-                      runledger_threads, served, wait_for)
+from .harness import (INTERVAL, PROXY_URL, SERVER_PID, SLACK, TTL, Dialer, Worker, business, client, control, count,
+                      events, heartbeats, proxied, runledger_threads, served, token, wait_for)
 
 
 class WorkerTest(unittest.TestCase):
@@ -165,6 +165,33 @@ class WorkerTest(unittest.TestCase):
         got = c.get_run(self.b, run.run_id)
         self.assertEqual((got["status"], got["end_reason"]), ("cancelled", "cancelled"))
         self.assertEqual(got["completed_calls"], 1)
+
+    def test_exit_aborts_a_heartbeat_in_flight(self) -> None:
+        # The proxy holds the heartbeats; the block ends while one is in
+        # flight. As the Go SDK, the exit aborts it rather than wait for its
+        # timeout (30 s here: the client's, the run's TTL being a minute),
+        # and still joins the thread (tearDown checks none is left).
+        c = runledger.Client(PROXY_URL, token(self.b, "worker"), timeout=30.0)
+        try:
+            with c.run(self.b, total_calls=3, stale_after=60) as run:
+                run.progress(1)
+                wait_for("a heartbeat to pass", lambda: heartbeats(self.b, 200) > 0)
+                control("POST", "/proxy/hold-heartbeats?business=" + self.b)
+                time.sleep(3 * INTERVAL)  # the next heartbeat is held now
+                run.progress(3)
+                leaving = time.monotonic()
+            took = time.monotonic() - leaving
+        finally:
+            control("POST", "/proxy/release-heartbeats?business=" + self.b)
+        print("the block ended %.3fs after it was left with a heartbeat held" % took)
+        # Generous against a loaded machine, and far below the 30 s the
+        # held heartbeat would otherwise have been waited for.
+        self.assertLess(took, 10.0, "leaving the block waited for the held heartbeat")
+        self.assertEqual((run.info["status"], run.info["completed_calls"]), ("completed", 3))
+        # The heartbeat was held when the block was left: released, the
+        # proxy finds its client gone (502 from its cancelled forward, or 0).
+        wait_for("the proxy to log the held heartbeat", lambda: len([
+            r for r in proxied(self.b) if r["endpoint"] == "heartbeat" and r["status"] != 200]) == 1)
 
     def test_paused_run_blocks_wait_if_paused_until_resumed(self) -> None:
         w = Worker(client(self.b), self.b, Dialer())
