@@ -21,8 +21,6 @@ CONTROL_URL = os.environ.get("RUNLEDGER_TEST_CONTROL_URL", "")
 SERVER_PID = int(os.environ.get("RUNLEDGER_TEST_SERVER_PID") or 0)
 TTL = float(os.environ.get("RUNLEDGER_TEST_TTL") or 0)
 INTERVAL = float(os.environ.get("RUNLEDGER_TEST_INTERVAL") or 0)
-# Absorbs a round trip and scheduling on a loaded shared machine.
-SLACK = 0.4
 
 
 def served() -> None:
