@@ -90,7 +90,10 @@ def _abortable_opener(abort: Abort) -> urllib.request.OpenerDirector:
 
     class HTTPSHandler(urllib.request.HTTPSHandler):
         def https_open(self, req: urllib.request.Request) -> Any:
-            return self.do_open(https_conn, req, context=self._context)  # type: ignore[attr-defined]
+            kw: Dict[str, Any] = {"context": getattr(self, "_context", None)}
+            if hasattr(self, "_check_hostname"):  # Python < 3.12
+                kw["check_hostname"] = getattr(self, "_check_hostname")
+            return self.do_open(https_conn, req, **kw)
 
     return urllib.request.build_opener(urllib.request.ProxyHandler({}), HTTPHandler(), HTTPSHandler())
 
