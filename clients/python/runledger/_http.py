@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .errors import APIError, TransportError
 
@@ -24,6 +24,78 @@ POSITION_HEADER = "Runledger-Position"
 MIN_POSITION_HEADER = "Runledger-Min-Position"
 
 Answer = Tuple[int, Dict[str, str], bytes]
+
+
+class Abort:
+    """Abort lets one thread cut the requests another thread sends with it,
+    one at a time: abort() shuts down the socket of the request in flight
+    (its reader sees the connection end at once, even mid-body) and of any
+    sent after it. The sending thread still closes its own connection."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._socks: List[socket.socket] = []
+        self._aborted = False
+        self.opener: Optional[urllib.request.OpenerDirector] = None
+
+    @property
+    def aborted(self) -> bool:
+        with self._lock:
+            return self._aborted
+
+    def abort(self) -> None:
+        with self._lock:
+            self._aborted = True
+            socks = list(self._socks)
+        for sock in socks:
+            _shutdown(sock)
+
+    def connected(self, sock: socket.socket) -> None:
+        """Called by a connection once its socket is open."""
+        with self._lock:
+            self._socks.append(sock)
+            aborted = self._aborted
+        if aborted:
+            _shutdown(sock)
+
+    def done(self) -> None:
+        """Called once a request's answer was read (or it failed)."""
+        with self._lock:
+            self._socks = []
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _abortable_opener(abort: Abort) -> urllib.request.OpenerDirector:
+    """An opener whose connections register with abort while open."""
+
+    def tracked(base: Any) -> Any:
+        class Conn(base):  # type: ignore[misc, valid-type]
+            def connect(self) -> None:
+                super().connect()
+                abort.connected(self.sock)
+
+        return Conn
+
+    http_conn, https_conn = tracked(http.client.HTTPConnection), tracked(http.client.HTTPSConnection)
+
+    class HTTPHandler(urllib.request.HTTPHandler):
+        def http_open(self, req: urllib.request.Request) -> Any:
+            return self.do_open(http_conn, req)
+
+    class HTTPSHandler(urllib.request.HTTPSHandler):
+        def https_open(self, req: urllib.request.Request) -> Any:
+            kw: Dict[str, Any] = {"context": getattr(self, "_context", None)}
+            if hasattr(self, "_check_hostname"):  # Python < 3.12
+                kw["check_hostname"] = getattr(self, "_check_hostname")
+            return self.do_open(https_conn, req, **kw)
+
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}), HTTPHandler(), HTTPSHandler())
 
 
 class Transport:
@@ -102,6 +174,7 @@ class Transport:
         read: bool = False,
         timeout: Optional[float] = None,
         should_stop: Optional[Callable[[], bool]] = None,
+        abort: Optional[Abort] = None,
     ) -> Any:
         """request sends one API call and returns its decoded JSON answer.
 
@@ -109,7 +182,9 @@ class Transport:
         same bytes and the same Idempotency-Key) up to max_attempts, after a
         jittered backoff or the answer's Retry-After (at most 30 s), unless
         once is set. It raises APIError for a non-2xx answer and
-        TransportError when no answer came or the answer was not JSON.
+        TransportError when no answer came or the answer was not JSON. With
+        abort, another thread's abort.abort() ends the request at once
+        (TransportError) and no retry is made.
         """
         payload = json.dumps(body).encode() if body is not None else None
         attempts = 1 if once else self.max_attempts
@@ -117,10 +192,13 @@ class Transport:
         while True:
             attempt += 1
             try:
-                status, headers, raw = self._attempt(method, path, payload, key, read, timeout)
+                if abort is not None and abort.aborted:
+                    raise TransportError("runledger: %s %s: aborted" % (method, path))
+                status, headers, raw = self._attempt(method, path, payload, key, read, timeout, abort)
             except (APIError, TransportError) as err:
                 transient = err.transient if isinstance(err, APIError) else True
-                if not transient or attempt >= attempts or (should_stop is not None and should_stop()):
+                if not transient or attempt >= attempts or (should_stop is not None and should_stop()) or (
+                        abort is not None and abort.aborted):
                     raise
                 wait = self.backoff(attempt)
                 if isinstance(err, APIError) and err.retry_after > 0:
@@ -137,7 +215,8 @@ class Transport:
                 raise TransportError("runledger: %s %s: %d answer is not JSON: %s" % (method, path, status, err)) from err
 
     def _attempt(
-        self, method: str, path: str, payload: Optional[bytes], key: str, read: bool, timeout: Optional[float]
+        self, method: str, path: str, payload: Optional[bytes], key: str, read: bool, timeout: Optional[float],
+        abort: Optional[Abort] = None,
     ) -> Answer:
         headers = {"Accept": "application/json"}
         if payload is not None:
@@ -150,8 +229,13 @@ class Transport:
             headers.update(self.min_position_headers())
         req = urllib.request.Request(self.base_url + path, data=payload, method=method, headers=headers)
         limit = self.timeout if timeout is None else max(0.001, timeout)
+        opener = self._opener
+        if abort is not None:
+            if abort.opener is None:
+                abort.opener = _abortable_opener(abort)
+            opener = abort.opener
         try:
-            with self._opener.open(req, timeout=limit) as res:
+            with opener.open(req, timeout=limit) as res:
                 raw = res.read()
                 self.note_position(res.headers)
                 return res.status, dict(res.headers), raw
@@ -173,6 +257,9 @@ class Transport:
             raise TransportError("runledger: %s %s: %s" % (method, path, reason)) from err
         except (OSError, http.client.HTTPException) as err:
             raise TransportError("runledger: %s %s: %s" % (method, path, err)) from err
+        finally:
+            if abort is not None:
+                abort.done()
 
 
 def problem_error(method: str, path: str, status: int, headers: Any, raw: bytes) -> APIError:

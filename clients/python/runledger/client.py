@@ -9,7 +9,7 @@ import uuid
 from typing import Any, Dict, Iterator, Optional
 from urllib.parse import quote
 
-from ._http import Transport
+from ._http import Abort, Transport
 from ._time import format_duration, parse_duration
 from .errors import APIError
 from .run import Run
@@ -116,7 +116,7 @@ class Client:
         heartbeats it from a background thread at the interval the server's
         policy implies, and ends it when the block exits: completed, failed
         with the exception's message, or cancelled when a cancel was
-        requested. See :class:`runledger.Run`.
+        requested (whatever the block raised). See :class:`runledger.Run`.
         """
         return Run(self, business, total_calls, worker_id or self.worker_id,
                    run_id or str(uuid.uuid4()), stale_after, stall_after)
@@ -148,13 +148,15 @@ class Client:
         return self._http.request("POST", business_path(business) + "/runs", body, key=str(uuid.uuid4()))
 
     def heartbeat(self, business: str, run_id: str, completed: int, failed: int,
-                  timeout: Optional[float] = None) -> Dict[str, Any]:
+                  timeout: Optional[float] = None, abort: Optional[Abort] = None) -> Dict[str, Any]:
         """heartbeat sends one heartbeat with the cumulative counts, once (the
         next heartbeat is the retry), and returns the answer
         (``run``, ``cancel_requested``, ``pause_requested``). It raises
-        APIError with code ``run_ended`` if the run has ended."""
+        APIError with code ``run_ended`` if the run has ended. ``abort`` (an
+        internal Abort) lets another thread cut the heartbeat in flight."""
         return self._http.request("POST", run_path(business, run_id) + "/heartbeat",
-                                  {"completed_calls": completed, "failed_calls": failed}, once=True, timeout=timeout)
+                                  {"completed_calls": completed, "failed_calls": failed}, once=True, timeout=timeout,
+                                  abort=abort)
 
     def complete_run(self, business: str, run_id: str, outcome: str, completed: int, failed: int,
                      error: Optional[str] = None) -> RunInfo:

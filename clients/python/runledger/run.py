@@ -8,6 +8,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Type
 
+from ._http import Abort
 from ._time import parse_time
 from .errors import APIError, Error, LivenessLost, RunCancelled, RunEnded, RunStopped
 
@@ -62,10 +63,13 @@ class Run:
     reaped) or :class:`LivenessLost` (no heartbeat acknowledged for the TTL
     minus a margin: stop before the server calls the run stale).
 
-    On exit the heartbeat thread is stopped and joined, then the run is
-    ended: completed on a normal exit; cancelled when a cancel was requested
-    (a RunCancelled raised out of the block is not raised further); failed
-    with the exception's message on any other exception (which propagates).
+    On exit the heartbeat thread is stopped (a heartbeat in flight is
+    aborted, as the Go SDK does, not waited for) and joined, then the run is
+    ended: cancelled when a cancel was requested, whatever the block raised
+    (as the Go SDK: the user asked the run to stop and it stopped; a
+    RunCancelled raised out of the block is not raised further, any other
+    exception propagates); otherwise completed on a normal exit, or failed
+    with the exception's message on an exception (which propagates).
     A fenced run (RunEnded, LivenessLost) is not ended again, and the fence
     is raised from the block if the block did not raise it.
     """
@@ -95,6 +99,7 @@ class Run:
         self._fence: Optional[RunStopped] = None
         self._stale_by = 0.0  # time.monotonic() by which the server judges the run silent
         self._halt = threading.Event()
+        self._abort = Abort()  # cuts the heartbeat in flight when the block is left
         self._thread: Optional[threading.Thread] = None
 
     # The work's side.
@@ -193,7 +198,9 @@ class Run:
             if exc is None:
                 raise fence
             return False
-        if self.cancelled.is_set() and (exc is None or isinstance(exc, RunStopped)):
+        if self.cancelled.is_set():
+            # As the Go SDK: the user asked the run to stop and it stopped,
+            # whatever the block raised on its way out.
             outcome, error = "cancelled", None
         elif exc is not None:
             outcome, error = "failed", str(exc) or type(exc).__name__
@@ -222,7 +229,10 @@ class Run:
         return False
 
     def _stop_heartbeats(self) -> None:
+        # As the Go SDK, a heartbeat in flight is aborted rather than waited
+        # for: its socket is shut down, so the join below is prompt.
         self._halt.set()
+        self._abort.abort()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
@@ -267,7 +277,7 @@ class Run:
                 c.logger.warning("runledger: ignored progress that went backwards or past the total (run %s)", self.run_id)
             try:
                 answer = c.heartbeat(self.business, self.run_id, completed, failed,
-                                     timeout=min(c.timeout, deadline - now))
+                                     timeout=min(c.timeout, deadline - now), abort=self._abort)
             except APIError as err:
                 if err.code == "run_ended":
                     with self._cond:
@@ -283,6 +293,8 @@ class Run:
                     wait = min(err.retry_after, 30.0)
                 continue
             except Error as err:
+                if self._halt.is_set():
+                    return  # aborted: the block was left
                 c.logger.warning("runledger: heartbeat of run %s failed: %s", self.run_id, err)
                 continue
             if self._halt.is_set():

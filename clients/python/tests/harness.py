@@ -21,8 +21,6 @@ CONTROL_URL = os.environ.get("RUNLEDGER_TEST_CONTROL_URL", "")
 SERVER_PID = int(os.environ.get("RUNLEDGER_TEST_SERVER_PID") or 0)
 TTL = float(os.environ.get("RUNLEDGER_TEST_TTL") or 0)
 INTERVAL = float(os.environ.get("RUNLEDGER_TEST_INTERVAL") or 0)
-# Absorbs a round trip and scheduling on a loaded shared machine.
-SLACK = 0.4
 
 
 def served() -> None:
@@ -64,6 +62,17 @@ def events(business_id: str, run_id: str) -> List[Dict[str, Any]]:
 
 def count(evs: List[Dict[str, Any]], typ: str) -> int:
     return sum(1 for e in evs if e["type"] == typ)
+
+
+def proxied(business_id: str) -> List[Dict[str, Any]]:
+    """The business's requests the fault proxy saw, in the order it answered them
+    (status 0: the client gave up on it, or its answer was dropped)."""
+    return json.loads(control("GET", "/proxy/requests?business=" + business_id))
+
+
+def heartbeats(business_id: str, status: int) -> int:
+    """How many of the business's heartbeats the proxy saw end with status."""
+    return sum(1 for r in proxied(business_id) if r["endpoint"] == "heartbeat" and r["status"] == status)
 
 
 def wait_for(what: str, cond: Callable[[], bool], timeout: float = 10.0) -> None:

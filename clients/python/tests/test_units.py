@@ -11,6 +11,7 @@ import unittest
 from typing import Any, List, Tuple
 
 import runledger
+from runledger._http import Abort
 from runledger._time import parse_duration, parse_time
 from runledger.watch import parse_events
 
@@ -176,3 +177,49 @@ class RetryTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class AbortTest(unittest.TestCase):
+    def test_abort_cuts_a_request_in_flight_even_mid_body(self) -> None:
+        # A stand-in that sends the head of an answer and then nothing: the
+        # request would wait for its 30 s timeout; abort() ends it at once.
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        self.addCleanup(listener.close)
+        got_request = threading.Event()
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+            got_request.set()
+            while conn.recv(65536):  # until the client's side is shut down
+                pass
+            conn.close()
+
+        server = threading.Thread(target=serve)
+        server.start()
+        c = runledger.Client("http://127.0.0.1:%d" % listener.getsockname()[1], "t", timeout=30.0)
+        abort = Abort()
+        errors: List[BaseException] = []
+
+        def heartbeat() -> None:
+            try:
+                c.heartbeat("b", "r", 0, 0, abort=abort)
+            except BaseException as err:  # noqa: B902 - asserted on below
+                errors.append(err)
+
+        hb = threading.Thread(target=heartbeat)
+        hb.start()
+        self.assertTrue(got_request.wait(10))
+        time.sleep(0.05)  # the client is reading the body now (or about to: shut down on connect either way)
+        abort.abort()
+        hb.join(10)  # far below the 30 s timeout
+        self.assertFalse(hb.is_alive(), "the aborted request went on")
+        server.join(10)
+        self.assertEqual(len(errors), 1)
+        self.assertIsInstance(errors[0], runledger.TransportError)
+        with self.assertRaises(runledger.TransportError) as caught:
+            c.heartbeat("b", "r", 0, 0, abort=abort)  # nothing is sent once aborted
+        self.assertIn("aborted", str(caught.exception))
