@@ -40,7 +40,9 @@ func TestJSWatcherReadsItsWrites(t *testing.T) {
 			business := "js-" + strings.ReplaceAll(tc.name, " ", "-")
 			worker, user := s.token(t, business, api.RoleWorker), s.token(t, business, api.RoleUser)
 			id := uuid.NewString()
-			s.call(t, "POST", "/v1/businesses/"+business+"/runs", worker, `{"run_id":"`+id+`","total_calls":10,"worker_id":"w"}`, 201)
+			// This run sends no heartbeat: its own 1 min TTL keeps the reaper
+			// (3 s on this server) from ending it while a slow node starts.
+			s.call(t, "POST", "/v1/businesses/"+business+"/runs", worker, `{"run_id":"`+id+`","total_calls":10,"worker_id":"w","stale_after":"1m"}`, 201)
 			deadline := time.Now().Add(10 * time.Second)
 			for s.status(t, "GET", "/v1/businesses/"+business+"/runs/active", user) != 200 {
 				if time.Now().After(deadline) {
