@@ -47,7 +47,31 @@ type EventsSchema struct {
 
 // OffsetsAdapter returns the offsets adapter for projection_offsets.
 func OffsetsAdapter() wsql.OffsetsAdapter {
-	return wsql.DefaultPostgreSQLOffsetsAdapter{GenerateMessagesOffsetsTableName: func(string) string { return offsetsTable }}
+	return offsetsAdapter{wsql.DefaultPostgreSQLOffsetsAdapter{GenerateMessagesOffsetsTableName: func(string) string { return offsetsTable }}}
+}
+
+// offsetsAdapter is watermill-sql's PostgreSQL offsets adapter with a
+// subscription that does not wait on an existing offset row. Watermill's
+// "zero offset" INSERT … ON CONFLICT DO NOTHING waits for any transaction
+// that has updated the row and not ended: a replica frozen in the middle of
+// a batch (SIGSTOP, a VM stall) then kept every other replica's projector
+// from subscribing, until its lock timeout ended serve. The row is inserted
+// only when no version of it is visible; two first subscriptions racing on
+// an empty table still meet at the unique key, as before.
+type offsetsAdapter struct {
+	wsql.DefaultPostgreSQLOffsetsAdapter
+}
+
+// BeforeSubscribingQueries inserts the group's zero offset unless its row
+// already exists.
+func (a offsetsAdapter) BeforeSubscribingQueries(params wsql.BeforeSubscribingQueriesParams) ([]wsql.Query, error) {
+	table := a.MessagesOffsetsTable(params.Topic)
+	return []wsql.Query{{
+		Query: `INSERT INTO ` + table + ` (consumer_group, offset_acked, last_processed_transaction_id)
+			SELECT $1::text, 0, '0'::xid8 WHERE NOT EXISTS (SELECT 1 FROM ` + table + ` WHERE consumer_group = $1)
+			ON CONFLICT DO NOTHING`,
+		Args: []any{params.ConsumerGroup},
+	}}, nil
 }
 
 // SchemaInitializingQueries returns nothing: migrations own the schema.
