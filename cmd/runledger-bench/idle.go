@@ -22,18 +22,11 @@ import (
 // requests they make, the server's memory; then runs start on some of the
 // idle businesses, and how long each start takes to reach its watcher.
 func (b *bench) b14(ctx context.Context) error {
-	url, pool, err := b.database(ctx, "bench_b14")
+	srv, pool, err := b.serveCountingStatements(ctx, "bench_b14")
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	if _, err := pool.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
-		return err
-	}
-	srv, err := startServe(ctx, b.bin, url, "RUNLEDGER_HEARTBEAT_MIN_INTERVAL=0s")
-	if err != nil {
-		return err
-	}
 	defer srv.stop()
 	runs, err := b.startHTTPRuns(srv, "b14-busy-", b.sizes.B14Busy, 16)
 	if err != nil {

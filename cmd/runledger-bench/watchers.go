@@ -22,18 +22,11 @@ import (
 // database (queries per second with them ÷ without), the server's memory
 // and CPU.
 func (b *bench) b9(ctx context.Context) error {
-	url, pool, err := b.database(ctx, "bench_b9")
+	srv, pool, err := b.serveCountingStatements(ctx, "bench_b9")
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	if _, err := pool.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
-		return err
-	}
-	srv, err := startServe(ctx, b.bin, url, "RUNLEDGER_HEARTBEAT_MIN_INTERVAL=0s")
-	if err != nil {
-		return err
-	}
 	defer srv.stop()
 	runs, err := b.startHTTPRuns(srv, "b9-", b.sizes.B9Businesses, 16)
 	if err != nil {
@@ -242,4 +235,24 @@ func saveHeap() {
 			return
 		}
 	}
+}
+
+// serveCountingStatements starts serve (heartbeats stored every time) on a
+// fresh database name with pg_stat_statements, for workloads that count the
+// statements the service runs; the caller closes the pool and stops serve.
+func (b *bench) serveCountingStatements(ctx context.Context, name string) (*served, *pgxpool.Pool, error) {
+	url, pool, err := b.database(ctx, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := pool.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	srv, err := startServe(ctx, b.bin, url, "RUNLEDGER_HEARTBEAT_MIN_INTERVAL=0s")
+	if err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	return srv, pool, nil
 }
