@@ -25,19 +25,9 @@ func (s *Server) listOpen(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if claims.Role != RoleOperator {
-		return newProblem(CodeForbidden, fmt.Sprintf("role %q may not do this", claims.Role))
-	}
-	q := projections.OpenRunsQuery{Limit: 20}
-	if claims.BusinessID != AnyBusiness {
-		q.BusinessID = claims.BusinessID
-	}
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 100 {
-			return fieldProblem("limit", "must be an integer from 1 to 100")
-		}
-		q.Limit = n
+	q, err := operatorOpenRunsQuery(r, claims, 20)
+	if err != nil {
+		return err
 	}
 	if v := r.URL.Query().Get("cursor"); v != "" {
 		at, business, err := decodeCursor(v)
@@ -59,4 +49,26 @@ func (s *Server) listOpen(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, s.runList(rows, cur))
 	return nil
+}
+
+// operatorOpenRunsQuery is the open-runs query an operator's request asks
+// for (the list and its stream): scoped to the token's business unless it
+// is an operator of every business, limit 1–100 (default def). It returns a
+// 403 problem for any other role and a 400 for a bad limit.
+func operatorOpenRunsQuery(r *http.Request, claims Claims, def int) (projections.OpenRunsQuery, error) {
+	if claims.Role != RoleOperator {
+		return projections.OpenRunsQuery{}, newProblem(CodeForbidden, fmt.Sprintf("role %q may not do this", claims.Role))
+	}
+	q := projections.OpenRunsQuery{Limit: def}
+	if claims.BusinessID != AnyBusiness {
+		q.BusinessID = claims.BusinessID
+	}
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100 {
+			return projections.OpenRunsQuery{}, fieldProblem("limit", "must be an integer from 1 to 100")
+		}
+		q.Limit = n
+	}
+	return q, nil
 }

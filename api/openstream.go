@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -54,22 +53,12 @@ func (s *Server) streamOpen(w http.ResponseWriter, r *http.Request, reads promet
 	if err != nil {
 		return err
 	}
-	if claims.Role != RoleOperator {
-		return newProblem(CodeForbidden, fmt.Sprintf("role %q may not do this", claims.Role))
+	q, err := operatorOpenRunsQuery(r, claims, 50)
+	if err != nil {
+		return err
 	}
 	if s.cfg.Feed == nil {
 		return newProblem(CodeInternal, "this server has no change feed")
-	}
-	q := projections.OpenRunsQuery{Limit: 50}
-	if claims.BusinessID != AnyBusiness {
-		q.BusinessID = claims.BusinessID
-	}
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 100 {
-			return fieldProblem("limit", "must be an integer from 1 to 100")
-		}
-		q.Limit = n
 	}
 	if err := s.awaitApplied(r, projections.ActiveRuns); err != nil {
 		return err
