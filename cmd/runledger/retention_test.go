@@ -230,8 +230,19 @@ func TestEraseKilledLeavesTheBusinessWholeOrGone(t *testing.T) {
 		kill(cmd)
 		gone := check(fmt.Sprintf("kill %d", i), business)
 		if !gone {
-			if out, err := exec.Command(servetest.Binary(t), "erase", "--database-url", w.url, "--business", business, "--reason", "crash test").CombinedOutput(); err != nil {
-				t.Fatalf("erase: %v\n%s", err, out)
+			// The killed erase's backend may still hold its transaction (and
+			// the rebuild lock it takes) until PostgreSQL notices the client
+			// is gone: the next erase is refused meanwhile, and is retried.
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				out, err := exec.Command(servetest.Binary(t), "erase", "--database-url", w.url, "--business", business, "--reason", "crash test").CombinedOutput()
+				if err == nil {
+					break
+				}
+				if !strings.Contains(string(out), "a rebuild is running") || time.Now().After(deadline) {
+					t.Fatalf("erase: %v\n%s", err, out)
+				}
+				time.Sleep(100 * time.Millisecond)
 			}
 		}
 		check("after a whole erasure", business)
