@@ -83,6 +83,7 @@ func (s *Server) routesWebhooks() {
 	s.route("POST "+base+"/{w}/rotate-secret", usersOnly, s.rotateWebhookSecret)
 	s.route("GET "+base+"/{w}/deliveries", usersOnly, s.listDeliveries)
 	s.route("POST "+base+"/{w}/deliveries/{d}/retry", usersOnly, s.retryDelivery)
+	s.routesWebhookAttention()
 }
 
 func (s *Server) createWebhook(w http.ResponseWriter, r *http.Request, c call) error {

@@ -1,5 +1,6 @@
 // operator.js — the operator's console: every business with an open run,
-// longest silence first (GET /v1/runs/open), and for one business its
+// longest silence first (GET /v1/runs/open), the webhook endpoints that
+// need attention (GET /v1/webhooks/failing), and for one business its
 // timeline, the replay at an instant, and its live view.
 
 import { cell, el, replace, setText } from './dom.js';
@@ -8,6 +9,7 @@ import { mountBusiness } from './business.js';
 import { businessIdProblem, formatDateTime, localInputValue, parseLocalInput, shortId, shortIds, timeZoneName } from './format.js';
 import { actorName, foldSummary, foldTimeline, replayWords, whatHappened } from './timeline.js';
 import { mountOpenRuns } from './openruns.js';
+import { mountWebhookAttention } from './webhookattention.js';
 
 /**
  * mountOperator renders the console into root. opts: api, claims (the
@@ -22,6 +24,9 @@ export function mountOperator(root, { api, claims, getToken, watch = {}, onUnaut
   const open = mountOpenRuns({ getToken, onPick: (business, runId) => select(business, runId), onDenied: onUnauthorized });
   const openSection = open.section;
   const serverNow = () => open.serverNow() ?? Date.now();
+
+  // --- webhook endpoints failing or disabled, every business ----------------------
+  const attention = mountWebhookAttention({ api, onDenied: onUnauthorized });
 
   // --- one business: replay, timeline, live view ---------------------------------
   const fixed = claims.business_id !== '*';
@@ -54,7 +59,7 @@ export function mountOperator(root, { api, claims, getToken, watch = {}, onUnaut
   const detail = el('div', { id: 'business-detail' }, el('p', { class: 'muted', text: 'Pick a business in the list above, or type its id, to see its timeline, replay an instant, and watch it live.' }));
   const businessSection = el('section', { class: 'card', id: 'business-panel', 'aria-label': 'One business' }, el('h2', { text: 'One business' }), pickForm, businessError, detail);
 
-  replace(root, openSection, businessSection);
+  replace(root, openSection, attention.section, businessSection);
 
   function select(business, runId) {
     businessInput.value = business;
@@ -234,6 +239,7 @@ export function mountOperator(root, { api, claims, getToken, watch = {}, onUnaut
   return {
     stop() {
       open.stop();
+      attention.stop();
       clearInterval(followNow);
       live?.stop();
       live = null;
