@@ -21,15 +21,16 @@ func (o Offset) Before(p Offset) bool {
 	return o.TxID < p.TxID || (o.TxID == p.TxID && o.Position < p.Position)
 }
 
-// Rows is what BusinessesMoved needs: a pool, a connection or a transaction.
-type Rows interface {
+// RowQuerier is what BusinessesMoved reads through: a pool, a connection
+// or a transaction.
+type RowQuerier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
 // BusinessesMoved names the businesses with events after from and up to to
 // in subscriber order, with the highest position of each; past scan events
 // it reads no further and reports all (too many to say which).
-func BusinessesMoved(ctx context.Context, q Rows, from, to Offset, scan int) (moved map[string]int64, all bool, err error) {
+func BusinessesMoved(ctx context.Context, q RowQuerier, from, to Offset, scan int) (moved map[string]int64, all bool, err error) {
 	rows, err := q.Query(ctx, `SELECT business_id, max(position), sum(count(*)) OVER () FROM (
 			SELECT business_id, position FROM events
 			WHERE (transaction_id, position) > ($1::text::xid8, $2) AND (transaction_id, position) <= ($3::text::xid8, $4)
