@@ -10,7 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/runledger/runledger/projections"
+	"github.com/runledger/runledger/eventstore"
 )
 
 // positionHeader carries the log position a command produced, and
@@ -68,7 +68,7 @@ func (s *Server) awaitApplied(r *http.Request, models ...string) error {
 	if !ok {
 		return fieldProblem("after", fmt.Sprintf("the log holds no event at position %d", pos))
 	}
-	target := projections.Offset{TxID: tx, Position: pos}
+	target := eventstore.Offset{TxID: tx, Position: pos}
 	behind := s.behind(models, target)
 	if behind == "" {
 		s.metrics.consistencyWait("immediate", 0)
@@ -102,7 +102,7 @@ func (s *Server) awaitApplied(r *http.Request, models ...string) error {
 }
 
 // behind is the first of models that has not applied target ("" when all have).
-func (s *Server) behind(models []string, target projections.Offset) string {
+func (s *Server) behind(models []string, target eventstore.Offset) string {
 	if s.cfg.Feed == nil {
 		return ""
 	}

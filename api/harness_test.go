@@ -21,6 +21,7 @@ import (
 	"github.com/runledger/runledger/api"
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/feed"
 	"github.com/runledger/runledger/internal/fakeclock"
 	"github.com/runledger/runledger/internal/pgtest"
 	"github.com/runledger/runledger/projections"
@@ -43,7 +44,7 @@ type env struct {
 	url    string
 	// stopProjector stops the projections (tests of a read model that falls behind).
 	stopProjector func()
-	feed          *projections.Feed
+	feed          *feed.Feed[projections.RunRow]
 }
 
 func newEnv(t testing.TB) *env { return newEnvWith(t, nil) }
@@ -66,15 +67,15 @@ func newEnvOn(t testing.TB, pool *pgxpool.Pool, configure func(*api.Config)) *en
 	wired := os.Getenv(serveWiringEnv) != ""
 	storeOpts := eventstore.Options{OnCommitted: func(last int64) { proj.Wake(last) }}
 	if wired {
-		storeOpts.NotifyChannel = projections.AppendsChannel
+		storeOpts.NotifyChannel = feed.AppendsChannel
 	}
 	store := eventstore.NewWithOptions(pool, storeOpts)
 	runner := eventstore.NewRunner(store, domain.DefaultPolicy())
 	runner.Now = clock.Now
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	feed := projections.NewFeed()
+	changes := feed.New[projections.RunRow](projections.ReadOffsets)
 	cfg := api.Config{Runner: runner, Pool: pool, Auth: auth, Policy: domain.DefaultPolicy(), Now: clock.Now, NewTimer: clock.NewTimer,
-		Logger: logger, StreamKeepAlive: 50 * time.Millisecond, Feed: feed}
+		Logger: logger, StreamKeepAlive: 50 * time.Millisecond, Feed: changes}
 	if configure != nil {
 		configure(&cfg)
 	}
@@ -83,11 +84,11 @@ func newEnvOn(t testing.TB, pool *pgxpool.Pool, configure func(*api.Config)) *en
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
 
-	projOpts := projections.Options{PollInterval: time.Second, Logger: logger, Feed: feed}
+	projOpts := projections.Options{PollInterval: time.Second, Logger: logger, Feed: changes}
 	if wired {
 		// The projector runs as on another replica: its batches reach this
 		// API only through NOTIFY and the Listener, as serve wires them.
-		projOpts.Feed, projOpts.NotifyChannel, projOpts.Origin = nil, projections.ChangesChannel, "projector-replica"
+		projOpts.Feed, projOpts.NotifyChannel, projOpts.Origin = nil, feed.ChangesChannel, "projector-replica"
 	}
 	proj, err = projections.NewProjector(pool, projOpts)
 	if err != nil {
@@ -95,10 +96,11 @@ func newEnvOn(t testing.TB, pool *pgxpool.Pool, configure func(*api.Config)) *en
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	if wired {
-		ln := &projections.Listener{Feed: feed, Projector: proj, Origin: "api-replica", Logger: logger,
-			Connect: func(ctx context.Context) (*pgx.Conn, error) {
-				return pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
-			}}
+		ln := &feed.Listener{Logger: logger, Connect: func(ctx context.Context) (*pgx.Conn, error) {
+			return pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
+		}}
+		ln.Handle(feed.ChangesChannel, feed.ChangesTopic(changes, "api-replica", nil))
+		ln.Handle(feed.AppendsChannel, feed.AppendsTopic(proj.Wake))
 		listening := make(chan error, 1)
 		go func() { listening <- ln.Run(ctx) }()
 		t.Cleanup(func() { cancel(); <-listening })
@@ -109,7 +111,7 @@ func newEnvOn(t testing.TB, pool *pgxpool.Pool, configure func(*api.Config)) *en
 	var once sync.Once
 	stop := func() { once.Do(func() { cancel(); <-done }) }
 	t.Cleanup(stop)
-	return &env{t: t, pool: pool, clock: clock, auth: auth, server: srv, runner: runner, url: hs.URL, stopProjector: stop, feed: feed}
+	return &env{t: t, pool: pool, clock: clock, auth: auth, server: srv, runner: runner, url: hs.URL, stopProjector: stop, feed: changes}
 }
 
 func (e *env) token(business string, role api.Role) string {

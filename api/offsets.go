@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/runledger/runledger/feed"
 	"github.com/runledger/runledger/projections"
 )
 
@@ -16,9 +17,9 @@ import (
 // Sync at a time, and a read is served by any Sync that began after it began
 // waiting: under a lagging read model the reads pool sees a bounded rate of
 // Syncs, not one per read, and the streams re-read only the businesses that
-// moved (see projections.Feed.Sync).
+// moved (see feed.Feed.Sync).
 type offsetRefresher struct {
-	feed *projections.Feed
+	feed *feed.Feed[projections.RunRow]
 	pool *pgxpool.Pool
 
 	mu sync.Mutex

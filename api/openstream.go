@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/runledger/runledger/eventstore"
 	"github.com/runledger/runledger/projections"
 )
 
@@ -63,11 +64,11 @@ func (s *Server) streamOpen(w http.ResponseWriter, r *http.Request, reads promet
 	if err := s.awaitApplied(r, projections.ActiveRuns); err != nil {
 		return err
 	}
-	feed := s.cfg.Feed
+	changes := s.cfg.Feed
 	// Follow the feed before the first read: a batch that commits between
 	// the read and the wait closes this channel, and is read.
-	changed := feed.Changed()
-	applied := feed.Offset(projections.ActiveRuns)
+	feedC := changes.Changed()
+	applied := changes.Offset(projections.ActiveRuns)
 	rows, err := s.openPage(r.Context(), q, applied, reads)
 	if err != nil {
 		return err
@@ -77,8 +78,8 @@ func (s *Server) streamOpen(w http.ResponseWriter, r *http.Request, reads promet
 		return err
 	}
 	defer release()
-	st := &sseStream{s: s, w: w, rc: http.NewResponseController(w)}
-	st.start()
+	st := s.startSSE(w, r)
+	defer st.stop()
 	var sent []byte
 	send := func(rows []projections.RunRow, next *projections.OpenCursor) {
 		page := s.runList(rows, "")
@@ -91,16 +92,9 @@ func (s *Server) streamOpen(w http.ResponseWriter, r *http.Request, reads promet
 			return
 		}
 		sent = key
-		data, err := json.Marshal(OpenRunsSnapshot{Runs: page.Runs, NextCursor: page.NextCursor, ServerTime: utc(s.now())})
-		if err != nil {
-			st.failed = true
-			return
-		}
-		st.write(fmt.Sprintf("event: %s\ndata: %s\n\n", sseOpen, data))
+		st.sendJSON(sseOpen, OpenRunsSnapshot{Runs: page.Runs, NextCursor: page.NextCursor, ServerTime: utc(s.now())})
 	}
 	send(rows.rows, rows.next)
-	keepAlive := time.NewTicker(s.cfg.StreamKeepAlive)
-	defer keepAlive.Stop()
 	// Many runs heartbeating make many batches: read at most once per
 	// openStreamGap, the last change included (a wall-clock pace, not a
 	// judgement of liveness, so not the server's injected clock).
@@ -108,26 +102,22 @@ func (s *Server) streamOpen(w http.ResponseWriter, r *http.Request, reads promet
 	defer pace.Stop()
 	paced, due := true, false // paced: the gap since the last read has passed
 	ctx := r.Context()
-	for !st.failed {
-		select {
-		case <-ctx.Done():
+	for {
+		switch st.await(ctx, feedC, pace.C) {
+		case streamGone:
 			return nil
-		case <-s.closing:
-			return nil // the client reconnects to another replica
-		case <-keepAlive.C:
-			st.write(": keepalive\n\n")
-		case <-changed:
-			changed = feed.Changed()
-			if applied.Before(feed.Offset(projections.ActiveRuns)) {
+		case feedChanged:
+			feedC = changes.Changed()
+			if applied.Before(changes.Offset(projections.ActiveRuns)) {
 				due = true // else another consumer group moved
 			}
-		case <-pace.C:
+		case timerFired:
 			paced = true
 		}
 		if !due || !paced {
 			continue
 		}
-		applied, due, paced = feed.Offset(projections.ActiveRuns), false, false
+		applied, due, paced = changes.Offset(projections.ActiveRuns), false, false
 		pace.Reset(openStreamGap)
 		page, err := s.openPage(ctx, q, applied, reads)
 		if err != nil {
@@ -135,7 +125,6 @@ func (s *Server) streamOpen(w http.ResponseWriter, r *http.Request, reads promet
 		}
 		send(page.rows, page.next)
 	}
-	return nil
 }
 
 // openStreamGap is the shortest time between two reads of one open-runs
@@ -150,7 +139,7 @@ type openRunsPage struct {
 
 // openPage reads the first page of q once active_runs has applied off; the
 // streams of one scope woken by the same batch share the read.
-func (s *Server) openPage(ctx context.Context, q projections.OpenRunsQuery, off projections.Offset, reads prometheus.Counter) (openRunsPage, error) {
+func (s *Server) openPage(ctx context.Context, q projections.OpenRunsQuery, off eventstore.Offset, reads prometheus.Counter) (openRunsPage, error) {
 	key := fmt.Sprintf("open/%s/%d/%d/%d", q.BusinessID, q.Limit, off.TxID, off.Position)
 	v, err, _ := s.runReads.Do(key, func() (any, error) {
 		reads.Inc()

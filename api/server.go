@@ -20,6 +20,7 @@ import (
 
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/feed"
 	"github.com/runledger/runledger/internal/clock"
 	"github.com/runledger/runledger/internal/ratelog"
 	"github.com/runledger/runledger/projections"
@@ -66,7 +67,7 @@ type Config struct {
 	// Feed tells which read models applied what (reads given ?after=) and
 	// which businesses moved (the streams). Without it, ?after= is only
 	// validated and streams cannot follow changes.
-	Feed *projections.Feed
+	Feed *feed.Feed[projections.RunRow]
 	// ConsistencyWait bounds a read's wait for its position (default 2s).
 	ConsistencyWait time.Duration
 	// SeparateMetrics leaves /metrics out of Handler: the process serves

@@ -2,10 +2,7 @@ package api
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -56,13 +53,11 @@ func (s *Server) streamActive(w http.ResponseWriter, r *http.Request, c call) er
 	if !ok || !open.Active(s.now(), s.policy.StaleAfter) {
 		return newProblem(CodeNoActiveRun, "the business has no active run")
 	}
-	release, err := s.streams.acquire(c.token)
+	sub, end, err := s.followBusiness(c)
 	if err != nil {
 		return err
 	}
-	defer release()
-	sub := s.cfg.Feed.Subscribe(c.business)
-	defer sub.Close()
+	defer end()
 	// Read the run again now that changes are followed: nothing committed
 	// between the first read and the subscription is missed. The runs read
 	// model may be behind active_runs (another consumer group): then the
@@ -75,60 +70,15 @@ func (s *Server) streamActive(w http.ResponseWriter, r *http.Request, c call) er
 	if !ok || cur.Version < open.Version {
 		cur = open
 	}
-	st := &sseStream{s: s, w: w, rc: http.NewResponseController(w)}
-	st.lastID, _ = strconv.ParseInt(r.Header.Get("Last-Event-ID"), 10, 64)
-	st.start()
+	st := s.startSSE(w, r)
+	defer st.stop()
 	return st.follow(r.Context(), sub, c.business, cur)
-}
-
-// sseStream writes one client's events.
-type sseStream struct {
-	s      *Server
-	w      http.ResponseWriter
-	rc     *http.ResponseController
-	lastID int64
-	failed bool // the client is gone
-
-	// lastEvent is the last run event sent (stream_wait.go: how a followed run left).
-	lastEvent string
-}
-
-func (st *sseStream) start() {
-	_ = st.rc.SetWriteDeadline(time.Time{}) // the server's write timeout must not cut a stream
-	h := st.w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	st.w.WriteHeader(http.StatusOK)
-	st.write(fmt.Sprintf("retry: %d\n\n", time.Second.Milliseconds()))
-}
-
-func (st *sseStream) write(s string) {
-	if st.failed {
-		return
-	}
-	if _, err := fmt.Fprint(st.w, s); err != nil || st.rc.Flush() != nil {
-		st.failed = true
-	}
-}
-
-func (st *sseStream) send(event string, row projections.RunRow) {
-	data, err := json.Marshal(st.s.rowView(row))
-	if err != nil {
-		st.failed = true
-		return
-	}
-	st.write(fmt.Sprintf("id: %d\nevent: %s\ndata: %s\n\n", row.LastPosition, event, data))
-	st.lastID = max(st.lastID, row.LastPosition)
-	st.lastEvent = event
 }
 
 // follow sends cur and what follows it until the run ends, goes silent, the
 // client leaves or the server shuts down.
-func (st *sseStream) follow(ctx context.Context, sub *projections.Subscription, business string, cur projections.RunRow) error {
+func (st *sseStream) follow(ctx context.Context, sub *runChanges, business string, cur projections.RunRow) error {
 	s := st.s
-	keepAlive := time.NewTicker(s.cfg.StreamKeepAlive)
-	defer keepAlive.Stop()
 	silence := s.cfg.NewTimer(0) // on the server's clock
 	defer silence.Stop()
 	show := func(row projections.RunRow) bool { // reports whether the stream goes on
@@ -147,16 +97,10 @@ func (st *sseStream) follow(ctx context.Context, sub *projections.Subscription, 
 		return nil
 	}
 	for {
-		select {
-		case <-ctx.Done():
+		switch st.await(ctx, sub.C(), silence.C()) {
+		case streamGone:
 			return nil
-		case <-s.closing:
-			return nil // the client reconnects (with Last-Event-ID) to another replica
-		case <-keepAlive.C:
-			if st.write(": keepalive\n\n"); st.failed {
-				return nil
-			}
-		case <-sub.C():
+		case feedChanged:
 			row, ok, err := st.latest(ctx, sub, business, cur)
 			if err != nil {
 				return nil // the client reconnects and gets a problem it can act on
@@ -164,7 +108,7 @@ func (st *sseStream) follow(ctx context.Context, sub *projections.Subscription, 
 			if ok && row.Version > cur.Version && !show(row) {
 				return nil
 			}
-		case <-silence.C():
+		case timerFired: // silence
 			if cur.Active(s.now(), s.policy.StaleAfter) {
 				silence.Reset(max(0, cur.StaleAt(s.policy.StaleAfter).Sub(s.now())))
 				continue
@@ -181,7 +125,7 @@ func (st *sseStream) follow(ctx context.Context, sub *projections.Subscription, 
 
 // latest is the newest state of the followed run after a change: from the
 // change itself when it carried the row, else read (once for every watcher).
-func (st *sseStream) latest(ctx context.Context, sub *projections.Subscription, business string, cur projections.RunRow) (projections.RunRow, bool, error) {
+func (st *sseStream) latest(ctx context.Context, sub *runChanges, business string, cur projections.RunRow) (projections.RunRow, bool, error) {
 	rows, mustRead := sub.Take()
 	for _, r := range rows {
 		if r.ID == cur.ID {

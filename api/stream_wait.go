@@ -2,10 +2,7 @@ package api
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/runledger/runledger/projections"
@@ -48,21 +45,18 @@ func wantsWait(r *http.Request) (bool, error) {
 // replica's projector wrote them; otherwise one read of the business's open
 // run is shared by every stream of the business.
 func (s *Server) streamBusiness(w http.ResponseWriter, r *http.Request, c call) error {
-	release, err := s.streams.acquire(c.token)
+	sub, end, err := s.followBusiness(c)
 	if err != nil {
 		return err
 	}
-	defer release()
-	sub := s.cfg.Feed.Subscribe(c.business)
-	defer sub.Close()
+	defer end()
 	// Read once changes are followed: nothing committed after it is missed.
 	open, ok, err := s.fetchOpen(r.Context(), c.business)
 	if err != nil {
 		return err
 	}
-	st := &sseStream{s: s, w: w, rc: http.NewResponseController(w)}
-	st.lastID, _ = strconv.ParseInt(r.Header.Get("Last-Event-ID"), 10, 64)
-	st.start()
+	st := s.startSSE(w, r)
+	defer st.stop()
 	ctx := r.Context()
 	fromFeed := false // open came with a change (the newest state), not from active_runs
 	for {
@@ -104,74 +98,51 @@ func (s *Server) streamBusiness(w http.ResponseWriter, r *http.Request, c call) 
 // fromFeed when the row came with the change rather than from a read), or
 // when the client or the server leaves (st.failed, ctx, closing). silent is
 // the open run that is not active, followed to its end ("ended").
-func (st *sseStream) wait(ctx context.Context, sub *projections.Subscription, business string, silent *projections.RunRow) (row projections.RunRow, ok, fromFeed bool, err error) {
+func (st *sseStream) wait(ctx context.Context, sub *runChanges, business string, silent *projections.RunRow) (row projections.RunRow, ok, fromFeed bool, err error) {
 	s := st.s
 	st.sendWaiting(silent)
-	keepAlive := time.NewTicker(s.cfg.StreamKeepAlive)
-	defer keepAlive.Stop()
 	for {
-		select {
-		case <-ctx.Done():
+		if st.await(ctx, sub.C(), nil) == streamGone { // also once a write failed
 			return projections.RunRow{}, false, false, nil
-		case <-s.closing:
-			return projections.RunRow{}, false, false, nil
-		case <-keepAlive.C:
-			if st.write(": keepalive\n\n"); st.failed {
-				return projections.RunRow{}, false, false, nil
-			}
-		case <-sub.C():
-			rows, mustRead := sub.Take()
-			var next *projections.RunRow
-			for i := range rows {
-				row := rows[i]
-				switch {
-				case silent != nil && row.ID == silent.ID && row.Ended():
-					st.send(sseEnded, row)
-					silent = nil
-				case silent != nil && row.ID == silent.ID:
-					silent = &row
-				}
-				if !row.Ended() && row.Active(s.now(), s.policy.StaleAfter) && (next == nil || row.Version > next.Version) {
-					next = &row
-				}
-			}
-			if next != nil {
-				return *next, true, true, nil
-			}
-			if !mustRead {
-				continue
-			}
-			open, ok, err := s.fetchOpen(ctx, business)
-			if err != nil {
-				return projections.RunRow{}, false, false, err
-			}
-			if silent != nil && (!ok || open.ID != silent.ID) {
-				if final, found, err := s.fetchRun(ctx, business, silent.ID); err == nil && found && final.Ended() {
-					st.send(sseEnded, final)
-				}
+		}
+		rows, mustRead := sub.Take()
+		var next *projections.RunRow
+		for i := range rows {
+			row := rows[i]
+			switch {
+			case silent != nil && row.ID == silent.ID && row.Ended():
+				st.send(sseEnded, row)
 				silent = nil
+			case silent != nil && row.ID == silent.ID:
+				silent = &row
 			}
-			if ok && open.Active(s.now(), s.policy.StaleAfter) {
-				return open, true, false, nil
-			}
-			if ok {
-				silent = &open
+			if !row.Ended() && row.Active(s.now(), s.policy.StaleAfter) && (next == nil || row.Version > next.Version) {
+				next = &row
 			}
 		}
-		if st.failed {
-			return projections.RunRow{}, false, false, nil
+		if next != nil {
+			return *next, true, true, nil
+		}
+		if !mustRead {
+			continue
+		}
+		open, ok, err := s.fetchOpen(ctx, business)
+		if err != nil {
+			return projections.RunRow{}, false, false, err
+		}
+		if silent != nil && (!ok || open.ID != silent.ID) {
+			if final, found, err := s.fetchRun(ctx, business, silent.ID); err == nil && found && final.Ended() {
+				st.send(sseEnded, final)
+			}
+			silent = nil
+		}
+		if ok && open.Active(s.now(), s.policy.StaleAfter) {
+			return open, true, false, nil
+		}
+		if ok {
+			silent = &open
 		}
 	}
-}
-
-// sendJSON writes an event without an id (ids are the log positions of runs).
-func (st *sseStream) sendJSON(event string, v any) {
-	data, err := json.Marshal(v)
-	if err != nil {
-		st.failed = true
-		return
-	}
-	st.write(fmt.Sprintf("event: %s\ndata: %s\n\n", event, data))
 }
 
 // sendWaiting writes a "waiting" event, with the open run that is not

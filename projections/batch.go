@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/feed"
 )
 
 // batch is one subscriber transaction of a consumer group, start to end:
@@ -136,15 +137,16 @@ func (b *batch) stopping(err error) bool {
 }
 
 // change is what this batch moved, for the feed.
-func (b *batch) change() Change {
-	c := Change{Group: b.g.proj.name, Offset: b.last, Businesses: b.moved}
+func (b *batch) change() feed.Change[RunRow] {
+	c := feed.Change[RunRow]{Group: b.g.proj.name, Offset: b.last, Businesses: b.moved}
 	for _, pos := range b.delivered {
 		c.MaxPosition = max(c.MaxPosition, pos)
 	}
 	if b.g.proj.name == Runs {
 		for _, w := range b.written {
 			if w.change.op == put {
-				c.Rows = append(c.Rows, w.change.row)
+				r := w.change.row
+				c.Items = append(c.Items, feed.Item[RunRow]{Business: r.BusinessID, Key: r.ID.String(), Version: r.Version, Value: r})
 			}
 		}
 	}
@@ -157,7 +159,7 @@ func (b *batch) notifyLocked() error {
 	if b.g.opts.NotifyChannel == "" || len(b.delivered) == 0 {
 		return nil
 	}
-	for _, payload := range encodeChange(b.g.opts.Origin, b.change()) {
+	for _, payload := range feed.EncodeChange(b.g.opts.Origin, b.change()) {
 		if _, err := b.tx.Exec(context.Background(), `SELECT pg_notify($1, $2)`, b.g.opts.NotifyChannel, payload); err != nil {
 			return fmt.Errorf("notify: %w", err)
 		}

@@ -10,20 +10,12 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/runledger/runledger/domain"
+	"github.com/runledger/runledger/eventstore"
 )
 
-// Offset is a consumer group's position: (transaction_id, position), the
-// order in which the subscriber applies events. An event is applied by a
-// group whose offset is at or past the event's own (transaction, position).
-type Offset struct {
-	TxID     uint64
-	Position int64
-}
-
-// Before reports whether o comes before p in subscriber order.
-func (o Offset) Before(p Offset) bool {
-	return o.TxID < p.TxID || (o.TxID == p.TxID && o.Position < p.Position)
-}
+// Offset is a consumer group's position in subscriber order (see
+// eventstore.Offset, where it lives now that the feed shares it).
+type Offset = eventstore.Offset
 
 // folded is the log folded in memory: every run's state, and the offset of
 // the last event folded.

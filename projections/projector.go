@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/runledger/runledger/feed"
 	"github.com/runledger/runledger/internal/ratelog"
 )
 
@@ -42,7 +43,7 @@ type Options struct {
 	Metrics                  *Metrics
 	// Feed, if set, receives every committed batch (and tells the groups
 	// what other replicas applied).
-	Feed *Feed
+	Feed *feed.Feed[RunRow]
 	// NotifyChannel, if set, is the LISTEN/NOTIFY channel on which each
 	// committed batch is told to the other replicas; Origin names this
 	// replica in those notifications.

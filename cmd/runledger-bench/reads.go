@@ -15,6 +15,7 @@ import (
 	"github.com/runledger/runledger/api"
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/feed"
 	"github.com/runledger/runledger/projections"
 )
 
@@ -56,7 +57,7 @@ func (b *bench) b3(ctx context.Context) error {
 func projectionLag(ctx context.Context, pool *pgxpool.Pool, srv *served, prefix string, measure time.Duration) ([]time.Duration, time.Duration, cpuMeter, error) {
 	// The bench appends as another replica would: its append statements
 	// NOTIFY, and the served process's projector wakes for them.
-	store := eventstore.NewWithOptions(pool, eventstore.Options{NotifyChannel: projections.AppendsChannel})
+	store := eventstore.NewWithOptions(pool, eventstore.Options{NotifyChannel: feed.AppendsChannel})
 	rn := eventstore.NewRunner(store, domain.Policy{StaleAfter: time.Hour})
 	const nRuns, writers, rate = 100, 20, 1000
 	ids := make([]uuid.UUID, nRuns)

@@ -21,6 +21,7 @@ import (
 	"github.com/runledger/runledger/api"
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/feed"
 	"github.com/runledger/runledger/internal/dbclock"
 	"github.com/runledger/runledger/migrations"
 	"github.com/runledger/runledger/projections"
@@ -45,9 +46,9 @@ type service struct {
 	// clock is the database's clock, which every decision of every replica uses.
 	clock *dbclock.Clock
 	lag   *projections.LagMonitor
-	feed  *projections.Feed
+	feed  *feed.Feed[projections.RunRow]
 	// feedListener brings the other replicas' changes (LISTEN/NOTIFY).
-	feedListener *projections.Listener
+	feedListener *feed.Listener
 	origin       string
 	batchSizes   prometheus.Histogram
 	reg          *prometheus.Registry
@@ -185,18 +186,20 @@ func (s *service) build(ctx context.Context, policy domain.Policy, auth *api.Aut
 	// The feed learns of committed projector batches (here, and through
 	// LISTEN from the other replicas) and tells SSE streams and
 	// read-your-writes waits; it starts from the committed offsets.
-	s.feed = projections.NewFeed()
+	s.feed = feed.New[projections.RunRow](projections.ReadOffsets)
 	if err := s.feed.Sync(ctx, s.reads); err != nil {
 		return err
 	}
 	var err error
 	projOpts := projectorOptions(s.cfg.readLagBound(), s.logger, projections.NewMetrics(reg))
-	projOpts.Feed, projOpts.NotifyChannel, projOpts.Origin = s.feed, projections.ChangesChannel, s.origin
+	projOpts.Feed, projOpts.NotifyChannel, projOpts.Origin = s.feed, feed.ChangesChannel, s.origin
 	if s.projector, err = projections.NewProjector(s.projPool, projOpts); err != nil {
 		return err
 	}
-	s.feedListener = &projections.Listener{Connect: s.listenConn, Feed: s.feed, Projector: s.projector,
-		Origin: s.origin, Logger: s.logger, Metrics: projections.NewFeedMetrics(reg)}
+	feedMetrics := feed.NewMetrics(reg)
+	s.feedListener = &feed.Listener{Connect: s.listenConn, Logger: s.logger, Metrics: feedMetrics}
+	s.feedListener.Handle(feed.ChangesChannel, feed.ChangesTopic(s.feed, s.origin, feedMetrics))
+	s.feedListener.Handle(feed.AppendsChannel, feed.AppendsTopic(s.projector.Wake))
 	s.lag = projections.NewLagMonitor(s.reads, 250*time.Millisecond)
 	if err := s.lag.Measure(ctx); err != nil {
 		return err
@@ -247,7 +250,7 @@ func (s *service) newRunner(pool *pgxpool.Pool, policy domain.Policy, batchMax i
 		OnCommitted: func(last int64) { s.projector.Wake(last); s.webhookProjector.Wake() },
 		BatchSizes:  func(n int) { s.batchSizes.Observe(float64(n)) }}
 	if s.cfg.NotifyAppends {
-		opts.NotifyChannel = projections.AppendsChannel
+		opts.NotifyChannel = feed.AppendsChannel
 	}
 	store := eventstore.NewWithOptions(pool, opts)
 	rn := eventstore.NewRunner(store, policy)

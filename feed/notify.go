@@ -1,9 +1,11 @@
-package projections
+package feed
 
 import (
 	"encoding/json"
 	"sort"
 	"strconv"
+
+	"github.com/runledger/runledger/eventstore"
 )
 
 // Limits of the change notifications sent with pg_notify: PostgreSQL
@@ -17,7 +19,7 @@ const (
 // marshal is json.Marshal; the tests count the bytes it encodes.
 var marshal = json.Marshal
 
-// wireChange is a Change as a notification carries it: no rows (the
+// wireChange is a Change as a notification carries it: no items (the
 // receiver reads them), and the sender, so a replica skips its own.
 type wireChange struct {
 	Origin     string           `json:"o"`
@@ -29,11 +31,13 @@ type wireChange struct {
 	Resync     bool             `json:"r,omitempty"`
 }
 
-// encodeChange returns the payloads that carry c, each under the limit. It
+// EncodeChange returns the payloads that carry c on ChangesChannel (the
+// publisher sends them with pg_notify in the batch's transaction), each
+// under the limit, without its items. It
 // is linear in what it sends: the size of a chunk is kept as businesses are
 // added (each encoded once), each payload is encoded once, and a change too
 // big for maxNotifyChunks payloads stops at the chunk that overflows.
-func encodeChange(origin string, c Change) []string {
+func EncodeChange[P any](origin string, c Change[P]) []string {
 	base := wireChange{Origin: origin, Group: c.Group, TxID: strconv.FormatUint(c.Offset.TxID, 10),
 		Position: c.Offset.Position, Max: c.MaxPosition, Resync: c.Resync}
 	names := make([]string, 0, len(c.Businesses))
@@ -71,17 +75,17 @@ func encodeChange(origin string, c Change) []string {
 	return out
 }
 
-// decodeChange reads a payload of encodeChange.
-func decodeChange(payload string) (origin string, c Change, err error) {
+// decodeChange reads a payload of EncodeChange.
+func decodeChange[P any](payload string) (origin string, c Change[P], err error) {
 	var w wireChange
 	if err := json.Unmarshal([]byte(payload), &w); err != nil {
-		return "", Change{}, err
+		return "", Change[P]{}, err
 	}
 	tx, err := strconv.ParseUint(w.TxID, 10, 64)
 	if err != nil {
-		return "", Change{}, err
+		return "", Change[P]{}, err
 	}
-	return w.Origin, Change{Group: w.Group, Offset: Offset{TxID: tx, Position: w.Position}, MaxPosition: w.Max,
+	return w.Origin, Change[P]{Group: w.Group, Offset: eventstore.Offset{TxID: tx, Position: w.Position}, MaxPosition: w.Max,
 		Businesses: w.Businesses, Resync: w.Resync}, nil
 }
 

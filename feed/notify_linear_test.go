@@ -1,11 +1,13 @@
-package projections
+package feed
 
 import (
 	"fmt"
 	"testing"
+
+	"github.com/runledger/runledger/eventstore"
 )
 
-// countMarshal counts the bytes encodeChange encodes while f runs.
+// countMarshal counts the bytes EncodeChange encodes while f runs.
 func countMarshal(t *testing.T, f func()) int {
 	t.Helper()
 	n := 0
@@ -25,12 +27,12 @@ func countMarshal(t *testing.T, f func()) int {
 // business it added: 1,118,504 bytes encoded for 20,131 bytes of payloads), and a batch too
 // big for maxNotifyChunks stops at the chunk that overflows.
 func TestEncodeChangeIsLinear(t *testing.T) {
-	c := Change{Group: Runs, Offset: Offset{TxID: 1, Position: 2}, Businesses: map[string]int64{}}
+	c := Change[int]{Group: "runs", Offset: eventstore.Offset{TxID: 1, Position: 2}, Businesses: map[string]int64{}}
 	for i := range 300 {
 		c.Businesses[fmt.Sprintf("%060d", i)] = int64(i)
 	}
 	var payloads []string
-	encoded := countMarshal(t, func() { payloads = encodeChange("r1", c) })
+	encoded := countMarshal(t, func() { payloads = EncodeChange("r1", c) })
 	sent := 0
 	for _, p := range payloads {
 		if len(p) > maxNotifyPayload {
@@ -44,7 +46,7 @@ func TestEncodeChangeIsLinear(t *testing.T) {
 	}
 	// Each chunk is full: the next business would not have fit.
 	for i := 0; i+1 < len(payloads); i++ {
-		_, next, _ := decodeChange(payloads[i+1])
+		_, next, _ := decodeChange[int](payloads[i+1])
 		first := ""
 		for b := range next.Businesses {
 			if first == "" || b < first {
@@ -59,8 +61,8 @@ func TestEncodeChangeIsLinear(t *testing.T) {
 	for i := 300; i < 20_000; i++ {
 		c.Businesses[fmt.Sprintf("%060d", i)] = int64(i)
 	}
-	encoded = countMarshal(t, func() { payloads = encodeChange("r1", c) })
-	if _, back, err := decodeChange(payloads[0]); len(payloads) != 1 || err != nil || !back.Resync {
+	encoded = countMarshal(t, func() { payloads = EncodeChange("r1", c) })
+	if _, back, err := decodeChange[int](payloads[0]); len(payloads) != 1 || err != nil || !back.Resync {
 		t.Fatalf("20,000 businesses: %d payloads, %+v %v, want one resync", len(payloads), back, err)
 	}
 	if limit := 3 * (maxNotifyChunks + 1) * maxNotifyPayload; encoded > limit {
