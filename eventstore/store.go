@@ -1,8 +1,3 @@
-// Package eventstore owns the log: all SQL that appends to and reads the
-// events table and the write-side run snapshots kept beside it. Appends use
-// optimistic concurrency on the stream version; the snapshot row of a run is
-// updated in the same transaction, so loading a run costs one row whatever
-// the length of its stream.
 package eventstore
 
 import (

@@ -22,6 +22,7 @@ import (
 
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/runs"
 )
 
 // lockKey is the advisory lock that lets one replica sweep at a time.
@@ -29,7 +30,7 @@ const lockKey = 0x7265617065 // "reape"
 
 // Config configures a Reaper.
 type Config struct {
-	Runner *eventstore.Runner
+	Runner *runs.Runner
 	// Interval is the longest time between two sweeps.
 	Interval time.Duration
 	// Now is the server clock (tests inject a fake one); default Runner.Now.

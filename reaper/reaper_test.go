@@ -17,6 +17,7 @@ import (
 	"github.com/runledger/runledger/internal/fakeclock"
 	"github.com/runledger/runledger/internal/pgtest"
 	"github.com/runledger/runledger/reaper"
+	"github.com/runledger/runledger/runs"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -25,7 +26,7 @@ var t0 = time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func newReaper(t *testing.T, rn *eventstore.Runner, instance string) *reaper.Reaper {
+func newReaper(t *testing.T, rn *runs.Runner, instance string) *reaper.Reaper {
 	t.Helper()
 	r, err := reaper.New(reaper.Config{Runner: rn, Interval: time.Second, Logger: quiet, Instance: instance, NoLock: true})
 	if err != nil {
@@ -34,7 +35,7 @@ func newReaper(t *testing.T, rn *eventstore.Runner, instance string) *reaper.Rea
 	return r
 }
 
-func startRuns(t *testing.T, rn *eventstore.Runner, n int) []uuid.UUID {
+func startRuns(t *testing.T, rn *runs.Runner, n int) []uuid.UUID {
 	t.Helper()
 	ids := make([]uuid.UUID, n)
 	for i := range ids {
@@ -50,7 +51,7 @@ func startRuns(t *testing.T, rn *eventstore.Runner, n int) []uuid.UUID {
 func TestSweepEndsOnlySilentRuns(t *testing.T) {
 	ctx := context.Background()
 	clock := fakeclock.New(t0)
-	rn := eventstore.NewRunner(eventstore.New(pgtest.NewDB(t)), domain.DefaultPolicy())
+	rn := runs.NewRunner(eventstore.New(pgtest.NewDB(t)), domain.DefaultPolicy())
 	rn.Now = clock.Now
 	ids := startRuns(t, rn, 3)
 	clock.Advance(10 * time.Minute)
@@ -93,7 +94,7 @@ func TestHeartbeatVersusReaperRace(t *testing.T) {
 	ctx := context.Background()
 	clock := fakeclock.New(t0)
 	pool := pgtest.NewDB(t)
-	rn := eventstore.NewRunner(eventstore.New(pool), domain.DefaultPolicy())
+	rn := runs.NewRunner(eventstore.New(pool), domain.DefaultPolicy())
 	rn.Now = clock.Now
 	const n = 200
 	ids := startRuns(t, rn, n)
@@ -150,8 +151,8 @@ func TestTwoReapersNeverDoubleEnd(t *testing.T) {
 	ctx := context.Background()
 	clock := fakeclock.New(t0)
 	url := pgtest.URL(t)
-	rnA := eventstore.NewRunner(eventstore.New(pgtest.Pool(t, url)), domain.DefaultPolicy())
-	rnB := eventstore.NewRunner(eventstore.New(pgtest.Pool(t, url)), domain.DefaultPolicy())
+	rnA := runs.NewRunner(eventstore.New(pgtest.Pool(t, url)), domain.DefaultPolicy())
+	rnB := runs.NewRunner(eventstore.New(pgtest.Pool(t, url)), domain.DefaultPolicy())
 	rnA.Now, rnB.Now = clock.Now, clock.Now
 	const n = 1000
 	startRuns(t, rnA, n)
@@ -160,7 +161,7 @@ func TestTwoReapersNeverDoubleEnd(t *testing.T) {
 		wg      sync.WaitGroup
 		results [2]reaper.SweepResult
 	)
-	for i, rn := range []*eventstore.Runner{rnA, rnB} {
+	for i, rn := range []*runs.Runner{rnA, rnB} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -189,7 +190,7 @@ func TestTwoReapersNeverDoubleEnd(t *testing.T) {
 func TestAdvisoryLockLetsOneReplicaSweep(t *testing.T) {
 	ctx := context.Background()
 	url := pgtest.URL(t)
-	rn := eventstore.NewRunner(eventstore.New(pgtest.Pool(t, url)), domain.DefaultPolicy())
+	rn := runs.NewRunner(eventstore.New(pgtest.Pool(t, url)), domain.DefaultPolicy())
 	holder := pgtest.Pool(t, url)
 	conn, err := holder.Acquire(ctx)
 	if err != nil {
