@@ -161,7 +161,7 @@ func waitLockWaiters(t *testing.T, pool *pgxpool.Pool, n int) {
 func countEvents(t *testing.T, store *eventstore.Store) int {
 	t.Helper()
 	var n int
-	if err := store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM events`).Scan(&n); err != nil {
+	if err := eventstore.PoolOf(store).QueryRow(context.Background(), `SELECT count(*) FROM events`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n

@@ -29,7 +29,7 @@ func BenchmarkHeartbeatCommand(b *testing.B) {
 		streams[length] = uuid.New()
 		seedStream(b, store, business(streams[length]), streams[length], length, clock)
 	}
-	if _, err := store.Pool().Exec(ctx, `VACUUM ANALYZE events`); err != nil {
+	if _, err := eventstore.PoolOf(store).Exec(ctx, `VACUUM ANALYZE events`); err != nil {
 		b.Fatal(err)
 	}
 	rn := runs.NewRunner(store, domain.DefaultPolicy())

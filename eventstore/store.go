@@ -130,9 +130,6 @@ func NewWithOptions(pool *pgxpool.Pool, opts Options) *Store {
 	return s
 }
 
-// Pool returns the store's connection pool.
-func (s *Store) Pool() *pgxpool.Pool { return s.pool }
-
 // Append adds events to the stream streamID if its version is still
 // expectedVersion (0 for a new stream), and updates the run's snapshot in the
 // same statement. It returns *VersionConflictError if the stream moved,

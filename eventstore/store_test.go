@@ -107,7 +107,7 @@ func TestRetriedAppendWithSameEventIDsIsStoredOnce(t *testing.T) {
 		}
 	}
 	var count int
-	if err := store.Pool().QueryRow(ctx, `SELECT count(*) FROM events`).Scan(&count); err != nil || count != 1 {
+	if err := eventstore.PoolOf(store).QueryRow(ctx, `SELECT count(*) FROM events`).Scan(&count); err != nil || count != 1 {
 		t.Fatalf("events in log = %d (%v), want 1", count, err)
 	}
 	// The same ids at a later version are a retry too, not a second copy.
@@ -118,7 +118,7 @@ func TestRetriedAppendWithSameEventIDsIsStoredOnce(t *testing.T) {
 	if _, err := store.Append(ctx, run, 1, hb); err != nil {
 		t.Fatalf("retried heartbeat: %v", err)
 	}
-	if err := store.Pool().QueryRow(ctx, `SELECT count(*) FROM events`).Scan(&count); err != nil || count != 2 {
+	if err := eventstore.PoolOf(store).QueryRow(ctx, `SELECT count(*) FROM events`).Scan(&count); err != nil || count != 2 {
 		t.Fatalf("events in log = %d (%v), want 2", count, err)
 	}
 }
@@ -181,7 +181,7 @@ func TestLogIsAppendOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, sql := range []string{`UPDATE events SET type = 'x'`, `DELETE FROM events`, `TRUNCATE events`} {
-		if _, err := store.Pool().Exec(ctx, sql); err == nil {
+		if _, err := eventstore.PoolOf(store).Exec(ctx, sql); err == nil {
 			t.Fatalf("%s succeeded on the log", sql)
 		}
 	}

@@ -34,7 +34,7 @@ func replica(t *testing.T, url string, clock *fakeclock.Clock, name string, trac
 	t.Cleanup(pool.Close)
 	rn := runs.NewRunner(eventstore.New(pool), domain.DefaultPolicy())
 	rn.Now = clock.Now
-	r, err := reaper.New(reaper.Config{Runner: rn, Interval: time.Second, Logger: quiet, Instance: name})
+	r, err := reaper.New(reaper.Config{Runner: rn, Pool: pool, Interval: time.Second, Logger: quiet, Instance: name})
 	if err != nil {
 		t.Fatal(err)
 	}

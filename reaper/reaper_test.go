@@ -14,6 +14,7 @@ import (
 
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/internal/advisory"
 	"github.com/runledger/runledger/internal/fakeclock"
 	"github.com/runledger/runledger/internal/pgtest"
 	"github.com/runledger/runledger/reaper"
@@ -151,7 +152,8 @@ func TestTwoReapersNeverDoubleEnd(t *testing.T) {
 	ctx := context.Background()
 	clock := fakeclock.New(t0)
 	url := pgtest.URL(t)
-	rnA := runs.NewRunner(eventstore.New(pgtest.Pool(t, url)), domain.DefaultPolicy())
+	poolA := pgtest.Pool(t, url)
+	rnA := runs.NewRunner(eventstore.New(poolA), domain.DefaultPolicy())
 	rnB := runs.NewRunner(eventstore.New(pgtest.Pool(t, url)), domain.DefaultPolicy())
 	rnA.Now, rnB.Now = clock.Now, clock.Now
 	const n = 1000
@@ -174,7 +176,7 @@ func TestTwoReapersNeverDoubleEnd(t *testing.T) {
 	}
 	wg.Wait()
 	var stale, distinct int
-	if err := rnA.Store.Pool().QueryRow(ctx, `SELECT count(*), count(DISTINCT stream_id) FROM events WHERE type = 'RunStaleFailed'`).
+	if err := poolA.QueryRow(ctx, `SELECT count(*), count(DISTINCT stream_id) FROM events WHERE type = 'RunStaleFailed'`).
 		Scan(&stale, &distinct); err != nil {
 		t.Fatal(err)
 	}
@@ -190,17 +192,18 @@ func TestTwoReapersNeverDoubleEnd(t *testing.T) {
 func TestAdvisoryLockLetsOneReplicaSweep(t *testing.T) {
 	ctx := context.Background()
 	url := pgtest.URL(t)
-	rn := runs.NewRunner(eventstore.New(pgtest.Pool(t, url)), domain.DefaultPolicy())
+	pool := pgtest.Pool(t, url)
+	rn := runs.NewRunner(eventstore.New(pool), domain.DefaultPolicy())
 	holder := pgtest.Pool(t, url)
 	conn, err := holder.Acquire(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Release()
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, 0x7265617065); err != nil {
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(advisory.Reaper)); err != nil {
 		t.Fatal(err)
 	}
-	r, _ := reaper.New(reaper.Config{Runner: rn, Interval: time.Second, Logger: quiet})
+	r, _ := reaper.New(reaper.Config{Runner: rn, Pool: pool, Interval: time.Second, Logger: quiet})
 	if res, err := r.Sweep(ctx); err != nil || !res.Skipped {
 		t.Fatalf("sweep while another replica holds the lock = %+v %v", res, err)
 	}

@@ -35,7 +35,8 @@ func heartbeat(n int) []eventstore.NewEvent {
 
 func TestConcurrentStartsOneBusinessExactlyOneSucceeds(t *testing.T) {
 	ctx := context.Background()
-	rn, _ := newRunner(t)
+	pool := pgtest.NewDB(t)
+	rn := runs.NewRunner(eventstore.New(pool), domain.DefaultPolicy())
 	const n = 20
 	var (
 		wg     sync.WaitGroup
@@ -71,7 +72,7 @@ func TestConcurrentStartsOneBusinessExactlyOneSucceeds(t *testing.T) {
 		}
 	}
 	var count int
-	if err := rn.Store.Pool().QueryRow(ctx, `SELECT count(*) FROM events WHERE type = 'RunStarted'`).Scan(&count); err != nil || count != 1 {
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM events WHERE type = 'RunStarted'`).Scan(&count); err != nil || count != 1 {
 		t.Fatalf("RunStarted in log = %d (%v), want 1", count, err)
 	}
 }

@@ -218,7 +218,7 @@ func (s *service) build(ctx context.Context, policy domain.Policy, auth *api.Aut
 		rn.OnAppended = s.api.Metrics().ObserveResult
 		rn.OnConflict = s.api.Metrics().Conflict
 	}
-	s.reaper, err = reaper.New(reaper.Config{Runner: reapRunner, Interval: s.cfg.ReapInterval, Logger: s.logger,
+	s.reaper, err = reaper.New(reaper.Config{Runner: reapRunner, Pool: s.reapPool, Interval: s.cfg.ReapInterval, Logger: s.logger,
 		Metrics: reaper.NewMetrics(reg), Instance: s.origin})
 	if err != nil {
 		return err
