@@ -65,7 +65,9 @@ func TestIdempotencySweepKeepsUnansweredClaimsADay(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.NewDB(t)
 	keys := runs.NewIdempotencyKeys(pool)
-	scope := func(k string) runs.KeyScope { return runs.KeyScope{Business: "acme", Method: "POST", Path: "/p", Key: k} }
+	scope := func(k string) runs.KeyScope {
+		return runs.KeyScope{Business: "acme", Method: "POST", Path: "/p", Key: k}
+	}
 	answered, _, err := keys.Claim(ctx, scope("answered"), []byte("h"), t0, time.Second)
 	if err != nil {
 		t.Fatal(err)
