@@ -59,7 +59,7 @@ func (s *Store) newAppend(streamID uuid.UUID, base domain.Run, events []NewEvent
 		r.occurred = append(r.occurred, ne.Event.When())
 	}
 	r.staleAt = r.next.StaleAt(s.opts.DefaultTTL)
-	state, err := json.Marshal(r.next)
+	state, err := encodeRun(r.next)
 	r.state = state
 	return r, err
 }

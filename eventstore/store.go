@@ -195,14 +195,6 @@ func scanRun(row pgx.Row) (domain.Run, error) {
 	return decodeRun(raw)
 }
 
-func decodeRun(raw []byte) (domain.Run, error) {
-	var r domain.Run
-	if err := json.Unmarshal(raw, &r); err != nil {
-		return domain.Run{}, fmt.Errorf("decode run snapshot: %w", err)
-	}
-	return r, nil
-}
-
 // duplicate answers a retried append whose events are already stored. It
 // returns *VersionConflictError if they are not (all of them, on this
 // stream), and the database's error, wrapped, if it could not look.
