@@ -14,6 +14,7 @@ import (
 	"github.com/runledger/runledger/api"
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/runs"
 )
 
 // retryLookupKiller terminates, once armed, the session about to look up
@@ -53,7 +54,7 @@ func TestDatabaseErrorDuringAppendAnswers503(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(pool.Close)
-		rn := eventstore.NewRunner(eventstore.New(pool), domain.DefaultPolicy())
+		rn := runs.NewRunner(eventstore.New(pool), domain.DefaultPolicy())
 		rn.Now, rn.OnConflict = c.Now, func() { conflicts.Add(1) }
 		c.Runner = rn
 	})

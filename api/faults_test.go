@@ -13,6 +13,7 @@ import (
 	"github.com/runledger/runledger/eventstore"
 	"github.com/runledger/runledger/internal/pgtest"
 	"github.com/runledger/runledger/projections"
+	"github.com/runledger/runledger/runs"
 )
 
 // With its database gone, the API answers 503 unavailable with Retry-After,
@@ -21,7 +22,7 @@ func TestDatabaseOutageAnswers503(t *testing.T) {
 	pool := pgtest.Pool(t, pgtest.URL(t))
 	pool.Close()
 	auth, _ := api.NewAuthenticator(secret, func() time.Time { return t0 })
-	runner := eventstore.NewRunner(eventstore.New(pool), domain.DefaultPolicy())
+	runner := runs.NewRunner(eventstore.New(pool), domain.DefaultPolicy())
 	srv := api.New(api.Config{Runner: runner, Pool: pool, Auth: auth, Policy: domain.DefaultPolicy(),
 		Now: func() time.Time { return t0 }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	e := &env{t: t, auth: auth, server: srv, url: serveHTTP(t, srv)}

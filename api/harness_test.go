@@ -25,6 +25,7 @@ import (
 	"github.com/runledger/runledger/internal/fakeclock"
 	"github.com/runledger/runledger/internal/pgtest"
 	"github.com/runledger/runledger/projections"
+	"github.com/runledger/runledger/runs"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -40,7 +41,7 @@ type env struct {
 	clock  *fakeclock.Clock
 	auth   *api.Authenticator
 	server *api.Server
-	runner *eventstore.Runner
+	runner *runs.Runner
 	url    string
 	// stopProjector stops the projections (tests of a read model that falls behind).
 	stopProjector func()
@@ -70,7 +71,7 @@ func newEnvOn(t testing.TB, pool *pgxpool.Pool, configure func(*api.Config)) *en
 		storeOpts.NotifyChannel = feed.AppendsChannel
 	}
 	store := eventstore.NewWithOptions(pool, storeOpts)
-	runner := eventstore.NewRunner(store, domain.DefaultPolicy())
+	runner := runs.NewRunner(store, domain.DefaultPolicy())
 	runner.Now = clock.Now
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	changes := feed.New[projections.RunRow](projections.ReadOffsets)

@@ -4,39 +4,32 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/runs"
 )
 
 // Idempotency-Key handling, for every command (every POST route): the first
 // answer to a key is stored with the request's hash, and a retry of the same
-// request gets that answer without the command running again.
+// request gets that answer without the command running again. The keys'
+// storage (claims, answers, the sweep) is runs.IdempotencyKeys; this file is
+// the HTTP side: the header, the request's hash, the stored answer written.
 const (
 	// IdempotencyKeyHeader is the request header that names a logical command.
 	IdempotencyKeyHeader = "Idempotency-Key"
 	// IdempotentReplayedHeader is "true" on an answer replayed from a stored key.
 	IdempotentReplayedHeader = "Idempotent-Replayed"
-	// IdempotencyKeyTTL is how long a key's answer is kept.
-	IdempotencyKeyTTL    = 24 * time.Hour
-	maxIdempotencyKeyLen = 255
+	maxIdempotencyKeyLen     = 255
 )
 
 type handlerFunc = func(http.ResponseWriter, *http.Request, call) error
-
-// idempotencyScope is what a key is unique within.
-type idempotencyScope struct {
-	business, method, path, key string
-}
 
 // idempotent wraps a command handler (called after authorization, so a stored
 // answer never reaches a caller who may not make the request). Without the
@@ -77,14 +70,14 @@ func (s *Server) idempotent(h handlerFunc) handlerFunc {
 		}
 		ctx, cancel := context.WithDeadline(context.WithoutCancel(r.Context()), deadline)
 		defer cancel()
-		scope := idempotencyScope{business: c.business, method: r.Method, path: r.URL.Path, key: key}
+		scope := runs.KeyScope{Business: c.business, Method: r.Method, Path: r.URL.Path, Key: key}
 		hash := requestHash(r.Method, r.URL.Path, body)
 
 		cl, err := s.awaitClaim(ctx, w, scope, hash, time.Until(deadline)+claimLeaseMargin)
 		if err != nil || cl == nil {
 			return err
 		}
-		r = r.WithContext(withCommandID(ctx, cl.commandID))
+		r = r.WithContext(withCommandID(ctx, cl.CommandID))
 		r.Body = io.NopCloser(bytes.NewReader(body))
 
 		s.hooks.before(ctx)
@@ -98,11 +91,11 @@ func (s *Server) idempotent(h handlerFunc) handlerFunc {
 		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), claimLeaseMargin)
 		defer scancel()
 		if rec.status < 500 && !errors.Is(herr, eventstore.ErrVersionConflict) {
-			if err := s.storeAnswer(sctx, cl, rec); err != nil {
+			if err := s.keys.Answer(sctx, cl, rec.status, rec.header, rec.body.Bytes()); err != nil {
 				// The command ran: answer it; a retry finds its events.
 				s.logger.Error("store idempotent answer", "path", r.URL.Path, "err", err, "request_id", requestID(ctx))
 			}
-		} else if err := s.releaseClaim(sctx, cl); err != nil {
+		} else if err := s.keys.Release(sctx, cl); err != nil {
 			s.logger.Warn("release idempotency claim", "path", r.URL.Path, "err", err, "request_id", requestID(ctx))
 		}
 		rec.writeTo(w)
@@ -114,22 +107,22 @@ func (s *Server) idempotent(h handlerFunc) handlerFunc {
 // itself (a stored answer replayed, or 422 for another request under the
 // key) and returns nil. While another request holds the key's live claim,
 // it polls for that request's answer.
-func (s *Server) awaitClaim(ctx context.Context, w http.ResponseWriter, sc idempotencyScope, hash []byte, lease time.Duration) (*claim, error) {
+func (s *Server) awaitClaim(ctx context.Context, w http.ResponseWriter, sc runs.KeyScope, hash []byte, lease time.Duration) (*runs.Claim, error) {
 	pause := claimPollMin
 	for {
-		cl, stored, err := s.claimKey(ctx, sc, hash, lease)
+		cl, stored, err := s.keys.Claim(ctx, sc, hash, s.now(), lease)
 		if err != nil {
 			return nil, err
 		}
 		if cl != nil {
 			return cl, nil
 		}
-		if !bytes.Equal(stored.hash, hash) {
+		if !bytes.Equal(stored.Hash, hash) {
 			return nil, newProblem(CodeIdempotencyKeyReused, fmt.Sprintf(
-				"Idempotency-Key %q was used with another request to %s %s", sc.key, sc.method, sc.path))
+				"Idempotency-Key %q was used with another request to %s %s", sc.Key, sc.Method, sc.Path))
 		}
-		if stored.status != 0 {
-			stored.replay(w)
+		if stored.Status != 0 {
+			replay(w, stored)
 			return nil, nil
 		}
 		t := time.NewTimer(pause) // real time: the holder's progress, not the server's clock
@@ -137,7 +130,7 @@ func (s *Server) awaitClaim(ctx context.Context, w http.ResponseWriter, sc idemp
 		case <-ctx.Done():
 			t.Stop()
 			return nil, retryable(CodeUnavailable, fmt.Sprintf(
-				"a request with Idempotency-Key %q is still running; retry shortly", sc.key), time.Second)
+				"a request with Idempotency-Key %q is still running; retry shortly", sc.Key), time.Second)
 		case <-t.C:
 		}
 		pause = min(2*pause, claimPollMax)
@@ -188,22 +181,14 @@ func requestHash(method, path string, body []byte) []byte {
 	return h.Sum(nil)
 }
 
-// storedAnswer is what a key holds: the request's hash and, once its
-// command answered, the answer (status 0 while it runs).
-type storedAnswer struct {
-	hash   []byte
-	status int
-	header http.Header
-	body   []byte
-}
-
-func (a storedAnswer) replay(w http.ResponseWriter) {
-	for k, vs := range a.header {
+// replay writes a stored answer, marked as replayed.
+func replay(w http.ResponseWriter, a runs.StoredAnswer) {
+	for k, vs := range a.Header {
 		w.Header()[k] = vs
 	}
 	w.Header().Set(IdempotentReplayedHeader, "true")
-	w.WriteHeader(a.status)
-	_, _ = w.Write(a.body)
+	w.WriteHeader(a.Status)
+	_, _ = w.Write(a.Body)
 }
 
 const (
@@ -215,100 +200,6 @@ const (
 	claimPollMin = 5 * time.Millisecond
 	claimPollMax = 100 * time.Millisecond
 )
-
-// claim is a key claimed for one command.
-type claim struct {
-	scope idempotencyScope
-	// createdAt is when the key was first claimed (a takeover keeps it): it
-	// identifies this use of the key.
-	createdAt time.Time
-	commandID uuid.UUID
-}
-
-// claimKey claims the key in one statement of its own and returns the
-// claim, or, when the key is held (answered, or claimed by a live request),
-// what it holds. A claim whose lease ran out with no answer is taken over
-// with its CommandID (its command may have appended); a key answered more
-// than 24 hours ago is claimed afresh.
-func (s *Server) claimKey(ctx context.Context, sc idempotencyScope, hash []byte, lease time.Duration) (*claim, storedAnswer, error) {
-	pool := s.store.Pool()
-	now := s.now().UTC()
-	var createdAt time.Time
-	err := pool.QueryRow(ctx, `
-		INSERT INTO idempotency_keys AS k (business_id, method, path, key, request_hash, created_at, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)
-		ON CONFLICT (business_id, method, path, key) DO UPDATE
-		SET request_hash = EXCLUDED.request_hash, status = NULL, header = NULL, body = NULL,
-		    created_at = CASE WHEN k.status IS NULL THEN k.created_at ELSE EXCLUDED.created_at END,
-		    expires_at = EXCLUDED.expires_at
-		WHERE k.expires_at <= EXCLUDED.created_at
-		  AND (k.status IS NOT NULL OR k.request_hash = EXCLUDED.request_hash)
-		RETURNING created_at`,
-		sc.business, sc.method, sc.path, sc.key, hash, now, now.Add(lease)).Scan(&createdAt)
-	switch {
-	case err == nil:
-		return &claim{scope: sc, createdAt: createdAt, commandID: commandID(sc, createdAt)}, storedAnswer{}, nil
-	case !errors.Is(err, pgx.ErrNoRows):
-		return nil, storedAnswer{}, fmt.Errorf("idempotency key: claim: %w", err)
-	}
-	var (
-		a      storedAnswer
-		status *int
-	)
-	err = pool.QueryRow(ctx, `
-		SELECT request_hash, status, header, body FROM idempotency_keys
-		WHERE business_id = $1 AND method = $2 AND path = $3 AND key = $4`,
-		sc.business, sc.method, sc.path, sc.key).Scan(&a.hash, &status, &a.header, &a.body)
-	if errors.Is(err, pgx.ErrNoRows) { // swept between the two: claim again
-		return s.claimKey(ctx, sc, hash, lease)
-	}
-	if err != nil {
-		return nil, storedAnswer{}, fmt.Errorf("idempotency key: read answer: %w", err)
-	}
-	if status != nil {
-		a.status = *status
-	}
-	return nil, a, nil
-}
-
-// commandID names the command of one use of a key: a version 7 id with the
-// claim's time, the rest derived from the key's scope.
-func commandID(sc idempotencyScope, createdAt time.Time) uuid.UUID {
-	var base uuid.UUID
-	ms := uint64(createdAt.UnixMilli())
-	for i := range 6 {
-		base[i] = byte(ms >> (8 * (5 - i)))
-	}
-	return eventstore.DeriveID(base, "idempotency-key", sc.business, sc.method, sc.path, sc.key,
-		strconv.FormatInt(createdAt.UnixMicro(), 10))
-}
-
-// storeAnswer records the answer under the claimed key, kept 24 hours from
-// the claim.
-func (s *Server) storeAnswer(ctx context.Context, cl *claim, rec *answerRecorder) error {
-	header, err := json.Marshal(rec.header)
-	if err != nil {
-		return err
-	}
-	sc := cl.scope
-	_, err = s.store.Pool().Exec(ctx, `
-		UPDATE idempotency_keys SET status = $6, header = $7, body = $8, expires_at = $5::timestamptz + $9::interval
-		WHERE business_id = $1 AND method = $2 AND path = $3 AND key = $4 AND created_at = $5 AND status IS NULL`,
-		sc.business, sc.method, sc.path, sc.key, cl.createdAt, rec.status, string(header), rec.body.Bytes(),
-		IdempotencyKeyTTL)
-	return err
-}
-
-// releaseClaim ends the claim's lease without an answer: the next request
-// with the key takes it over at once.
-func (s *Server) releaseClaim(ctx context.Context, cl *claim) error {
-	sc := cl.scope
-	_, err := s.store.Pool().Exec(ctx, `
-		UPDATE idempotency_keys SET expires_at = created_at
-		WHERE business_id = $1 AND method = $2 AND path = $3 AND key = $4 AND created_at = $5 AND status IS NULL`,
-		sc.business, sc.method, sc.path, sc.key, cl.createdAt)
-	return err
-}
 
 type commandIDKey struct{}
 

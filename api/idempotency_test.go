@@ -16,6 +16,7 @@ import (
 	"github.com/runledger/runledger/api"
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/runs"
 )
 
 func keyed(key string) http.Header { return http.Header{"Idempotency-Key": {key}} }
@@ -255,11 +256,11 @@ func TestIdempotencyKeysExpireAndAreSwept(t *testing.T) {
 		t.Fatalf("%d keys stored, want 2", keys())
 	}
 	e.clock.Advance(23*time.Hour + time.Second) // "young" is 24h+1s old, "old" (reclaimed) 23h+1s
-	n, err := api.SweepIdempotencyKeys(ctx, e.pool, e.clock.Now())
+	n, err := runs.NewIdempotencyKeys(e.pool).Sweep(ctx, e.clock.Now())
 	if err != nil || n != 1 || keys() != 1 {
 		t.Fatalf("sweep deleted %d (%v), %d left; want 1 deleted, 1 left", n, err, keys())
 	}
-	if n, err := api.SweepIdempotencyKeys(ctx, e.pool, e.clock.Now()); err != nil || n != 0 {
+	if n, err := runs.NewIdempotencyKeys(e.pool).Sweep(ctx, e.clock.Now()); err != nil || n != 0 {
 		t.Fatalf("second sweep deleted %d (%v)", n, err)
 	}
 }
@@ -292,7 +293,8 @@ func TestKeyedCommandsLeaveConnectionsForTheirAppends(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(small.Close)
-		c.Runner = eventstore.NewRunner(eventstore.New(small), domain.DefaultPolicy())
+		c.Runner = runs.NewRunner(eventstore.New(small), domain.DefaultPolicy())
+		c.CommandPool = small
 		c.RequestTimeout = 3 * time.Second
 	})
 	const n = 16

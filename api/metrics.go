@@ -17,7 +17,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/runledger/runledger/domain"
-	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/runs"
 )
 
 // Metrics are the API's Prometheus collectors.
@@ -54,7 +54,7 @@ func (m *Metrics) observeRequest(route string, status int, d time.Duration) {
 
 // ObserveResult counts the starts and ends in a command's events; wire it to
 // Runner.OnAppended so the reaper's ends count too.
-func (m *Metrics) ObserveResult(res eventstore.Result) {
+func (m *Metrics) ObserveResult(res runs.Result) {
 	for _, e := range res.Events {
 		switch e.(type) {
 		case domain.RunStarted:

@@ -12,6 +12,7 @@ import (
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
 	"github.com/runledger/runledger/projections"
+	"github.com/runledger/runledger/runs"
 )
 
 // call is an authorised request on one business.
@@ -136,7 +137,7 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request, c call) error 
 	}
 	runID := uuid.Must(uuid.NewV7())
 	if cmdID := commandIDOf(r.Context()); cmdID != uuid.Nil {
-		runID = eventstore.DeriveID(cmdID, "run") // a retry of the command starts the same run
+		runID = runs.DeriveID(cmdID, "run") // a retry of the command starts the same run
 	}
 	if req.RunID != nil {
 		id, err := parseRunID(*req.RunID, "run_id")

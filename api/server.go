@@ -1,5 +1,5 @@
-// Package api serves runledger's HTTP contract (v1): commands go through the
-// event store's Runner, queries read the projections' read models, and every
+// Package api serves runledger's HTTP contract (v1): commands go through
+// runs.Runner, queries read the projections' read models, and every
 // read of "active" applies the TTL rule at read time.
 package api
 
@@ -24,6 +24,7 @@ import (
 	"github.com/runledger/runledger/internal/clock"
 	"github.com/runledger/runledger/internal/ratelog"
 	"github.com/runledger/runledger/projections"
+	"github.com/runledger/runledger/runs"
 	"github.com/runledger/runledger/webhooks"
 )
 
@@ -32,12 +33,16 @@ var openAPI []byte
 
 // Config holds the server's dependencies.
 type Config struct {
-	Runner *eventstore.Runner
+	Runner *runs.Runner
 	// Pool is the reads pool: the read models, the log's reads, /metrics.
 	Pool *pgxpool.Pool
+	// CommandPool is the commands pool, the one the Runner's store appends
+	// on: the Idempotency-Key claims and answers run there, beside the
+	// appends they wait for (default Pool).
+	CommandPool *pgxpool.Pool
 	// Pools are the process's pools by role (commands, reads, projector,
 	// reaper), reported in runledger_db_pool_*; default the reads pool and
-	// the Runner's.
+	// CommandPool.
 	Pools  map[string]*pgxpool.Pool
 	Auth   *Authenticator
 	Policy domain.Policy
@@ -83,10 +88,11 @@ type Config struct {
 
 // Server is the HTTP API.
 type Server struct {
-	runner *eventstore.Runner
-	store  *eventstore.Store
-	// log reads the log on the reads pool (store appends on the commands
-	// pool, whose connections the appends wait on).
+	runner *runs.Runner
+	// keys are the Idempotency-Key answers, on the commands pool.
+	keys *runs.IdempotencyKeys
+	// log reads the log on the reads pool (the Runner appends on the
+	// commands pool, whose connections the appends wait on).
 	log     *eventstore.Store
 	pool    *pgxpool.Pool
 	auth    *Authenticator
@@ -153,17 +159,20 @@ func New(cfg Config) *Server {
 	if cfg.ConsistencyWait <= 0 {
 		cfg.ConsistencyWait = 2 * time.Second
 	}
+	if cfg.CommandPool == nil {
+		cfg.CommandPool = cfg.Pool
+	}
 	if cfg.Webhooks == nil {
 		cfg.Webhooks = &webhooks.Endpoints{Pool: cfg.Pool, Now: cfg.Now}
 	}
-	s := &Server{webhooks: cfg.Webhooks, runner: cfg.Runner, store: cfg.Runner.Store, pool: cfg.Pool, auth: cfg.Auth, policy: cfg.Policy,
+	s := &Server{webhooks: cfg.Webhooks, runner: cfg.Runner, keys: runs.NewIdempotencyKeys(cfg.CommandPool), pool: cfg.Pool, auth: cfg.Auth, policy: cfg.Policy,
 		now: cfg.Now, logger: cfg.Logger, cfg: cfg, mux: http.NewServeMux(), closing: make(chan struct{}),
 		failures: ratelog.New(cfg.Logger, time.Second), streams: newStreamLimiter(cfg.MaxStreams, cfg.MaxStreamsPerToken)}
 	s.log = eventstore.New(cfg.Pool)
 	s.observed = &observer{s: s}
 	s.pools = cfg.Pools
 	if s.pools == nil {
-		s.pools = map[string]*pgxpool.Pool{"reads": cfg.Pool, "commands": cfg.Runner.Store.Pool()}
+		s.pools = map[string]*pgxpool.Pool{"reads": cfg.Pool, "commands": cfg.CommandPool}
 	}
 	s.offsets = &offsetRefresher{feed: cfg.Feed, pool: cfg.Pool}
 	s.metrics = newMetrics(cfg.Registry, s)

@@ -59,80 +59,9 @@ func (s *Store) newAppend(streamID uuid.UUID, base domain.Run, events []NewEvent
 		r.occurred = append(r.occurred, ne.Event.When())
 	}
 	r.staleAt = r.next.StaleAt(s.opts.DefaultTTL)
-	state, err := json.Marshal(r.next)
+	state, err := encodeRun(r.next)
 	r.state = state
 	return r, err
-}
-
-// appendSQL appends the events of several commands in one statement: for
-// each command it moves the run's snapshot from the expected version
-// (UPDATE … WHERE version = expected AND NOT ended; for a new run an INSERT)
-// and inserts its events only if that matched. A concurrent append of the
-// same run blocks on the snapshot row, then finds the version moved and
-// inserts nothing. Positions are drawn first, so each snapshot records its
-// run's last position. It returns (run_id, last position) per command that
-// applied.
-//
-// With strict=false, a new run that conflicts with an existing run or with
-// the one-open-run-per-business index is skipped (ON CONFLICT DO NOTHING),
-// so it cannot fail the other commands; its caller learns why by appending
-// alone (strict=true), which raises the violation by name.
-//
-// With notify, the statement also sends the highest position it wrote on
-// the LISTEN/NOTIFY channel $17 (delivered at commit), once per statement:
-// the other replicas' projectors wake for it. The notification is a
-// materialized CTE, so it runs once whatever the plan; a statement that wrote
-// nothing sends nothing (it is filtered on a position having been written,
-// which a generic plan would otherwise send as an empty payload).
-func appendSQL(strict, notify bool) string {
-	onConflict := ` ON CONFLICT DO NOTHING`
-	if strict {
-		onConflict = ``
-	}
-	final := `SELECT stream_id, max(position) FROM written GROUP BY stream_id`
-	if notify {
-		final = `, notified AS MATERIALIZED (
-		SELECT pg_notify($17, top::text) FROM (SELECT max(position) AS top FROM written) m WHERE top IS NOT NULL
-	)
-	SELECT w.stream_id, max(w.position) FROM written w, notified GROUP BY w.stream_id`
-	}
-	return `WITH input AS MATERIALIZED (
-		SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bool[], $5::timestamptz[], $6::timestamptz[], $7::bytea[], $8::text[])
-			AS i(run_id, expected, next_version, ended, last_heartbeat_at, stale_at, state, business_id)
-	), ev AS MATERIALIZED (
-		SELECT e.*, nextval(pg_get_serial_sequence('events', 'position')) AS pos
-		FROM unnest($9::uuid[], $10::uuid[], $11::bigint[], $12::text[], $13::int[], $14::jsonb[], $15::jsonb[], $16::timestamptz[])
-			WITH ORDINALITY AS e(run_id, id, v, t, sv, d, m, o, n)
-		ORDER BY e.n
-	), last AS (
-		SELECT run_id, max(pos) AS pos FROM ev GROUP BY run_id
-	), moved AS (
-		UPDATE run_snapshots rs SET version = i.next_version, ended = i.ended, last_heartbeat_at = i.last_heartbeat_at,
-			stale_at = i.stale_at, state = i.state, last_position = last.pos
-		FROM input i JOIN last USING (run_id)
-		WHERE rs.run_id = i.run_id AND i.expected > 0 AND rs.version = i.expected AND NOT rs.ended
-		RETURNING rs.run_id
-	), created AS (
-		INSERT INTO run_snapshots (run_id, business_id, version, ended, last_heartbeat_at, stale_at, state, last_position)
-		SELECT i.run_id, i.business_id, i.next_version, i.ended, i.last_heartbeat_at, i.stale_at, i.state, last.pos
-		FROM input i JOIN last USING (run_id) WHERE i.expected = 0` + onConflict + `
-		RETURNING run_id
-	), ok AS (
-		SELECT run_id FROM moved UNION ALL SELECT run_id FROM created
-	), written AS (
-		INSERT INTO events (position, event_id, stream_id, stream_version, business_id, type, schema_version, data, metadata, occurred_at)
-		SELECT ev.pos, ev.id, ev.run_id, ev.v, i.business_id, ev.t, ev.sv, ev.d, ev.m, ev.o
-		FROM ev JOIN ok USING (run_id) JOIN input i USING (run_id)
-		ORDER BY ev.pos
-		RETURNING stream_id, position
-	)
-	` + final
-}
-
-// appendStatements are the forms of the append statement, by [strict][notify].
-var appendStatements = [2][2]string{
-	{appendSQL(false, false), appendSQL(false, true)},
-	{appendSQL(true, false), appendSQL(true, true)},
 }
 
 // appendStatement returns the statement to run and its extra arguments.
@@ -152,7 +81,7 @@ func b2i(b bool) int {
 	return 0
 }
 
-// appendArgs are the statement's arguments for reqs.
+// appendArgs are the statement's arguments for reqs, in appendParams' order.
 func appendArgs(reqs []*appendReq) []any {
 	var (
 		runIDs, evRuns, evIDs          []uuid.UUID

@@ -15,6 +15,7 @@ import (
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
 	"github.com/runledger/runledger/internal/pgtest"
+	"github.com/runledger/runledger/runs"
 )
 
 // One batch statement carries good commands beside a conflicting one, a
@@ -160,7 +161,7 @@ func waitLockWaiters(t *testing.T, pool *pgxpool.Pool, n int) {
 func countEvents(t *testing.T, store *eventstore.Store) int {
 	t.Helper()
 	var n int
-	if err := store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM events`).Scan(&n); err != nil {
+	if err := eventstore.PoolOf(store).QueryRow(context.Background(), `SELECT count(*) FROM events`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -179,7 +180,7 @@ func TestConcurrentHeartbeatsThroughBatchesAreStoredOnce(t *testing.T) {
 		largest = max(largest, n)
 		mu.Unlock()
 	}})
-	rn := eventstore.NewRunner(store, domain.Policy{StaleAfter: time.Hour}) // no coalescing: every heartbeat is stored
+	rn := runs.NewRunner(store, domain.Policy{StaleAfter: time.Hour}) // no coalescing: every heartbeat is stored
 	const runs, beats = 64, 200
 	ids := make([]uuid.UUID, runs)
 	for i := range ids {

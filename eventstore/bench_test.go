@@ -12,6 +12,7 @@ import (
 	"github.com/runledger/runledger/eventstore"
 	"github.com/runledger/runledger/internal/fakeclock"
 	"github.com/runledger/runledger/internal/pgtest"
+	"github.com/runledger/runledger/runs"
 )
 
 // BenchmarkHeartbeatCommand measures one stored heartbeat command (load,
@@ -23,19 +24,19 @@ func BenchmarkHeartbeatCommand(b *testing.B) {
 	clock := fakeclock.New(t0)
 	// Seed both streams before timing either, so neither pays for the
 	// other's seeding (autovacuum of 10,000 fresh rows).
-	runs := map[int]uuid.UUID{}
+	streams := map[int]uuid.UUID{}
 	for _, length := range []int{10, 10_000} {
-		runs[length] = uuid.New()
-		seedStream(b, store, business(runs[length]), runs[length], length, clock)
+		streams[length] = uuid.New()
+		seedStream(b, store, business(streams[length]), streams[length], length, clock)
 	}
-	if _, err := store.Pool().Exec(ctx, `VACUUM ANALYZE events`); err != nil {
+	if _, err := eventstore.PoolOf(store).Exec(ctx, `VACUUM ANALYZE events`); err != nil {
 		b.Fatal(err)
 	}
-	rn := eventstore.NewRunner(store, domain.DefaultPolicy())
+	rn := runs.NewRunner(store, domain.DefaultPolicy())
 	rn.Now = clock.Now
 	for _, length := range []int{10, 10_000} {
 		b.Run(fmt.Sprintf("stream=%d", length), func(b *testing.B) {
-			run := runs[length]
+			run := streams[length]
 			for i := 0; i < b.N; i++ {
 				clock.Advance(6 * time.Second) // past the coalescing interval: every heartbeat is stored
 				if _, err := rn.Execute(ctx, business(run), run, domain.RecordHeartbeat{}, eventstore.Metadata{}); err != nil {

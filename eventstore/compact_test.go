@@ -17,6 +17,7 @@ import (
 	"github.com/runledger/runledger/internal/fakeclock"
 	"github.com/runledger/runledger/internal/pgtest"
 	"github.com/runledger/runledger/projections"
+	"github.com/runledger/runledger/runs"
 )
 
 // lifecycleWorld is a log written the way the service writes it (a command
@@ -26,7 +27,7 @@ type lifecycleWorld struct {
 	ctx   context.Context
 	pool  *pgxpool.Pool
 	store *eventstore.Store
-	rn    *eventstore.Runner
+	rn    *runs.Runner
 	clock *fakeclock.Clock
 }
 
@@ -34,7 +35,7 @@ func newLifecycleWorld(t *testing.T) *lifecycleWorld {
 	pool := pgtest.NewDB(t)
 	clock := fakeclock.New(t0)
 	store := eventstore.New(pool)
-	rn := eventstore.NewRunner(store, domain.DefaultPolicy())
+	rn := runs.NewRunner(store, domain.DefaultPolicy())
 	rn.Now = clock.Now
 	return &lifecycleWorld{t: t, ctx: context.Background(), pool: pool, store: store, rn: rn, clock: clock}
 }

@@ -30,7 +30,7 @@ type EraseParams struct {
 	// Actor is who erases ("operator:alice"), for the record.
 	Actor string
 	// Force first ends the business's open run, if any, as cancelled with
-	// Reason, through the normal command path (Runner.Erase only).
+	// Reason, through the normal command path (runs.Runner.Erase only).
 	Force bool
 	// Hook, if set, is called at named points ("erase-deleted": inside the
 	// transaction, before its commit); the crash tests stop the process there.
@@ -99,36 +99,4 @@ func (s *Store) Erase(ctx context.Context, p EraseParams) (EraseResult, error) {
 		return EraseResult{}, fmt.Errorf("erase %s: %w", p.BusinessID, err)
 	}
 	return res, nil
-}
-
-// Erase is Store.Erase through the runner: with p.Force, the business's open
-// run is first ended as cancelled with p.Reason, by the commands a user's
-// cancel and a worker's report would append (so the read models and the
-// feed see it end), and then erased with the rest.
-func (rn *Runner) Erase(ctx context.Context, p EraseParams) (EraseResult, error) {
-	var cancelled string
-	if p.Force {
-		open, err := rn.Store.OpenRun(ctx, p.BusinessID)
-		if err != nil {
-			return EraseResult{}, err
-		}
-		if open.Exists() {
-			meta := Metadata{Actor: p.Actor}
-			res, err := rn.Execute(ctx, p.BusinessID, open.ID, domain.RequestCancel{Reason: p.Reason, RequestedBy: p.Actor}, meta)
-			if err != nil && !errors.Is(err, domain.ErrRunEnded) {
-				return EraseResult{}, fmt.Errorf("erase %s: cancel run %s: %w", p.BusinessID, open.ID, err)
-			}
-			if err == nil && !res.Run.Ended() {
-				_, err = rn.Execute(ctx, p.BusinessID, open.ID, domain.CompleteRun{Outcome: domain.OutcomeCancelled,
-					CompletedCalls: res.Run.CompletedCalls, FailedCalls: res.Run.FailedCalls}, meta)
-				if err != nil && !errors.Is(err, domain.ErrRunEnded) {
-					return EraseResult{}, fmt.Errorf("erase %s: end run %s: %w", p.BusinessID, open.ID, err)
-				}
-			}
-			cancelled = open.ID.String()
-		}
-	}
-	res, err := rn.Store.Erase(ctx, p)
-	res.Cancelled = cancelled
-	return res, err
 }

@@ -14,7 +14,7 @@ import (
 
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
-	"github.com/runledger/runledger/projections"
+	"github.com/runledger/runledger/internal/advisory"
 )
 
 // readModelRows counts the business's rows in the read models and the other
@@ -144,7 +144,7 @@ func TestEraseRefusedDuringRebuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Release()
-	if _, err := conn.Exec(w.ctx, `SELECT pg_advisory_lock($1)`, int64(projections.RebuildLockKey)); err != nil {
+	if _, err := conn.Exec(w.ctx, `SELECT pg_advisory_lock($1)`, int64(advisory.Rebuild)); err != nil {
 		t.Fatal(err)
 	}
 	_, err = w.rn.Erase(w.ctx, eventstore.EraseParams{BusinessID: "b", Reason: "r"})

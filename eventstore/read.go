@@ -163,3 +163,15 @@ func (s *Store) PositionOffset(ctx context.Context, position int64) (txID uint64
 	}
 	return uint64(tx), true, nil
 }
+
+// LastOfEvents returns the highest stream version and log position among the
+// events of stream streamID whose ids are in ids, and zeros when none of them
+// is stored (a command looking for the events its first attempt appended).
+func (s *Store) LastOfEvents(ctx context.Context, streamID uuid.UUID, ids []uuid.UUID) (version, position int64, err error) {
+	err = s.pool.QueryRow(ctx, `SELECT coalesce(max(stream_version), 0), coalesce(max(position), 0)
+		FROM events WHERE event_id = ANY($1) AND stream_id = $2`, ids, streamID).Scan(&version, &position)
+	if err != nil {
+		return 0, 0, fmt.Errorf("events of run %s: %w", streamID, err)
+	}
+	return version, position, nil
+}

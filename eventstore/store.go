@@ -1,8 +1,3 @@
-// Package eventstore owns the log: all SQL that appends to and reads the
-// events table and the write-side run snapshots kept beside it. Appends use
-// optimistic concurrency on the stream version; the snapshot row of a run is
-// updated in the same transaction, so loading a run costs one row whatever
-// the length of its stream.
 package eventstore
 
 import (
@@ -135,9 +130,6 @@ func NewWithOptions(pool *pgxpool.Pool, opts Options) *Store {
 	return s
 }
 
-// Pool returns the store's connection pool.
-func (s *Store) Pool() *pgxpool.Pool { return s.pool }
-
 // Append adds events to the stream streamID if its version is still
 // expectedVersion (0 for a new stream), and updates the run's snapshot in the
 // same statement. It returns *VersionConflictError if the stream moved,
@@ -201,14 +193,6 @@ func scanRun(row pgx.Row) (domain.Run, error) {
 		return domain.Run{}, err
 	}
 	return decodeRun(raw)
-}
-
-func decodeRun(raw []byte) (domain.Run, error) {
-	var r domain.Run
-	if err := json.Unmarshal(raw, &r); err != nil {
-		return domain.Run{}, fmt.Errorf("decode run snapshot: %w", err)
-	}
-	return r, nil
 }
 
 // duplicate answers a retried append whose events are already stored. It

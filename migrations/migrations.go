@@ -23,16 +23,11 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
+	"github.com/runledger/runledger/internal/advisory"
 )
 
 //go:embed *.sql
 var files embed.FS
-
-// lockID is the session advisory lock that serialises migrators when several
-// replicas start at once. It is the key today's hand-written runner took
-// ("runl"), so an old and a new binary starting together also wait for each
-// other.
-const lockID = 0x72756e6c
 
 // lockProbes is how many times, a second apart, a migrator tries the lock
 // before giving up (an hour: long enough for a CREATE INDEX CONCURRENTLY on a
@@ -87,7 +82,7 @@ func applyFS(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS, version int64,
 	}
 	db := stdlib.OpenDBFromPool(pool) // closing db leaves the pool open
 	defer db.Close()
-	locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(lockID), lock.WithLockTimeout(1, lockProbes))
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(int64(advisory.Migrate)), lock.WithLockTimeout(1, lockProbes))
 	if err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/runledger/runledger/eventstore"
 	"github.com/runledger/runledger/internal/pgtest"
 	"github.com/runledger/runledger/projections"
+	"github.com/runledger/runledger/runs"
 )
 
 var (
@@ -27,7 +28,7 @@ func scriptedHistory(t *testing.T, store *eventstore.Store) {
 	t.Helper()
 	ctx := context.Background()
 	now := auditT0
-	rn := eventstore.NewRunner(store, domain.DefaultPolicy())
+	rn := runs.NewRunner(store, domain.DefaultPolicy())
 	rn.Now = func() time.Time { return now }
 	worker := eventstore.Metadata{Actor: "worker:dialer-1"}
 	user := eventstore.Metadata{Actor: "user:alice"}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/internal/advisory"
 	"github.com/runledger/runledger/internal/pgtest"
 	"github.com/runledger/runledger/projections"
 )
@@ -50,7 +51,7 @@ func TestNewGroupReadsCompactedLog(t *testing.T) {
 }
 
 // The erasure function refuses to run beside a rebuild by taking the rebuild's
-// advisory lock, written as a literal in SQL: it must be RebuildLockKey.
+// advisory lock, written as a literal in SQL: it must be advisory.Rebuild.
 func TestEraseFunctionTakesTheRebuildLock(t *testing.T) {
 	pool := pgtest.NewDB(t)
 	var def string
@@ -58,7 +59,7 @@ func TestEraseFunctionTakesTheRebuildLock(t *testing.T) {
 		`SELECT pg_get_functiondef('lifecycle_erase_business(text, text, text)'::regprocedure)`).Scan(&def); err != nil {
 		t.Fatal(err)
 	}
-	want := fmt.Sprintf("pg_try_advisory_xact_lock(%d)", int64(projections.RebuildLockKey))
+	want := fmt.Sprintf("pg_try_advisory_xact_lock(%d)", int64(advisory.Rebuild))
 	if !strings.Contains(def, want) {
 		t.Fatalf("lifecycle_erase_business does not take %s (the rebuild lock):\n%s", want, def)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/runledger/runledger/eventstore"
 	"github.com/runledger/runledger/internal/pgtest"
 	"github.com/runledger/runledger/projections"
+	"github.com/runledger/runledger/runs"
 )
 
 // An event committed while another transaction with an xid is open is
@@ -22,7 +23,7 @@ func TestProjectorNoticesTheHorizonMoving(t *testing.T) {
 	pool := pgtest.NewDB(t)
 	var proj *projections.Projector
 	store := eventstore.NewWithOptions(pool, eventstore.Options{OnCommitted: func(last int64) { proj.Wake(last) }})
-	runner := eventstore.NewRunner(store, domain.DefaultPolicy())
+	runner := runs.NewRunner(store, domain.DefaultPolicy())
 	p, err := projections.NewProjector(pool, projections.Options{PollInterval: 30 * time.Second, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)

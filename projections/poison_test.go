@@ -11,6 +11,7 @@ import (
 	"github.com/runledger/runledger/eventstore"
 	"github.com/runledger/runledger/internal/pgtest"
 	"github.com/runledger/runledger/projections"
+	"github.com/runledger/runledger/runs"
 )
 
 // An event whose projection SQL fails every time (here a test-only trigger
@@ -28,7 +29,7 @@ func TestPoisonEventWhoseSQLFailsIsRecordedAndSkipped(t *testing.T) {
 		CREATE TRIGGER refuse_poison BEFORE INSERT OR UPDATE ON runs FOR EACH ROW EXECUTE FUNCTION refuse_poison();`); err != nil {
 		t.Fatal(err)
 	}
-	rn := eventstore.NewRunner(eventstore.New(pool), domain.DefaultPolicy())
+	rn := runs.NewRunner(eventstore.New(pool), domain.DefaultPolicy())
 	start := func(business, worker string) uuid.UUID {
 		id := uuid.New()
 		if _, err := rn.Start(ctx, domain.StartRun{RunID: id, BusinessID: business, WorkerID: worker, TotalCalls: 5}, eventstore.Metadata{}); err != nil {

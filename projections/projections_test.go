@@ -23,6 +23,7 @@ import (
 	"github.com/runledger/runledger/internal/pgtest"
 	"github.com/runledger/runledger/internal/servetest"
 	"github.com/runledger/runledger/projections"
+	"github.com/runledger/runledger/runs"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -100,7 +101,7 @@ func assertVerified(t *testing.T, pool *pgxpool.Pool) {
 
 // workload drives a realistic mix of commands over several businesses.
 type workload struct {
-	rn    *eventstore.Runner
+	rn    *runs.Runner
 	now   atomic.Int64 // unix nanos of the fake server clock
 	rng   *rand.Rand
 	runs  map[string]uuid.UUID
@@ -110,7 +111,7 @@ type workload struct {
 func newWorkload(pool *pgxpool.Pool, seed int64) *workload {
 	w := &workload{rng: rand.New(rand.NewSource(seed)), runs: map[string]uuid.UUID{}, calls: map[uuid.UUID]int{}}
 	w.now.Store(time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC).UnixNano())
-	w.rn = eventstore.NewRunner(eventstore.New(pool), domain.DefaultPolicy())
+	w.rn = runs.NewRunner(eventstore.New(pool), domain.DefaultPolicy())
 	w.rn.Now = func() time.Time { return time.Unix(0, w.now.Load()).UTC() }
 	return w
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/internal/advisory"
 )
 
 // RebuildOptions configure Rebuild.
@@ -271,32 +272,17 @@ func applyAfter(ctx context.Context, tx pgx.Tx, proj projection, table string, l
 // write the same shadow tables.
 var ErrRebuildInProgress = errors.New("another rebuild is in progress")
 
-// RebuildLockKey is the advisory lock a rebuild holds from start to end
-// (32199620896058468). The erasure function of migration 0008 takes it too,
-// as a literal: TestEraseFunctionTakesTheRebuildLock pins the two together.
-const RebuildLockKey = 0x72656275696c64 // "rebuild"
-
-// lockRebuild takes the rebuild lock on a connection of its own, or returns
-// ErrRebuildInProgress (naming the holder's backend) if another rebuild has it.
+// lockRebuild takes the rebuild lock (advisory.Rebuild) on a connection of
+// its own, or returns ErrRebuildInProgress (naming the holder's backend) if
+// another rebuild has it.
 func lockRebuild(ctx context.Context, pool *pgxpool.Pool) (unlock func(), err error) {
-	conn, err := pool.Acquire(ctx)
+	lock, err := advisory.TryLock(ctx, pool, advisory.Rebuild)
 	if err != nil {
-		return nil, fmt.Errorf("rebuild: %w", err)
-	}
-	var got bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, int64(RebuildLockKey)).Scan(&got); err != nil {
-		conn.Release()
 		return nil, fmt.Errorf("rebuild: lock: %w", err)
 	}
-	if !got {
-		var holder int
-		_ = conn.QueryRow(ctx, `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
-			AND ((classid::bigint << 32) | objid::bigint) = $1 LIMIT 1`, int64(RebuildLockKey)).Scan(&holder)
-		conn.Release()
+	if lock == nil {
+		holder, _ := advisory.Holder(ctx, pool, advisory.Rebuild)
 		return nil, fmt.Errorf("rebuild: %w (PostgreSQL backend %d holds the rebuild lock); run it again when that one ends", ErrRebuildInProgress, holder)
 	}
-	return func() {
-		_, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, int64(RebuildLockKey))
-		conn.Release()
-	}, nil
+	return func() { _ = lock.Unlock(ctx) }, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/runledger/runledger/internal/fakeclock"
 	"github.com/runledger/runledger/internal/pgtest"
 	"github.com/runledger/runledger/reaper"
+	"github.com/runledger/runledger/runs"
 )
 
 // replica is one replica's reaper on a pool of its own, with the real
@@ -31,9 +32,9 @@ func replica(t *testing.T, url string, clock *fakeclock.Clock, name string, trac
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	rn := eventstore.NewRunner(eventstore.New(pool), domain.DefaultPolicy())
+	rn := runs.NewRunner(eventstore.New(pool), domain.DefaultPolicy())
 	rn.Now = clock.Now
-	r, err := reaper.New(reaper.Config{Runner: rn, Interval: time.Second, Logger: quiet, Instance: name})
+	r, err := reaper.New(reaper.Config{Runner: rn, Pool: pool, Interval: time.Second, Logger: quiet, Instance: name})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +49,7 @@ func TestLockedSweepAcrossTwoReplicas(t *testing.T) {
 	clock := fakeclock.New(t0)
 	url := pgtest.URL(t)
 	pool := pgtest.Pool(t, url)
-	setup := eventstore.NewRunner(eventstore.New(pool), domain.DefaultPolicy())
+	setup := runs.NewRunner(eventstore.New(pool), domain.DefaultPolicy())
 	setup.Now = clock.Now
 	id := startRuns(t, setup, 1)[0]
 	clock.Advance(16 * time.Minute)

@@ -1,11 +1,3 @@
-// Package reaper ends runs whose worker went silent past the TTL. It reads
-// the write-side snapshots of open runs (a partial index: its cost follows
-// the number of open runs, not the log) and executes FailStale through the
-// event store's Runner with the version it observed. A heartbeat that lands
-// first wins: the Runner reloads on the conflict, the domain sees the run
-// alive and refuses with ErrNotStale, and the reaper leaves it. Replicas
-// coordinate through optimistic concurrency alone; an advisory lock only
-// saves them duplicate work.
 package reaper
 
 import (
@@ -22,14 +14,16 @@ import (
 
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/internal/advisory"
+	"github.com/runledger/runledger/runs"
 )
-
-// lockKey is the advisory lock that lets one replica sweep at a time.
-const lockKey = 0x7265617065 // "reape"
 
 // Config configures a Reaper.
 type Config struct {
-	Runner *eventstore.Runner
+	Runner *runs.Runner
+	// Pool is the reaper's pool, on which it holds the sweep's advisory lock
+	// (required unless NoLock).
+	Pool *pgxpool.Pool
 	// Interval is the longest time between two sweeps.
 	Interval time.Duration
 	// Now is the server clock (tests inject a fake one); default Runner.Now.
@@ -70,10 +64,14 @@ type Reaper struct {
 	cfg Config
 }
 
-// New returns a Reaper; it returns an error for a missing Runner or a non-positive interval.
+// New returns a Reaper; it returns an error for a missing Runner, a missing
+// Pool (unless NoLock) or a non-positive interval.
 func New(cfg Config) (*Reaper, error) {
 	if cfg.Runner == nil {
 		return nil, errors.New("reaper: no runner")
+	}
+	if cfg.Pool == nil && !cfg.NoLock {
+		return nil, errors.New("reaper: no pool for the sweep lock")
 	}
 	if cfg.Interval <= 0 {
 		return nil, errors.New("reaper: interval must be positive")
@@ -110,22 +108,14 @@ type SweepResult struct {
 func (r *Reaper) Sweep(ctx context.Context) (SweepResult, error) {
 	start := time.Now()
 	if !r.cfg.NoLock {
-		conn, err := r.cfg.Runner.Store.Pool().Acquire(ctx)
+		lock, err := advisory.TryLock(ctx, r.cfg.Pool, advisory.Reaper)
 		if err != nil {
 			return SweepResult{}, err
 		}
-		var got bool
-		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, lockKey).Scan(&got); err != nil {
-			discard(conn) // it may have taken the lock before the error
-			return SweepResult{}, err
-		}
-		if !got {
-			conn.Release()
-		}
-		if !got {
+		if lock == nil {
 			return SweepResult{Skipped: true}, nil
 		}
-		defer r.unlock(ctx, conn)
+		defer r.unlock(ctx, lock)
 	}
 	var total SweepResult
 	for {
@@ -148,34 +138,13 @@ func (r *Reaper) Sweep(ctx context.Context) (SweepResult, error) {
 	return total, nil
 }
 
-// unlockTimeout bounds the advisory unlock, which runs after the sweep's
-// context may have ended (at shutdown): a database that does not answer
-// cannot hold the reaper, and so the process, past it.
-const unlockTimeout = 5 * time.Second
-
-// unlock releases the sweep lock and gives conn back to the pool; if the
-// unlock fails, the session may still hold the lock, so the connection is
-// closed instead (which releases it) rather than left in the pool, where it
-// would keep every replica's sweeps skipping.
-func (r *Reaper) unlock(ctx context.Context, conn *pgxpool.Conn) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unlockTimeout)
-	defer cancel()
-	var released bool
-	err := conn.QueryRow(ctx, `SELECT pg_advisory_unlock($1)`, lockKey).Scan(&released)
-	if err == nil && released {
-		conn.Release()
-		return
+// unlock releases the sweep lock; one that fails closes its connection
+// (advisory.Lock.Unlock) rather than leave it in the pool, where it would
+// keep every replica's sweeps skipping.
+func (r *Reaper) unlock(ctx context.Context, lock *advisory.Lock) {
+	if err := lock.Unlock(ctx); err != nil {
+		r.cfg.Logger.Warn("reaper could not release its sweep lock; closing the connection", "err", err)
 	}
-	r.cfg.Logger.Warn("reaper could not release its sweep lock; closing the connection", "err", err, "released", released)
-	discard(conn)
-}
-
-// discard closes conn's session (ending any lock it holds) and takes it out
-// of its pool.
-func discard(conn *pgxpool.Conn) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_ = conn.Hijack().Close(ctx)
 }
 
 func (r *Reaper) endAll(ctx context.Context, runs []domain.Run) SweepResult {

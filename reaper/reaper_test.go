@@ -14,9 +14,11 @@ import (
 
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/internal/advisory"
 	"github.com/runledger/runledger/internal/fakeclock"
 	"github.com/runledger/runledger/internal/pgtest"
 	"github.com/runledger/runledger/reaper"
+	"github.com/runledger/runledger/runs"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -25,7 +27,7 @@ var t0 = time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func newReaper(t *testing.T, rn *eventstore.Runner, instance string) *reaper.Reaper {
+func newReaper(t *testing.T, rn *runs.Runner, instance string) *reaper.Reaper {
 	t.Helper()
 	r, err := reaper.New(reaper.Config{Runner: rn, Interval: time.Second, Logger: quiet, Instance: instance, NoLock: true})
 	if err != nil {
@@ -34,7 +36,7 @@ func newReaper(t *testing.T, rn *eventstore.Runner, instance string) *reaper.Rea
 	return r
 }
 
-func startRuns(t *testing.T, rn *eventstore.Runner, n int) []uuid.UUID {
+func startRuns(t *testing.T, rn *runs.Runner, n int) []uuid.UUID {
 	t.Helper()
 	ids := make([]uuid.UUID, n)
 	for i := range ids {
@@ -50,7 +52,7 @@ func startRuns(t *testing.T, rn *eventstore.Runner, n int) []uuid.UUID {
 func TestSweepEndsOnlySilentRuns(t *testing.T) {
 	ctx := context.Background()
 	clock := fakeclock.New(t0)
-	rn := eventstore.NewRunner(eventstore.New(pgtest.NewDB(t)), domain.DefaultPolicy())
+	rn := runs.NewRunner(eventstore.New(pgtest.NewDB(t)), domain.DefaultPolicy())
 	rn.Now = clock.Now
 	ids := startRuns(t, rn, 3)
 	clock.Advance(10 * time.Minute)
@@ -93,7 +95,7 @@ func TestHeartbeatVersusReaperRace(t *testing.T) {
 	ctx := context.Background()
 	clock := fakeclock.New(t0)
 	pool := pgtest.NewDB(t)
-	rn := eventstore.NewRunner(eventstore.New(pool), domain.DefaultPolicy())
+	rn := runs.NewRunner(eventstore.New(pool), domain.DefaultPolicy())
 	rn.Now = clock.Now
 	const n = 200
 	ids := startRuns(t, rn, n)
@@ -150,8 +152,9 @@ func TestTwoReapersNeverDoubleEnd(t *testing.T) {
 	ctx := context.Background()
 	clock := fakeclock.New(t0)
 	url := pgtest.URL(t)
-	rnA := eventstore.NewRunner(eventstore.New(pgtest.Pool(t, url)), domain.DefaultPolicy())
-	rnB := eventstore.NewRunner(eventstore.New(pgtest.Pool(t, url)), domain.DefaultPolicy())
+	poolA := pgtest.Pool(t, url)
+	rnA := runs.NewRunner(eventstore.New(poolA), domain.DefaultPolicy())
+	rnB := runs.NewRunner(eventstore.New(pgtest.Pool(t, url)), domain.DefaultPolicy())
 	rnA.Now, rnB.Now = clock.Now, clock.Now
 	const n = 1000
 	startRuns(t, rnA, n)
@@ -160,7 +163,7 @@ func TestTwoReapersNeverDoubleEnd(t *testing.T) {
 		wg      sync.WaitGroup
 		results [2]reaper.SweepResult
 	)
-	for i, rn := range []*eventstore.Runner{rnA, rnB} {
+	for i, rn := range []*runs.Runner{rnA, rnB} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -173,7 +176,7 @@ func TestTwoReapersNeverDoubleEnd(t *testing.T) {
 	}
 	wg.Wait()
 	var stale, distinct int
-	if err := rnA.Store.Pool().QueryRow(ctx, `SELECT count(*), count(DISTINCT stream_id) FROM events WHERE type = 'RunStaleFailed'`).
+	if err := poolA.QueryRow(ctx, `SELECT count(*), count(DISTINCT stream_id) FROM events WHERE type = 'RunStaleFailed'`).
 		Scan(&stale, &distinct); err != nil {
 		t.Fatal(err)
 	}
@@ -189,17 +192,18 @@ func TestTwoReapersNeverDoubleEnd(t *testing.T) {
 func TestAdvisoryLockLetsOneReplicaSweep(t *testing.T) {
 	ctx := context.Background()
 	url := pgtest.URL(t)
-	rn := eventstore.NewRunner(eventstore.New(pgtest.Pool(t, url)), domain.DefaultPolicy())
+	pool := pgtest.Pool(t, url)
+	rn := runs.NewRunner(eventstore.New(pool), domain.DefaultPolicy())
 	holder := pgtest.Pool(t, url)
 	conn, err := holder.Acquire(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Release()
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, 0x7265617065); err != nil {
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(advisory.Reaper)); err != nil {
 		t.Fatal(err)
 	}
-	r, _ := reaper.New(reaper.Config{Runner: rn, Interval: time.Second, Logger: quiet})
+	r, _ := reaper.New(reaper.Config{Runner: rn, Pool: pool, Interval: time.Second, Logger: quiet})
 	if res, err := r.Sweep(ctx); err != nil || !res.Skipped {
 		t.Fatalf("sweep while another replica holds the lock = %+v %v", res, err)
 	}

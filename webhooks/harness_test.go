@@ -19,6 +19,7 @@ import (
 	"github.com/runledger/runledger/eventstore"
 	"github.com/runledger/runledger/internal/fakeclock"
 	"github.com/runledger/runledger/internal/pgtest"
+	"github.com/runledger/runledger/runs"
 	"github.com/runledger/runledger/webhooks"
 )
 
@@ -33,7 +34,7 @@ type harness struct {
 	t         *testing.T
 	pool      *pgxpool.Pool
 	clock     *fakeclock.Clock
-	runner    *eventstore.Runner
+	runner    *runs.Runner
 	endpoints *webhooks.Endpoints
 	policy    webhooks.Policy
 }
@@ -44,7 +45,7 @@ func newHarness(t *testing.T) *harness {
 	clock := fakeclock.New(time.Now().UTC().Truncate(time.Second))
 	var proj *webhooks.Projector
 	store := eventstore.NewWithOptions(pool, eventstore.Options{OnCommitted: func(int64) { proj.Wake() }})
-	runner := eventstore.NewRunner(store, domain.DefaultPolicy())
+	runner := runs.NewRunner(store, domain.DefaultPolicy())
 	runner.Now = clock.Now
 	policy := webhooks.Policy{AllowPrivate: true, AllowInsecure: true}
 	h := &harness{t: t, pool: pool, clock: clock, runner: runner, policy: policy,

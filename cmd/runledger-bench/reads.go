@@ -17,6 +17,7 @@ import (
 	"github.com/runledger/runledger/eventstore"
 	"github.com/runledger/runledger/feed"
 	"github.com/runledger/runledger/projections"
+	"github.com/runledger/runledger/runs"
 )
 
 // b3: steady 1,000 appends/s; lag from an append's commit to its row in the
@@ -58,7 +59,7 @@ func projectionLag(ctx context.Context, pool *pgxpool.Pool, srv *served, prefix 
 	// The bench appends as another replica would: its append statements
 	// NOTIFY, and the served process's projector wakes for them.
 	store := eventstore.NewWithOptions(pool, eventstore.Options{NotifyChannel: feed.AppendsChannel})
-	rn := eventstore.NewRunner(store, domain.Policy{StaleAfter: time.Hour})
+	rn := runs.NewRunner(store, domain.Policy{StaleAfter: time.Hour})
 	const nRuns, writers, rate = 100, 20, 1000
 	ids := make([]uuid.UUID, nRuns)
 	for i := range ids {
@@ -245,16 +246,16 @@ func (b *bench) b8(ctx context.Context) error {
 		return err
 	}
 	defer pool.Close()
-	runs := b.sizes.B8Events / 100
-	if err := generateEvents(ctx, pool, runs, 1, "b8-"); err != nil {
+	nRuns := b.sizes.B8Events / 100
+	if err := generateEvents(ctx, pool, nRuns, 1, "b8-"); err != nil {
 		return err
 	}
-	runner := eventstore.NewRunner(eventstore.New(pool), domain.DefaultPolicy())
+	runner := runs.NewRunner(eventstore.New(pool), domain.DefaultPolicy())
 	srv := api.New(api.Config{Runner: runner, Pool: pool, Auth: b.auth, Policy: domain.DefaultPolicy(), Logger: b.logger})
 	hs := httptest.NewServer(srv.Handler())
 	defer hs.Close()
 	op := b.token("*", api.RoleOperator)
-	mid := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(runs/2) * 20 * time.Minute).Add(5 * time.Minute)
+	mid := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(nRuns/2) * 20 * time.Minute).Add(5 * time.Minute)
 	measure := func(path string) (time.Duration, error) {
 		var ds []time.Duration
 		for i := 0; i < 21; i++ {

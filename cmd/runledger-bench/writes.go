@@ -20,6 +20,7 @@ import (
 	"github.com/runledger/runledger/api"
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/runs"
 )
 
 // b1and6: B1, heartbeats over HTTP from 32 workers against pgbench's
@@ -407,7 +408,7 @@ func (b *bench) b2(ctx context.Context) error {
 	defer pool.Close()
 	store := eventstore.New(pool)
 	now := time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
-	rn := eventstore.NewRunner(store, domain.Policy{StaleAfter: 1000 * time.Hour})
+	rn := runs.NewRunner(store, domain.Policy{StaleAfter: 1000 * time.Hour})
 	rn.Now = func() time.Time { return now }
 	short, long := uuid.New(), uuid.New()
 	for _, s := range []struct {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/runs"
 )
 
 // runCompact removes from runs that ended before now − --ended-before the
@@ -61,7 +62,7 @@ func runErase(ctx context.Context, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	rn := eventstore.NewRunner(eventstore.New(pool), *policy)
+	rn := runs.NewRunner(eventstore.New(pool), *policy)
 	res, err := rn.Erase(ctx, eventstore.EraseParams{BusinessID: *business, Reason: *reason, Actor: *actor,
 		Force: *force, Hook: testPause})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/internal/advisory"
 	"github.com/runledger/runledger/internal/clock"
 )
 
@@ -30,12 +31,6 @@ type scheduledCompaction struct {
 	// passed, if set, is called after each pass (tests).
 	passed func()
 }
-
-// compactionLockKey is the advisory lock a scheduled compaction holds for a
-// pass: with several replicas, one compacts and the others skip their turn
-// (two at once would pick the same runs, and the second's deletions would
-// find nothing left and fail).
-const compactionLockKey = 0x636f6d70616374 // "compact"
 
 // compactEvery runs serve's scheduled compaction on the maintenance pool.
 func (s *service) compactEvery(ctx context.Context) {
@@ -71,30 +66,22 @@ func (c scheduledCompaction) run(ctx context.Context) {
 	}
 }
 
-// pass compacts once, unless another replica holds the compaction lock.
+// pass compacts once, unless another replica holds the compaction lock
+// (advisory.Compaction: with several replicas, one compacts and the others
+// skip their turn).
 func (c scheduledCompaction) pass(ctx context.Context) {
-	conn, err := c.pool.Acquire(ctx)
+	lock, err := advisory.TryLock(ctx, c.pool, advisory.Compaction)
 	if err != nil {
 		if ctx.Err() == nil {
 			c.logger.Error("compaction failed", "err", err)
 		}
 		return
 	}
-	defer conn.Release()
-	var got bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, int64(compactionLockKey)).Scan(&got); err != nil {
-		if ctx.Err() == nil {
-			c.logger.Error("compaction failed", "err", err)
-		}
-		return
-	}
-	if !got {
+	if lock == nil {
 		c.logger.Debug("compaction skipped: another replica is compacting")
 		return
 	}
-	defer func() {
-		_, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, int64(compactionLockKey))
-	}()
+	defer func() { _ = lock.Unlock(ctx) }()
 	res, err := c.store.Compact(ctx, eventstore.CompactParams{
 		EndedBefore: c.now().Add(-c.endedBefore), Actor: "serve", Policy: c.policy})
 	switch {

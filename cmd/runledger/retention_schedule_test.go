@@ -9,6 +9,7 @@ import (
 
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
+	"github.com/runledger/runledger/internal/advisory"
 	"github.com/runledger/runledger/internal/fakeclock"
 	"github.com/runledger/runledger/internal/servetest"
 )
@@ -85,7 +86,7 @@ func TestScheduledCompactionOneReplicaAtATime(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Release()
-	if _, err := conn.Exec(w.ctx, `SELECT pg_advisory_lock($1)`, int64(compactionLockKey)); err != nil {
+	if _, err := conn.Exec(w.ctx, `SELECT pg_advisory_lock($1)`, int64(advisory.Compaction)); err != nil {
 		t.Fatal(err)
 	}
 	clk := fakeclock.New(time.Date(2026, 1, 6, 9, 0, 0, 0, time.UTC))
@@ -108,7 +109,7 @@ func TestScheduledCompactionOneReplicaAtATime(t *testing.T) {
 	if err := w.pool.QueryRow(w.ctx, `SELECT count(*) FROM compactions`).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("%d compactions while another holder had the lock (%v)", n, err)
 	}
-	if _, err := conn.Exec(w.ctx, `SELECT pg_advisory_unlock($1)`, int64(compactionLockKey)); err != nil {
+	if _, err := conn.Exec(w.ctx, `SELECT pg_advisory_unlock($1)`, int64(advisory.Compaction)); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(60 * time.Second)

@@ -21,6 +21,7 @@ import (
 	"github.com/runledger/runledger/internal/pgtest"
 	"github.com/runledger/runledger/internal/servetest"
 	"github.com/runledger/runledger/projections"
+	"github.com/runledger/runledger/runs"
 )
 
 // crashWorld is a log of ended runs (and one open run) written through the
@@ -39,7 +40,7 @@ func newCrashWorld(t *testing.T, businesses, beats int) *crashWorld {
 	w := &crashWorld{t: t, ctx: context.Background(), url: pgtest.URL(t)}
 	w.pool = pgtest.Pool(t, w.url)
 	clock := fakeclock.New(time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC))
-	rn := eventstore.NewRunner(eventstore.New(w.pool), domain.DefaultPolicy())
+	rn := runs.NewRunner(eventstore.New(w.pool), domain.DefaultPolicy())
 	rn.Now = clock.Now
 	meta := eventstore.Metadata{Actor: "worker:w"}
 	for b := range businesses + 1 {

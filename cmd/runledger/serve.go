@@ -26,6 +26,7 @@ import (
 	"github.com/runledger/runledger/migrations"
 	"github.com/runledger/runledger/projections"
 	"github.com/runledger/runledger/reaper"
+	"github.com/runledger/runledger/runs"
 	"github.com/runledger/runledger/webhooks"
 )
 
@@ -208,7 +209,7 @@ func (s *service) build(ctx context.Context, policy domain.Policy, auth *api.Aut
 		return err
 	}
 	runner := s.newRunner(s.pool, policy, s.cfg.AppendBatchMax)
-	s.api = api.New(api.Config{Webhooks: s.webhookEndpoints, OnWebhookRetry: s.webhookSender.Wake, Runner: runner, Pool: s.reads, Auth: auth, Policy: policy, Logger: s.logger, Registry: reg,
+	s.api = api.New(api.Config{Webhooks: s.webhookEndpoints, OnWebhookRetry: s.webhookSender.Wake, Runner: runner, Pool: s.reads, CommandPool: s.pool, Auth: auth, Policy: policy, Logger: s.logger, Registry: reg,
 		RequestTimeout: s.cfg.RequestTimeout, Now: s.clock.Now, Lag: s.lag, MaxReadLag: s.cfg.readLagBound(),
 		ReadyMaxLag: s.cfg.readLagBound(), MaxStreams: s.cfg.MaxStreams, MaxStreamsPerToken: s.cfg.MaxStreamsPerToken,
 		Feed: s.feed, ConsistencyWait: s.cfg.ConsistencyWait, SeparateMetrics: s.cfg.MetricsAddr != "",
@@ -216,11 +217,11 @@ func (s *service) build(ctx context.Context, policy domain.Policy, auth *api.Aut
 	// The reaper appends through a Runner of its own pool: a flood of
 	// commands waiting on a lock cannot hold back the end of silent runs.
 	reapRunner := s.newRunner(s.reapPool, policy, 1)
-	for _, rn := range []*eventstore.Runner{runner, reapRunner} {
+	for _, rn := range []*runs.Runner{runner, reapRunner} {
 		rn.OnAppended = s.api.Metrics().ObserveResult
 		rn.OnConflict = s.api.Metrics().Conflict
 	}
-	s.reaper, err = reaper.New(reaper.Config{Runner: reapRunner, Interval: s.cfg.ReapInterval, Logger: s.logger,
+	s.reaper, err = reaper.New(reaper.Config{Runner: reapRunner, Pool: s.reapPool, Interval: s.cfg.ReapInterval, Logger: s.logger,
 		Metrics: reaper.NewMetrics(reg), Instance: s.origin})
 	if err != nil {
 		return err
@@ -245,7 +246,7 @@ func (s *service) build(ctx context.Context, policy domain.Policy, auth *api.Aut
 
 // newRunner returns a command runner on pool whose committed appends wake
 // this replica's projector at once.
-func (s *service) newRunner(pool *pgxpool.Pool, policy domain.Policy, batchMax int) *eventstore.Runner {
+func (s *service) newRunner(pool *pgxpool.Pool, policy domain.Policy, batchMax int) *runs.Runner {
 	opts := eventstore.Options{DefaultTTL: policy.StaleAfter, BatchMax: batchMax,
 		OnCommitted: func(last int64) { s.projector.Wake(last); s.webhookProjector.Wake() },
 		BatchSizes:  func(n int) { s.batchSizes.Observe(float64(n)) }}
@@ -253,7 +254,7 @@ func (s *service) newRunner(pool *pgxpool.Pool, policy domain.Policy, batchMax i
 		opts.NotifyChannel = feed.AppendsChannel
 	}
 	store := eventstore.NewWithOptions(pool, opts)
-	rn := eventstore.NewRunner(store, policy)
+	rn := runs.NewRunner(store, policy)
 	rn.Now = s.clock.Now
 	return rn
 }
@@ -334,7 +335,7 @@ func (s *service) frontComponents() []component {
 // backgroundComponents are the parts that keep the read models, the runs
 // and the clock honest.
 func (s *service) backgroundComponents() []component {
-	sweeper := api.IdempotencySweeper{Pool: s.pool, Logger: s.logger}
+	sweeper := runs.IdempotencySweeper{Keys: runs.NewIdempotencyKeys(s.pool), Logger: s.logger}
 	list := []component{
 		{"database clock", s.clock.Run},
 		{"change feed", s.feedListener.Run},

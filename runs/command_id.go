@@ -1,4 +1,4 @@
-package eventstore
+package runs
 
 import (
 	"context"
@@ -8,13 +8,14 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/runledger/runledger/domain"
+	"github.com/runledger/runledger/eventstore"
 )
 
 // A command sent again (an Idempotency-Key retried after a crash, or two
 // servers racing on one key) must not append twice. Such a command carries a
-// CommandID in its Metadata: its events' ids derive from it, so whichever
-// attempt appends first, the other recognises the events as its own (by id)
-// and answers from them instead of deciding again.
+// CommandID in its eventstore.Metadata: its events' ids derive from it, so
+// whichever attempt appends first, the other recognises the events as its
+// own (by id) and answers from them instead of deciding again.
 
 // maxCommandEvents bounds the events one command appends (a forced cancel
 // appends two).
@@ -45,7 +46,7 @@ func commandEventID(cmd, runID uuid.UUID, i int) uuid.UUID {
 
 // eventID is the id of the i-th event a command with meta appends to runID:
 // derived from its CommandID, else fresh.
-func eventID(meta Metadata, runID uuid.UUID, i int) uuid.UUID {
+func eventID(meta eventstore.Metadata, runID uuid.UUID, i int) uuid.UUID {
 	if meta.CommandID == uuid.Nil {
 		return uuid.Must(uuid.NewV7())
 	}
@@ -62,9 +63,7 @@ func (rn *Runner) recorded(ctx context.Context, runID, cmd uuid.UUID) (Result, b
 	for i := range ids {
 		ids[i] = commandEventID(cmd, runID, i)
 	}
-	var version, position int64
-	err := rn.Store.pool.QueryRow(ctx, `SELECT coalesce(max(stream_version), 0), coalesce(max(position), 0)
-		FROM events WHERE event_id = ANY($1) AND stream_id = $2`, ids, runID).Scan(&version, &position)
+	version, position, err := rn.Store.LastOfEvents(ctx, runID, ids)
 	if err != nil {
 		return Result{}, false, fmt.Errorf("run %s: look for command %s: %w", runID, cmd, err)
 	}

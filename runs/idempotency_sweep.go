@@ -1,28 +1,25 @@
-package api
+package runs
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // sweepBatch bounds one DELETE, so a sweep never holds many row locks at once.
 const sweepBatch = 5000
 
-// SweepIdempotencyKeys deletes the Idempotency-Key answers that expired at or
-// before now, in batches, and returns how many it deleted; on a database
-// error it returns the count so far and the error. Keys being claimed right
-// now are skipped (their claim replaces them), and so is a claim left
-// without an answer (its server died) until 24 hours after it was made: its
-// command may have appended, and a retry must find it under the same
-// CommandID. Safe to run on every replica.
-func SweepIdempotencyKeys(ctx context.Context, pool *pgxpool.Pool, now time.Time) (int64, error) {
+// Sweep deletes the answers that expired at or before now, in batches, and
+// returns how many it deleted; on a database error it returns the count so
+// far and the error. Keys being claimed right now are skipped (their claim
+// replaces them), and so is a claim left without an answer (its server died)
+// until 24 hours after it was made: its command may have appended, and a
+// retry must find it under the same CommandID. Safe to run on every replica.
+func (k *IdempotencyKeys) Sweep(ctx context.Context, now time.Time) (int64, error) {
 	var total int64
 	for {
-		tag, err := pool.Exec(ctx, `
+		tag, err := k.pool.Exec(ctx, `
 			DELETE FROM idempotency_keys WHERE ctid IN (
 				SELECT ctid FROM idempotency_keys WHERE expires_at <= $1
 					AND (status IS NOT NULL OR created_at <= $1::timestamptz - interval '24 hours')
@@ -37,9 +34,10 @@ func SweepIdempotencyKeys(ctx context.Context, pool *pgxpool.Pool, now time.Time
 	}
 }
 
-// IdempotencySweeper runs SweepIdempotencyKeys periodically (serve runs one).
+// IdempotencySweeper is the background service that sweeps expired keys
+// (serve runs one).
 type IdempotencySweeper struct {
-	Pool *pgxpool.Pool
+	Keys *IdempotencyKeys
 	// Interval between sweeps (default 10m).
 	Interval time.Duration
 	// Now is the clock (default time.Now).
@@ -62,7 +60,7 @@ func (s IdempotencySweeper) Run(ctx context.Context) error {
 	tick := time.NewTicker(s.Interval)
 	defer tick.Stop()
 	for {
-		n, err := SweepIdempotencyKeys(ctx, s.Pool, s.Now())
+		n, err := s.Keys.Sweep(ctx, s.Now())
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()

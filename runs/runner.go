@@ -1,4 +1,4 @@
-package eventstore
+package runs
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/runledger/runledger/domain"
+	"github.com/runledger/runledger/eventstore"
 )
 
 // maxAttempts bounds the reload-and-retry loop on version conflicts.
@@ -18,7 +19,7 @@ const maxAttempts = 8
 // conflict reload and decide again (bounded). It is the application layer
 // shared by the API and the reaper.
 type Runner struct {
-	Store  *Store
+	Store  *eventstore.Store
 	Policy domain.Policy
 	// Now is the server's clock; decisions never use a worker's time.
 	Now func() time.Time
@@ -31,7 +32,7 @@ type Runner struct {
 }
 
 // NewRunner returns a Runner with the system clock.
-func NewRunner(store *Store, policy domain.Policy) *Runner {
+func NewRunner(store *eventstore.Store, policy domain.Policy) *Runner {
 	return &Runner{Store: store, Policy: policy, Now: time.Now, states: newStateCache()}
 }
 
@@ -49,9 +50,9 @@ type Result struct {
 // Execute runs cmd on run runID of businessID. It returns domain.ErrRunNotFound
 // if the run does not exist or belongs to another business, the domain's
 // refusals (*domain.RunEndedError with the final state, *domain.ValidationError,
-// domain.ErrNotStale), or ErrVersionConflict if the run kept moving through
-// every retry.
-func (rn *Runner) Execute(ctx context.Context, businessID string, runID uuid.UUID, cmd domain.Command, meta Metadata) (Result, error) {
+// domain.ErrNotStale), or eventstore.ErrVersionConflict if the run kept
+// moving through every retry.
+func (rn *Runner) Execute(ctx context.Context, businessID string, runID uuid.UUID, cmd domain.Command, meta eventstore.Metadata) (Result, error) {
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		if res, ok, err := rn.recordedFor(ctx, runID, meta); ok || err != nil {
 			if err == nil && res.Run.BusinessID != businessID {
@@ -73,7 +74,7 @@ func (rn *Runner) Execute(ctx context.Context, businessID string, runID uuid.UUI
 			// from this process's memory (the run may have been erased since).
 			rn.states.drop(runID)
 			continue
-		case errors.Is(err, ErrVersionConflict):
+		case errors.Is(err, eventstore.ErrVersionConflict):
 			rn.states.drop(runID)
 			rn.conflict()
 			continue
@@ -87,13 +88,13 @@ func (rn *Runner) Execute(ctx context.Context, businessID string, runID uuid.UUI
 		}
 		return res, err
 	}
-	return Result{}, fmt.Errorf("run %s: gave up after %d attempts: %w", runID, maxAttempts, ErrVersionConflict)
+	return Result{}, fmt.Errorf("run %s: gave up after %d attempts: %w", runID, maxAttempts, eventstore.ErrVersionConflict)
 }
 
 // load returns the run's state: from the cache when allowed (a write made
 // from it is conditional on its version, so a stale entry only costs a
 // retry), otherwise from the snapshot.
-func (rn *Runner) load(ctx context.Context, runID uuid.UUID, cacheOK bool) (Snapshot, bool, error) {
+func (rn *Runner) load(ctx context.Context, runID uuid.UUID, cacheOK bool) (eventstore.Snapshot, bool, error) {
 	if cacheOK {
 		if r, ok := rn.states.get(runID); ok {
 			return r, true, nil
@@ -107,7 +108,7 @@ func (rn *Runner) load(ctx context.Context, runID uuid.UUID, cacheOK bool) (Snap
 // ended as stale first; if it is active, Start returns
 // *domain.ActiveRunExistsError naming it. A retried start of the same run
 // with the same parameters returns the run without appending.
-func (rn *Runner) Start(ctx context.Context, cmd domain.StartRun, meta Metadata) (Result, error) {
+func (rn *Runner) Start(ctx context.Context, cmd domain.StartRun, meta eventstore.Metadata) (Result, error) {
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		if res, ok, err := rn.recordedFor(ctx, cmd.RunID, meta); ok || err != nil {
 			return res, err
@@ -119,7 +120,7 @@ func (rn *Runner) Start(ctx context.Context, cmd domain.StartRun, meta Metadata)
 		res, _, err := rn.decideAndAppend(ctx, state, cmd.RunID, cmd, meta)
 		var active *domain.ActiveRunExistsError
 		switch {
-		case errors.Is(err, ErrVersionConflict):
+		case errors.Is(err, eventstore.ErrVersionConflict):
 			rn.conflict()
 			continue
 		case errors.As(err, &active):
@@ -134,12 +135,12 @@ func (rn *Runner) Start(ctx context.Context, cmd domain.StartRun, meta Metadata)
 		}
 		return res, err
 	}
-	return Result{}, fmt.Errorf("start run %s: gave up after %d attempts: %w", cmd.RunID, maxAttempts, ErrVersionConflict)
+	return Result{}, fmt.Errorf("start run %s: gave up after %d attempts: %w", cmd.RunID, maxAttempts, eventstore.ErrVersionConflict)
 }
 
 // endIfSilent ends the business's open run as stale if it is silent past the
 // TTL, and reports whether the way is clear for a new run.
-func (rn *Runner) endIfSilent(ctx context.Context, businessID string, runID uuid.UUID, meta Metadata) (bool, error) {
+func (rn *Runner) endIfSilent(ctx context.Context, businessID string, runID uuid.UUID, meta eventstore.Metadata) (bool, error) {
 	if runID == uuid.Nil { // the open run ended between the conflict and the lookup
 		return true, nil
 	}
@@ -156,7 +157,7 @@ func (rn *Runner) endIfSilent(ctx context.Context, businessID string, runID uuid
 
 // decideAndAppend decides cmd on state and appends its events; refused
 // reports that the domain refused it (err is the refusal, nothing appended).
-func (rn *Runner) decideAndAppend(ctx context.Context, state Snapshot, runID uuid.UUID, cmd domain.Command, meta Metadata) (res Result, refused bool, err error) {
+func (rn *Runner) decideAndAppend(ctx context.Context, state eventstore.Snapshot, runID uuid.UUID, cmd domain.Command, meta eventstore.Metadata) (res Result, refused bool, err error) {
 	events, err := rn.Policy.Decide(state.Run, cmd, rn.Now())
 	if err != nil {
 		return Result{Run: state.Run, LastPosition: state.LastPosition}, true, err
@@ -164,9 +165,9 @@ func (rn *Runner) decideAndAppend(ctx context.Context, state Snapshot, runID uui
 	if len(events) == 0 {
 		return Result{Run: state.Run, LastPosition: state.LastPosition}, false, nil
 	}
-	batch := make([]NewEvent, len(events))
+	batch := make([]eventstore.NewEvent, len(events))
 	for i, e := range events {
-		batch[i] = NewEvent{ID: eventID(meta, runID, i), Event: e, Metadata: meta}
+		batch[i] = eventstore.NewEvent{ID: eventID(meta, runID, i), Event: e, Metadata: meta}
 	}
 	ar, err := rn.Store.AppendTo(ctx, runID, state.Run, batch)
 	if err != nil {
@@ -174,7 +175,7 @@ func (rn *Runner) decideAndAppend(ctx context.Context, state Snapshot, runID uui
 		return Result{Run: state.Run, LastPosition: state.LastPosition}, false, err
 	}
 	res = Result{Run: ar.Run, Events: events, LastPosition: ar.LastPosition}
-	rn.states.put(runID, Snapshot{Run: ar.Run, LastPosition: ar.LastPosition})
+	rn.states.put(runID, eventstore.Snapshot{Run: ar.Run, LastPosition: ar.LastPosition})
 	if rn.OnAppended != nil && !ar.Duplicate {
 		rn.OnAppended(res)
 	}
@@ -189,7 +190,7 @@ func (rn *Runner) conflict() {
 
 // recordedFor is recorded for a command that carries a CommandID (nothing
 // to look for otherwise).
-func (rn *Runner) recordedFor(ctx context.Context, runID uuid.UUID, meta Metadata) (Result, bool, error) {
+func (rn *Runner) recordedFor(ctx context.Context, runID uuid.UUID, meta eventstore.Metadata) (Result, bool, error) {
 	if meta.CommandID == uuid.Nil {
 		return Result{}, false, nil
 	}

@@ -1,8 +1,9 @@
-package eventstore
+package runs
 
 import (
 	"github.com/google/uuid"
 
+	"github.com/runledger/runledger/eventstore"
 	"github.com/runledger/runledger/internal/bounded"
 )
 
@@ -20,16 +21,16 @@ const maxCachedStates = 100_000
 // rare: one more read each). An ended run is never kept (nothing more will be
 // appended to it).
 type stateCache struct {
-	m *bounded.Map[uuid.UUID, Snapshot]
+	m *bounded.Map[uuid.UUID, eventstore.Snapshot]
 }
 
 func newStateCache() stateCache {
-	return stateCache{m: bounded.New[uuid.UUID, Snapshot](maxCachedStates)}
+	return stateCache{m: bounded.New[uuid.UUID, eventstore.Snapshot](maxCachedStates)}
 }
 
-func (c stateCache) get(id uuid.UUID) (Snapshot, bool) { return c.m.Get(id) }
+func (c stateCache) get(id uuid.UUID) (eventstore.Snapshot, bool) { return c.m.Get(id) }
 
-func (c stateCache) put(id uuid.UUID, r Snapshot) {
+func (c stateCache) put(id uuid.UUID, r eventstore.Snapshot) {
 	if r.Run.Ended() {
 		c.m.Delete(id)
 		return
