@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/runledger/runledger/api"
+	"github.com/runledger/runledger/audit"
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
 	"github.com/runledger/runledger/projections"
@@ -119,16 +120,16 @@ func runAudit(ctx context.Context, args []string) error {
 	defer pool.Close()
 	store := eventstore.New(pool)
 	if !atT.IsZero() {
-		res, err := projections.Replay(ctx, store, q.BusinessID, atT, policy)
+		res, err := audit.Replay(ctx, store, q.BusinessID, atT, policy)
 		if err != nil {
 			return err
 		}
 		if *asJSON {
 			return json.NewEncoder(os.Stdout).Encode(res)
 		}
-		return projections.WriteReplay(os.Stdout, res)
+		return audit.WriteReplay(os.Stdout, res)
 	}
-	entries, err := projections.Timeline(ctx, store, q, policy)
+	entries, err := audit.Timeline(ctx, store, q, policy)
 	if err != nil {
 		return err
 	}
@@ -147,10 +148,10 @@ func runAudit(ctx context.Context, args []string) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(entries)
 	}
-	if err := projections.WriteTimeline(os.Stdout, entries); err != nil {
+	if err := audit.WriteTimeline(os.Stdout, entries); err != nil {
 		return err
 	}
-	return projections.WriteLifecycle(os.Stdout, records)
+	return audit.WriteLifecycle(os.Stdout, records)
 }
 
 // auditQuery validates the audit flags.
