@@ -47,11 +47,9 @@ func runToken(_ context.Context, args []string) error {
 }
 
 func runRebuild(ctx context.Context, args []string) error {
-	var cfg Config
-	fs := flag.NewFlagSet("rebuild", flag.ContinueOnError)
-	cfg.bindCommon(fs)
-	projection := fs.String("projection", "", "rebuild only this read model ("+strings.Join(projections.Names, ", ")+")")
-	pool, err := parseAndOpen(ctx, fs, args, &cfg)
+	cmd := newDBCommand("rebuild")
+	projection := cmd.String("projection", "", "rebuild only this read model ("+strings.Join(projections.Names, ", ")+")")
+	pool, err := cmd.open(ctx, args)
 	if err != nil {
 		return err
 	}
@@ -70,10 +68,7 @@ func runRebuild(ctx context.Context, args []string) error {
 }
 
 func runVerify(ctx context.Context, args []string) error {
-	var cfg Config
-	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
-	cfg.bindCommon(fs)
-	pool, err := parseAndOpen(ctx, fs, args, &cfg)
+	pool, err := newDBCommand("verify").open(ctx, args)
 	if err != nil {
 		return err
 	}
@@ -104,6 +99,9 @@ func runAudit(ctx context.Context, args []string) error {
 	at := fs.String("at", "", "replay the state at this instant (RFC 3339)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := cfg.envError(); err != nil {
 		return err
 	}
 	q, atT, err := auditQuery(*business, *run, *since, *until, *at)
