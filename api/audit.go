@@ -5,14 +5,14 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/runledger/runledger/audit"
 	"github.com/runledger/runledger/eventstore"
-	"github.com/runledger/runledger/projections"
 )
 
 // Timeline is a page of a business's explained events.
 type Timeline struct {
-	Events     []projections.TimelineEntry `json:"events"`
-	NextCursor *string                     `json:"next_cursor"`
+	Events     []audit.TimelineEntry `json:"events"`
+	NextCursor *string               `json:"next_cursor"`
 	// Lifecycle lists the compactions of the business's runs (of the run,
 	// with ?run=) and its erasures, oldest first, on every page; absent
 	// when there are none.
@@ -52,7 +52,7 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request, c call) error 
 		}
 		bq.After = &eventstore.Cursor{OccurredAt: at, Position: pos}
 	}
-	entries, err := projections.Timeline(r.Context(), s.log, bq, s.policy)
+	entries, err := audit.Timeline(r.Context(), s.log, bq, s.policy)
 	if err != nil {
 		return err
 	}
@@ -81,7 +81,7 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request, c call) error {
 	if err := s.awaitApplied(r, ""); err != nil { // the log holds every acknowledged position: ?after= is only checked
 		return err
 	}
-	res, err := projections.Replay(r.Context(), s.log, c.business, at, s.policy)
+	res, err := audit.Replay(r.Context(), s.log, c.business, at, s.policy)
 	if err != nil {
 		return err
 	}

@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/runledger/runledger/api"
+	"github.com/runledger/runledger/audit"
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
-	"github.com/runledger/runledger/projections"
 	"github.com/runledger/runledger/reaper"
 )
 
@@ -84,12 +84,12 @@ func TestAuditGolden(t *testing.T) {
 	ctx := context.Background()
 	store := eventstore.New(e.pool)
 	var out bytes.Buffer
-	entries, err := projections.Timeline(ctx, store, eventstore.BusinessQuery{BusinessID: "acme"}, domain.DefaultPolicy())
+	entries, err := audit.Timeline(ctx, store, eventstore.BusinessQuery{BusinessID: "acme"}, domain.DefaultPolicy())
 	if err != nil {
 		t.Fatal(err)
 	}
 	out.WriteString("== timeline\n")
-	if err := projections.WriteTimeline(&out, entries); err != nil {
+	if err := audit.WriteTimeline(&out, entries); err != nil {
 		t.Fatal(err)
 	}
 	for _, at := range []struct{ label, at string }{
@@ -103,12 +103,12 @@ func TestAuditGolden(t *testing.T) {
 		{"after completion", "2026-11-28T09:21:00Z"},
 	} {
 		ts, _ := time.Parse(time.RFC3339, at.at)
-		res, err := projections.Replay(ctx, store, "acme", ts, domain.DefaultPolicy())
+		res, err := audit.Replay(ctx, store, "acme", ts, domain.DefaultPolicy())
 		if err != nil {
 			t.Fatal(err)
 		}
 		out.WriteString("\n== --at " + at.at + " (" + at.label + ")\n")
-		if err := projections.WriteReplay(&out, res); err != nil {
+		if err := audit.WriteReplay(&out, res); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -218,12 +218,12 @@ func TestAuditShortIDsGolden(t *testing.T) {
 
 	var out bytes.Buffer
 	for _, business := range []string{"twins", "fifty"} {
-		entries, err := projections.Timeline(context.Background(), eventstore.New(e.pool), eventstore.BusinessQuery{BusinessID: business}, domain.DefaultPolicy())
+		entries, err := audit.Timeline(context.Background(), eventstore.New(e.pool), eventstore.BusinessQuery{BusinessID: business}, domain.DefaultPolicy())
 		if err != nil {
 			t.Fatal(err)
 		}
 		var text bytes.Buffer
-		if err := projections.WriteTimeline(&text, entries); err != nil {
+		if err := audit.WriteTimeline(&text, entries); err != nil {
 			t.Fatal(err)
 		}
 		assertDistinctShortForms(t, text.String(), entries)
@@ -236,7 +236,7 @@ func TestAuditShortIDsGolden(t *testing.T) {
 // assertDistinctShortForms checks that each run's lines carry one short
 // form, that no two runs share one, and that the legend gives each run's
 // full id once.
-func assertDistinctShortForms(t *testing.T, text string, entries []projections.TimelineEntry) {
+func assertDistinctShortForms(t *testing.T, text string, entries []audit.TimelineEntry) {
 	t.Helper()
 	formOf := map[string]string{} // run id → short form
 	lines := strings.Split(text, "\n")

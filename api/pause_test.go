@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/runledger/runledger/api"
+	"github.com/runledger/runledger/audit"
 	"github.com/runledger/runledger/domain"
-	"github.com/runledger/runledger/projections"
 	"github.com/runledger/runledger/reaper"
 )
 
@@ -129,11 +129,11 @@ func TestRunPolicySetAtStart(t *testing.T) {
 	startedAt := e.clock.Now()
 	e.must(e.do("POST", "/v1/businesses/globex/runs", e.token("globex", api.RoleWorker),
 		map[string]any{"total_calls": 5, "worker_id": "w", "stale_after": "2m"}), 201, "")
-	res, err := projections.Replay(context.Background(), e.runner.Store, "globex", startedAt.Add(3*time.Minute), domain.DefaultPolicy())
+	res, err := audit.Replay(context.Background(), e.runner.Store, "globex", startedAt.Add(3*time.Minute), domain.DefaultPolicy())
 	if err != nil || res.Status != 404 || res.Active || res.StaleAfter != "2m0s" || res.Run == nil || res.Run.Ended() {
 		t.Fatalf("replay at start+3m = %+v %v", res, err)
 	}
-	if res, _ := projections.Replay(context.Background(), e.runner.Store, "globex", startedAt.Add(time.Minute), domain.DefaultPolicy()); res.Status != 200 {
+	if res, _ := audit.Replay(context.Background(), e.runner.Store, "globex", startedAt.Add(time.Minute), domain.DefaultPolicy()); res.Status != 200 {
 		t.Fatalf("replay at start+1m = %+v", res)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/runledger/runledger/audit"
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
 	"github.com/runledger/runledger/internal/fakeclock"
@@ -113,7 +114,7 @@ func (w *lifecycleWorld) answers(business string, instants []time.Time) map[time
 	policy := domain.DefaultPolicy()
 	out := map[time.Time]string{}
 	for _, at := range instants {
-		res, err := projections.Replay(w.ctx, w.store, business, at, policy)
+		res, err := audit.Replay(w.ctx, w.store, business, at, policy)
 		if err != nil {
 			w.t.Fatal(err)
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/runledger/runledger/audit"
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
 	"github.com/runledger/runledger/internal/pgtest"
@@ -60,7 +61,7 @@ func TestLegacyLogReplaysUnchanged(t *testing.T) {
 	store := eventstore.New(pool)
 	replays := readLines(t, "testdata/legacy/replays.jsonl")
 	for _, line := range replays {
-		var want projections.ReplayResult
+		var want audit.ReplayResult
 		if err := json.Unmarshal([]byte(line), &want); err != nil {
 			t.Fatal(err)
 		}
@@ -73,7 +74,7 @@ func TestLegacyLogReplaysUnchanged(t *testing.T) {
 		if want.Run != nil && old.Run != nil {
 			want.Run.LastHeartbeatAt = old.Run.LastActivityAt
 		}
-		got, err := projections.Replay(ctx, store, want.BusinessID, want.At, domain.DefaultPolicy())
+		got, err := audit.Replay(ctx, store, want.BusinessID, want.At, domain.DefaultPolicy())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -88,7 +89,7 @@ func TestLegacyLogReplaysUnchanged(t *testing.T) {
 	}
 }
 
-func sameRun(a, b projections.ReplayResult) bool {
+func sameRun(a, b audit.ReplayResult) bool {
 	if (a.Run == nil) != (b.Run == nil) {
 		return false
 	}

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/runledger/runledger/audit"
 	"github.com/runledger/runledger/internal/servetest"
-	"github.com/runledger/runledger/projections"
 )
 
 // `audit --json` stays the array of timeline entries it always was (scripts
@@ -21,7 +21,7 @@ func TestAuditJSONStaysAnArrayAfterCompaction(t *testing.T) {
 	if err != nil {
 		t.Fatalf("audit --json: %v\n%s", err, out)
 	}
-	var events []projections.TimelineEntry
+	var events []audit.TimelineEntry
 	if err := json.Unmarshal(out, &events); err != nil || len(events) == 0 {
 		t.Fatalf("audit --json is not a non-empty array of timeline entries (%v):\n%s", err, out)
 	}

@@ -109,8 +109,8 @@ func (c *Config) readLagBound() time.Duration {
 // Policy returns the domain policy, or an error naming the bad setting.
 func (c *Config) Policy() (domain.Policy, error) {
 	p := domain.Policy{StaleAfter: c.StaleAfter, HeartbeatMinInterval: c.HeartbeatMinInterval, StallAfter: c.StallAfter}
-	if err := errors.Join(c.envErrs...); err != nil {
-		return p, fmt.Errorf("configuration: %w", err)
+	if err := c.envError(); err != nil {
+		return p, err
 	}
 	if err := p.Validate(); err != nil {
 		return p, fmt.Errorf("configuration: %w", err)
@@ -137,9 +137,18 @@ func envOr(key, def string) string {
 	return def
 }
 
+// envError returns an error naming each malformed environment value read so
+// far, or nil: Policy, the database commands and audit report it.
+func (c *Config) envError() error {
+	if err := errors.Join(c.envErrs...); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	return nil
+}
+
 // envDuration reads a duration from the environment; a malformed value is
-// kept as an error that Policy reports (a startup error naming the variable),
-// never silently replaced by the default.
+// kept as an error that envError reports (a startup error naming the
+// variable), never silently replaced by the default.
 func (c *Config) envDuration(key string, def time.Duration) time.Duration {
 	v := os.Getenv(key)
 	if v == "" {

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/runledger/runledger/api"
+	"github.com/runledger/runledger/audit"
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/internal/demo"
-	"github.com/runledger/runledger/projections"
 )
 
 // runDemo is `runledger demo` (`make demo`): it parses the flags, finds the
@@ -51,7 +51,7 @@ func runDemo(ctx context.Context, args []string) error {
 	cfg.Mint = func(business, role string) (string, error) {
 		return auth.Mint(business, api.Role(role), 24*time.Hour)
 	}
-	cfg.ShortIDs = projections.ShortIDs
+	cfg.ShortIDs = audit.ShortIDs
 	if fi, err := os.Stdout.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 		cfg.Live = true
 	}

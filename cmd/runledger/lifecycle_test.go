@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -120,7 +118,7 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// A component that stops while serve runs (here the debug server, whose
+// A service that stops while serve runs (here the debug server, whose
 // address is taken) ends the process with a non-zero status and a message
 // naming it; serve does not keep running without it, nor exit 0.
 func TestServeExitsNonZeroNamingAComponentThatStops(t *testing.T) {
@@ -138,7 +136,7 @@ func TestServeExitsNonZeroNamingAComponentThatStops(t *testing.T) {
 	}
 }
 
-// A component that will not stop cannot hold the process past
+// A service that will not stop cannot hold the process past
 // --shutdown-timeout (env RUNLEDGER_SHUTDOWN_TIMEOUT): with every one of
 // its database sessions frozen (SIGSTOP, as a paused database host), serve
 // given SIGTERM exits non-zero by the deadline, naming what did not stop.
@@ -175,7 +173,7 @@ func TestHungComponentCannotHoldShutdownPastItsTimeout(t *testing.T) {
 			_ = syscall.Kill(pid, syscall.SIGCONT)
 		}
 	})
-	time.Sleep(500 * time.Millisecond) // the components meet the frozen sessions
+	time.Sleep(500 * time.Millisecond) // the services meet the frozen sessions
 	began := time.Now()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -193,41 +191,4 @@ func TestHungComponentCannotHoldShutdownPastItsTimeout(t *testing.T) {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
-}
-
-// The shape every background part shares: one that returns while the
-// process runs is reported by name (with its error, or as unexpected when it
-// has none), and Stop names those still running at its deadline.
-func TestComponentsReportEarlyStopsAndHungOnes(t *testing.T) {
-	t.Parallel()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	untilDone := func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
-	release := make(chan struct{})
-	defer close(release)
-	g := startComponents(context.Background(), quiet,
-		component{"steady", untilDone},
-		component{"quitter", func(context.Context) error { return nil }},
-		component{"stuck", func(context.Context) error { <-release; return nil }},
-	)
-	select {
-	case err := <-g.Failed():
-		if err.Error() != "quitter stopped unexpectedly" {
-			t.Fatalf("Failed = %v, want quitter named", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("a component that returned at once was not reported")
-	}
-	deadline, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	if err := g.Stop(deadline); err == nil || err.Error() != "stuck did not stop in time" {
-		t.Fatalf("Stop = %v, want stuck named", err)
-	}
-
-	failing := startComponents(context.Background(), quiet, component{"feed", func(context.Context) error { return errors.New("boom") }})
-	if err := <-failing.Failed(); err.Error() != "feed: boom" {
-		t.Fatalf("Failed = %v, want feed: boom", err)
-	}
-	if err := failing.Stop(context.Background()); err != nil {
-		t.Fatalf("Stop after every component returned = %v", err)
-	}
 }

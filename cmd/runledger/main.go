@@ -94,19 +94,37 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-// parseAndOpen parses a database command's flags and opens its pool.
-func parseAndOpen(ctx context.Context, fs *flag.FlagSet, args []string, cfg *Config) (*pgxpool.Pool, error) {
-	if err := parse(fs, args); err != nil {
+// dbCommand is a command that works on the database (migrate, rebuild,
+// verify, compact, erase): its flag set carries the common flags
+// (--database-url, --log-level) into cfg, and open parses the command line
+// and opens the command's own small pool.
+type dbCommand struct {
+	*flag.FlagSet
+	cfg Config
+}
+
+// newDBCommand returns the flag set of the database command name, with the
+// common flags bound; the command adds its own before open.
+func newDBCommand(name string) *dbCommand {
+	c := &dbCommand{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError)}
+	c.cfg.bindCommon(c.FlagSet)
+	return c
+}
+
+// open parses args (refusing stray ones and malformed environment values)
+// and opens the command's pool, named for pg_stat_activity after the command.
+func (c *dbCommand) open(ctx context.Context, args []string) (*pgxpool.Pool, error) {
+	if err := parse(c.FlagSet, args); err != nil {
 		return nil, err
 	}
-	return openPool(ctx, cfg.DatabaseURL, opsPool(fs.Name()))
+	if err := c.cfg.envError(); err != nil {
+		return nil, err
+	}
+	return openPool(ctx, c.cfg.DatabaseURL, opsPool(c.Name()))
 }
 
 func runMigrate(ctx context.Context, args []string) error {
-	var cfg Config
-	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
-	cfg.bindCommon(fs)
-	pool, err := parseAndOpen(ctx, fs, args, &cfg)
+	pool, err := newDBCommand("migrate").open(ctx, args)
 	if err != nil {
 		return err
 	}

@@ -129,6 +129,29 @@ func TestMalformedEnvironmentIsAConfigurationError(t *testing.T) {
 	}
 }
 
+// The database commands that read the policy's environment (compact, erase,
+// audit) refuse a malformed value naming the variable, before they touch the
+// database, instead of quietly judging old runs by the default TTL.
+func TestOpsCommandsRefuseAMalformedEnvironment(t *testing.T) {
+	t.Setenv("RUNLEDGER_STALE_AFTER", "fifteen minutes")
+	url := pgtest.URL(t)
+	for name, run := range map[string]func() error{
+		"compact": func() error {
+			return runCompact(context.Background(), []string{"--database-url", url, "--ended-before", "720h"})
+		},
+		"erase": func() error {
+			return runErase(context.Background(), []string{"--database-url", url, "--business", "acme", "--reason", "test"})
+		},
+		"audit": func() error {
+			return runAudit(context.Background(), []string{"--database-url", url, "--business", "acme"})
+		},
+	} {
+		if err := run(); err == nil || !strings.Contains(err.Error(), "RUNLEDGER_STALE_AFTER") {
+			t.Errorf("%s with RUNLEDGER_STALE_AFTER=\"fifteen minutes\": %v, want an error naming it", name, err)
+		}
+	}
+}
+
 // An unknown log level stops serve and dev with an error naming it; it is
 // not quietly taken as info.
 func TestUnknownLogLevelIsAConfigurationError(t *testing.T) {

@@ -6,7 +6,7 @@ import (
 )
 
 // metricsServer is the server for /metrics on the --metrics-addr listener,
-// or nil without one (serve's front components run it). Prometheus then
+// or nil without one (serve runs it as a front service). Prometheus then
 // scrapes an address the API's clients need not reach.
 func (s *service) metricsServer() *http.Server {
 	if s.metricsListener == nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/runledger/runledger/api"
+	"github.com/runledger/runledger/audit"
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
 	"github.com/runledger/runledger/projections"
@@ -46,11 +47,9 @@ func runToken(_ context.Context, args []string) error {
 }
 
 func runRebuild(ctx context.Context, args []string) error {
-	var cfg Config
-	fs := flag.NewFlagSet("rebuild", flag.ContinueOnError)
-	cfg.bindCommon(fs)
-	projection := fs.String("projection", "", "rebuild only this read model ("+strings.Join(projections.Names, ", ")+")")
-	pool, err := parseAndOpen(ctx, fs, args, &cfg)
+	cmd := newDBCommand("rebuild")
+	projection := cmd.String("projection", "", "rebuild only this read model ("+strings.Join(projections.Names, ", ")+")")
+	pool, err := cmd.open(ctx, args)
 	if err != nil {
 		return err
 	}
@@ -69,10 +68,7 @@ func runRebuild(ctx context.Context, args []string) error {
 }
 
 func runVerify(ctx context.Context, args []string) error {
-	var cfg Config
-	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
-	cfg.bindCommon(fs)
-	pool, err := parseAndOpen(ctx, fs, args, &cfg)
+	pool, err := newDBCommand("verify").open(ctx, args)
 	if err != nil {
 		return err
 	}
@@ -105,6 +101,9 @@ func runAudit(ctx context.Context, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if err := cfg.envError(); err != nil {
+		return err
+	}
 	q, atT, err := auditQuery(*business, *run, *since, *until, *at)
 	if err != nil {
 		return err
@@ -119,16 +118,16 @@ func runAudit(ctx context.Context, args []string) error {
 	defer pool.Close()
 	store := eventstore.New(pool)
 	if !atT.IsZero() {
-		res, err := projections.Replay(ctx, store, q.BusinessID, atT, policy)
+		res, err := audit.Replay(ctx, store, q.BusinessID, atT, policy)
 		if err != nil {
 			return err
 		}
 		if *asJSON {
 			return json.NewEncoder(os.Stdout).Encode(res)
 		}
-		return projections.WriteReplay(os.Stdout, res)
+		return audit.WriteReplay(os.Stdout, res)
 	}
-	entries, err := projections.Timeline(ctx, store, q, policy)
+	entries, err := audit.Timeline(ctx, store, q, policy)
 	if err != nil {
 		return err
 	}
@@ -147,10 +146,10 @@ func runAudit(ctx context.Context, args []string) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(entries)
 	}
-	if err := projections.WriteTimeline(os.Stdout, entries); err != nil {
+	if err := audit.WriteTimeline(os.Stdout, entries); err != nil {
 		return err
 	}
-	return projections.WriteLifecycle(os.Stdout, records)
+	return audit.WriteLifecycle(os.Stdout, records)
 }
 
 // auditQuery validates the audit flags.

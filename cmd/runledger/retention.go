@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"time"
@@ -15,14 +14,12 @@ import (
 // runCompact removes from runs that ended before now − --ended-before the
 // heartbeats no replay answer needs (DESIGN §8).
 func runCompact(ctx context.Context, args []string) error {
-	var cfg Config
-	fs := flag.NewFlagSet("compact", flag.ContinueOnError)
-	cfg.bindCommon(fs)
-	endedBefore := fs.Duration("ended-before", 0, "compact runs that ended longer ago than this, e.g. 720h (required)")
-	batch := fs.Int("batch", 50, "runs compacted per transaction")
-	actor := fs.String("actor", defaultActor(), "who compacts, for the record")
-	policy := lifecyclePolicy(fs, &cfg)
-	pool, err := parseAndOpen(ctx, fs, args, &cfg)
+	cmd := newDBCommand("compact")
+	endedBefore := cmd.Duration("ended-before", 0, "compact runs that ended longer ago than this, e.g. 720h (required)")
+	batch := cmd.Int("batch", 50, "runs compacted per transaction")
+	actor := cmd.String("actor", defaultActor(), "who compacts, for the record")
+	policy := cmd.lifecyclePolicy()
+	pool, err := cmd.open(ctx, args)
 	if err != nil {
 		return err
 	}
@@ -49,15 +46,13 @@ func runCompact(ctx context.Context, args []string) error {
 
 // runErase removes a business from the log and the read models (DESIGN §8).
 func runErase(ctx context.Context, args []string) error {
-	var cfg Config
-	fs := flag.NewFlagSet("erase", flag.ContinueOnError)
-	cfg.bindCommon(fs)
-	business := fs.String("business", "", "business id (required)")
-	reason := fs.String("reason", "", "why, for the erasure record (required)")
-	force := fs.Bool("force", false, "first end the business's open run as cancelled with the reason")
-	actor := fs.String("actor", defaultActor(), "who erases, for the record")
-	policy := lifecyclePolicy(fs, &cfg)
-	pool, err := parseAndOpen(ctx, fs, args, &cfg)
+	cmd := newDBCommand("erase")
+	business := cmd.String("business", "", "business id (required)")
+	reason := cmd.String("reason", "", "why, for the erasure record (required)")
+	force := cmd.Bool("force", false, "first end the business's open run as cancelled with the reason")
+	actor := cmd.String("actor", defaultActor(), "who erases, for the record")
+	policy := cmd.lifecyclePolicy()
+	pool, err := cmd.open(ctx, args)
 	if err != nil {
 		return err
 	}
@@ -77,12 +72,12 @@ func runErase(ctx context.Context, args []string) error {
 
 // lifecyclePolicy binds the defaults for runs that recorded no policy of
 // their own (runs started before runs recorded theirs).
-func lifecyclePolicy(fs *flag.FlagSet, c *Config) *domain.Policy {
+func (c *dbCommand) lifecyclePolicy() *domain.Policy {
 	p := domain.DefaultPolicy()
-	p.StaleAfter = c.envDuration("RUNLEDGER_STALE_AFTER", p.StaleAfter)
-	p.StallAfter = c.envDuration("RUNLEDGER_STALL_AFTER", p.StallAfter)
-	fs.Func("stale-after", "TTL of runs that recorded none (env RUNLEDGER_STALE_AFTER, default 15m)", durationFlag(&p.StaleAfter))
-	fs.Func("stall-after", "stall threshold of runs that recorded none (env RUNLEDGER_STALL_AFTER, default 10m)", durationFlag(&p.StallAfter))
+	p.StaleAfter = c.cfg.envDuration("RUNLEDGER_STALE_AFTER", p.StaleAfter)
+	p.StallAfter = c.cfg.envDuration("RUNLEDGER_STALL_AFTER", p.StallAfter)
+	c.Func("stale-after", "TTL of runs that recorded none (env RUNLEDGER_STALE_AFTER, default 15m)", durationFlag(&p.StaleAfter))
+	c.Func("stall-after", "stall threshold of runs that recorded none (env RUNLEDGER_STALL_AFTER, default 10m)", durationFlag(&p.StallAfter))
 	return &p
 }
 

@@ -32,20 +32,20 @@ type scheduledCompaction struct {
 	passed func()
 }
 
-// compactEvery runs serve's scheduled compaction on the maintenance pool.
-func (s *service) compactEvery(ctx context.Context) {
-	scheduledCompaction{
+// scheduledCompaction is serve's scheduled compaction on the maintenance pool.
+func (s *service) scheduledCompaction() scheduledCompaction {
+	return scheduledCompaction{
 		store: eventstore.New(s.maintPool), pool: s.maintPool, now: s.clock.Now, newTimer: clock.NewTimer,
 		interval: s.cfg.CompactInterval, endedBefore: s.cfg.CompactEndedBefore,
 		policy: domain.Policy{StaleAfter: s.cfg.StaleAfter, HeartbeatMinInterval: s.cfg.HeartbeatMinInterval, StallAfter: s.cfg.StallAfter},
 		logger: s.logger,
-	}.run(ctx)
+	}
 }
 
-// run compacts runs ended longer ago than endedBefore, at once and then
-// every interval (default an hour), until ctx ends. A failed compaction is
-// logged and tried again at the next tick.
-func (c scheduledCompaction) run(ctx context.Context) {
+// Run compacts runs ended longer ago than endedBefore, at once and then
+// every interval (default an hour), until ctx ends; it returns nil then. A
+// failed compaction is logged and tried again at the next tick.
+func (c scheduledCompaction) Run(ctx context.Context) error {
 	interval := c.interval
 	if interval <= 0 {
 		interval = time.Hour
@@ -55,7 +55,7 @@ func (c scheduledCompaction) run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-timer.C():
 		}
 		c.pass(ctx)

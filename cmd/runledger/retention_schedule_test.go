@@ -28,7 +28,7 @@ func TestScheduledCompactionUsesTheServiceClock(t *testing.T) {
 		defer close(done)
 		scheduledCompaction{store: eventstore.New(w.pool), pool: w.pool, now: clk.Now, newTimer: clk.NewTimer,
 			interval: time.Hour, endedBefore: 30 * time.Minute, policy: domain.DefaultPolicy(),
-			logger: slog.New(slog.NewTextHandler(io.Discard, nil))}.run(ctx)
+			logger: slog.New(slog.NewTextHandler(io.Discard, nil))}.Run(ctx)
 	}()
 	defer func() { cancel(); <-done }()
 
@@ -97,7 +97,7 @@ func TestScheduledCompactionOneReplicaAtATime(t *testing.T) {
 		defer close(done)
 		scheduledCompaction{store: eventstore.New(w.pool), pool: w.pool, now: clk.Now, newTimer: clk.NewTimer,
 			interval: time.Hour, endedBefore: 30 * time.Minute, policy: domain.DefaultPolicy(),
-			logger: slog.New(slog.NewTextHandler(io.Discard, nil)), passed: func() { passes <- struct{}{} }}.run(ctx)
+			logger: slog.New(slog.NewTextHandler(io.Discard, nil)), passed: func() { passes <- struct{}{} }}.Run(ctx)
 	}()
 	defer func() { cancel(); <-done }()
 	select {

@@ -1,13 +1,3 @@
-// Package demo is `runledger demo`: a fleet of simulated dialers built on
-// the worker SDK (api/client), playing against a running server what the
-// incident was about. It opens with a scripted act that shows every ending
-// of a run on its own business (a completion, a carrier failure, a crashed
-// worker reaped as stale, a user's graceful cancel, a forced cancel of a dead
-// worker, a pause and resume, a stall), then dials at random.
-//
-// It is a client of the service like any worker: it imports api/client and
-// nothing of the server. Tokens and the audit's short run ids come from the
-// command that wires it (cmd/runledger), which owns the secret.
 package demo
 
 import (

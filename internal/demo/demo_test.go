@@ -15,9 +15,9 @@ import (
 
 	"github.com/runledger/runledger/api"
 	"github.com/runledger/runledger/api/client"
+	"github.com/runledger/runledger/audit"
 	"github.com/runledger/runledger/internal/pgtest"
 	"github.com/runledger/runledger/internal/servetest"
-	"github.com/runledger/runledger/projections"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -46,7 +46,7 @@ func testDemoDB(t *testing.T, duration time.Duration) (Config, *servetest.Server
 	cfg := Defaults()
 	cfg.URL, cfg.Duration, cfg.Businesses, cfg.Seed = srv.URL, duration, 4, 1
 	cfg.Mint = func(b, role string) (string, error) { return auth.Mint(b, api.Role(role), time.Hour) }
-	cfg.ShortIDs = projections.ShortIDs
+	cfg.ShortIDs = audit.ShortIDs
 	cfg.ActCall, cfg.CallMin, cfg.CallMax, cfg.CallsMin, cfg.CallsMax = 40*time.Millisecond, 10*time.Millisecond, 60*time.Millisecond, 8, 25
 	cfg.PauseHold, cfg.Tick, cfg.Poll = 300*time.Millisecond, 200*time.Millisecond, 50*time.Millisecond
 	return cfg, srv, db
@@ -136,7 +136,7 @@ func TestOpeningActPlaysEveryEnding(t *testing.T) {
 func TestShortIDsAreUnique(t *testing.T) {
 	a := uuid.MustParse("01a224d3-7c62-74e7-9e19-a16bb6480549")
 	b := uuid.MustParse("01a224d3-7c62-74e7-9e19-b16bb6480549")
-	d := &demo{cfg: Config{ShortIDs: projections.ShortIDs}, runIDs: []uuid.UUID{a, b}}
+	d := &demo{cfg: Config{ShortIDs: audit.ShortIDs}, runIDs: []uuid.UUID{a, b}}
 	if sa, sb := d.short(a.String()), d.short(b.String()); sa == sb || !strings.HasSuffix(a.String(), strings.TrimPrefix(sa, "…")) {
 		t.Fatalf("short forms %q and %q", sa, sb)
 	}

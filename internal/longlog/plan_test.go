@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/runledger/runledger/audit"
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
 	"github.com/runledger/runledger/internal/longlog"
@@ -161,7 +162,7 @@ func explainReads(t *testing.T, pool *pgxpool.Pool, rec *statementRecorder, busi
 	}
 	run("lag", func() error { _, err := projections.Lags(ctx, pool, nil); return err })
 	run("timeline of a run's hours", func() error {
-		_, err := projections.Timeline(ctx, store, eventstore.BusinessQuery{BusinessID: business, Since: lastRun.from, Until: lastRun.to}, domain.DefaultPolicy())
+		_, err := audit.Timeline(ctx, store, eventstore.BusinessQuery{BusinessID: business, Since: lastRun.from, Until: lastRun.to}, domain.DefaultPolicy())
 		return err
 	})
 	run("timeline page", func() error {
@@ -169,7 +170,7 @@ func explainReads(t *testing.T, pool *pgxpool.Pool, rec *statementRecorder, busi
 		return err
 	})
 	run("replay", func() error {
-		_, err := projections.Replay(ctx, store, business, lastRun.to.Add(-time.Minute), domain.DefaultPolicy())
+		_, err := audit.Replay(ctx, store, business, lastRun.to.Add(-time.Minute), domain.DefaultPolicy())
 		return err
 	})
 	run("run events", func() error {

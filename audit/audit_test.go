@@ -1,4 +1,4 @@
-package projections_test
+package audit_test
 
 import (
 	"context"
@@ -8,10 +8,10 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/runledger/runledger/audit"
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
 	"github.com/runledger/runledger/internal/pgtest"
-	"github.com/runledger/runledger/projections"
 	"github.com/runledger/runledger/runs"
 )
 
@@ -66,7 +66,7 @@ func TestTimelineFilters(t *testing.T) {
 	ctx := context.Background()
 	store := eventstore.New(pgtest.NewDB(t))
 	scriptedHistory(t, store)
-	only, err := projections.Timeline(ctx, store, eventstore.BusinessQuery{BusinessID: "acme", RunID: run2,
+	only, err := audit.Timeline(ctx, store, eventstore.BusinessQuery{BusinessID: "acme", RunID: run2,
 		Since: auditT0.Add(16*time.Minute + 30*time.Second)}, domain.DefaultPolicy())
 	if err != nil || len(only) != 4 || only[0].Type != domain.TypeHeartbeat {
 		t.Fatalf("run 2 from 09:16 = %d entries %v", len(only), err)
@@ -82,12 +82,12 @@ func TestReplayAtAnEventsExactInstant(t *testing.T) {
 	ctx := context.Background()
 	store := eventstore.New(pgtest.NewDB(t))
 	scriptedHistory(t, store)
-	entries, err := projections.Timeline(ctx, store, eventstore.BusinessQuery{BusinessID: "acme"}, domain.DefaultPolicy())
+	entries, err := audit.Timeline(ctx, store, eventstore.BusinessQuery{BusinessID: "acme"}, domain.DefaultPolicy())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		res, err := projections.Replay(ctx, store, "acme", e.OccurredAt, domain.DefaultPolicy())
+		res, err := audit.Replay(ctx, store, "acme", e.OccurredAt, domain.DefaultPolicy())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -102,7 +102,7 @@ func TestReplayAtAnEventsExactInstant(t *testing.T) {
 }
 
 // versionOf is the stream version e has in its run (its rank among the run's entries).
-func versionOf(t *testing.T, entries []projections.TimelineEntry, e projections.TimelineEntry) int64 {
+func versionOf(t *testing.T, entries []audit.TimelineEntry, e audit.TimelineEntry) int64 {
 	t.Helper()
 	var v int64
 	for _, x := range entries {
