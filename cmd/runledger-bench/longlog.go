@@ -36,6 +36,10 @@ type statementStat struct {
 	name   string
 	calls  int64
 	meanMS float64
+	// Per call: rows returned or written, shared buffers found in
+	// PostgreSQL's cache and read from outside it, WAL full-page images
+	// and WAL bytes: what tells a long log's cost from an empty one's.
+	rows, hit, read, fpi, walBytes float64
 }
 
 // b11: the long log. The same workloads on an empty database and on one
@@ -230,8 +234,14 @@ func followedStatements(ctx context.Context, pool *pgxpool.Pool) ([]statementSta
 	var out []statementStat
 	for _, f := range followed {
 		s := statementStat{name: f.name}
-		if err := pool.QueryRow(ctx, `SELECT coalesce(sum(calls), 0)::bigint, coalesce(sum(total_exec_time) / nullif(sum(calls), 0), 0)::float8
-			FROM pg_stat_statements WHERE `+f.where+` AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&s.calls, &s.meanMS); err != nil {
+		if err := pool.QueryRow(ctx, `SELECT coalesce(sum(calls), 0)::bigint, coalesce(sum(total_exec_time) / nullif(sum(calls), 0), 0)::float8,
+				coalesce(sum(rows) / nullif(sum(calls), 0), 0)::float8,
+				coalesce(sum(shared_blks_hit) / nullif(sum(calls), 0), 0)::float8,
+				coalesce(sum(shared_blks_read) / nullif(sum(calls), 0), 0)::float8,
+				coalesce(sum(wal_fpi) / nullif(sum(calls), 0), 0)::float8,
+				coalesce(sum(wal_bytes) / nullif(sum(calls), 0), 0)::float8
+			FROM pg_stat_statements WHERE `+f.where+` AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(
+			&s.calls, &s.meanMS, &s.rows, &s.hit, &s.read, &s.fpi, &s.walBytes); err != nil {
 			return nil, err
 		}
 		out = append(out, s)
@@ -242,7 +252,8 @@ func followedStatements(ctx context.Context, pool *pgxpool.Pool) ([]statementSta
 func describeStatements(list []statementStat) string {
 	parts := make([]string, len(list))
 	for i, s := range list {
-		parts[i] = fmt.Sprintf("%s %d calls, %.3f ms each", s.name, s.calls, s.meanMS)
+		parts[i] = fmt.Sprintf("%s %d calls, %.3f ms each (per call: %.1f rows, %.1f buffers hit, %.2f read, %.2f WAL full-page images, %.0f WAL bytes)",
+			s.name, s.calls, s.meanMS, s.rows, s.hit, s.read, s.fpi, s.walBytes)
 	}
 	return strings.Join(parts, "; ")
 }
