@@ -19,30 +19,6 @@ type Lag struct {
 	Seconds float64 `json:"seconds_behind"`
 }
 
-// lagCountCap bounds the events counted per measurement, so measuring a
-// projection a million events behind stays cheap.
-const lagCountCap = 100_000
-
-// lagSQL measures one consumer group ($1): the committed events past its
-// offset (at most $2), and the age of the first of them in subscriber order.
-// Both subqueries enter the (transaction_id, position) index at the offset
-// (a row comparison against the outer offset row is an index bound), so the
-// measurement costs what the group is behind, capped, and nothing more on a
-// long log than on an empty one; the count reads the index alone.
-const lagSQL = `
-	SELECT
-		(SELECT count(*) FROM (
-			SELECT 1 FROM events e WHERE (e.transaction_id, e.position) > (o.tx, o.pos)
-			ORDER BY e.transaction_id, e.position LIMIT $2) behind),
-		coalesce((SELECT extract(epoch FROM clock_timestamp() - e.recorded_at) FROM events e
-			WHERE (e.transaction_id, e.position) > (o.tx, o.pos)
-			ORDER BY e.transaction_id, e.position LIMIT 1), 0)::float8
-	FROM (
-		SELECT last_processed_transaction_id AS tx, coalesce(offset_acked, 0) AS pos
-		FROM projection_offsets WHERE consumer_group = $1
-		UNION ALL SELECT '0'::xid8, 0
-		ORDER BY tx DESC LIMIT 1) o`
-
 // Lags measures each projection (all when names is empty): the committed
 // events past its offset (up to lagCountCap), and the age of the first of
 // them in subscriber order, which is the oldest the group has not applied.
