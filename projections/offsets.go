@@ -152,3 +152,11 @@ func moveOffset(ctx context.Context, tx pgx.Tx, group string, at Offset) error {
 const eventsAfterSQL = `SELECT transaction_id::text::bigint, %s FROM events
 		WHERE (transaction_id, position) > ($1::text::xid8, $2) AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
 		ORDER BY transaction_id, position LIMIT $3`
+
+// ConsumerRead is the statement, with its arguments, that group's
+// subscriber sends to read its next batch of at most batch events (for plan
+// tests and measurements).
+func ConsumerRead(group string, batch int) (string, []any, error) {
+	q, err := EventsSchema{BatchSize: batch}.SelectQuery(wsql.SelectQueryParams{Topic: Topic, ConsumerGroup: group, OffsetsAdapter: OffsetsAdapter()})
+	return q.Query, q.Args, err
+}
