@@ -83,15 +83,15 @@ func (m *LagMonitor) Last() ([]Lag, time.Time) {
 	return m.last, m.measured
 }
 
-// Run measures every interval until ctx ends.
-func (m *LagMonitor) Run(ctx context.Context) {
+// Run measures every interval until ctx ends, then returns nil.
+func (m *LagMonitor) Run(ctx context.Context) error {
 	t := time.NewTicker(m.interval)
 	defer t.Stop()
 	for {
 		_ = m.Measure(ctx) // a failed measurement ages; Behind then says so
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
 		}
 	}

@@ -335,7 +335,7 @@ func (s *service) backgroundComponents() []component {
 	list := []component{
 		{"database clock", s.clock.Run},
 		{"change feed", s.feedListener.Run},
-		{"lag monitor", func(ctx context.Context) error { s.lag.Run(ctx); return nil }},
+		{"lag monitor", s.lag.Run},
 		{"projector", s.projector.Run},
 		{"reaper", s.reaper.Run},
 		{"idempotency sweeper", sweeper.Run},
