@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	stdsql "database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -69,7 +70,7 @@ func TestOffsetsTableAsWatermillWritesIt(t *testing.T) {
 	}
 
 	const group = "offsets-pin"
-	c := consume(t, pool, group, len(logged))
+	c := consume(t, pool, group, len(logged), nil)
 	if got := c.positions(); fmt.Sprint(got) != fmt.Sprint(positionsOf(logged)) {
 		t.Fatalf("the subscriber delivered %v, want %v", got, positionsOf(logged))
 	}
@@ -105,11 +106,58 @@ func TestOffsetsTableAsWatermillWritesIt(t *testing.T) {
 	}
 	logged = logOffsets(t, pool)
 	assertLag(t, pool, group, int64(len(logged)-2))
-	again := consume(t, pool, group, len(logged)-2)
+	again := consume(t, pool, group, len(logged)-2, nil)
 	again.release()
 	again.stop()
 	if got, want := again.positions(), positionsOf(logged[2:]); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("after moveOffset to the second event the subscriber delivered %v, want %v", got, want)
+	}
+}
+
+// watermill.go's behaviour 3: a Commit that fails is not passed on to
+// HandleError (the next call has a nil error), and it is logged as an error
+// unless it wraps sql.ErrTxDone (a batch cut short by a stop says so). The
+// batch's events come again.
+func TestWatermillDoesNotPassAFailedCommitToHandleError(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewDB(t)
+	rn := eventstore.NewRunner(eventstore.New(pool), domain.DefaultPolicy())
+	if _, err := rn.Start(ctx, domain.StartRun{RunID: uuid.New(), BusinessID: "acme", WorkerID: "w", TotalCalls: 9}, eventstore.Metadata{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		err    error
+		logged bool
+	}{
+		{"a failure", errors.New("connection reset by peer"), true},
+		{"a stop", fmt.Errorf("%w: the projector is stopping", stdsql.ErrTxDone), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := consume(t, pool, "commit-"+strings.ReplaceAll(tc.name, " ", "-"), 2, tc.err)
+			c.stop()
+			if got := c.positions(); len(got) != 2 || got[0] != got[1] {
+				t.Errorf("delivered %v: want the event of the batch whose commit failed twice", got)
+			}
+			c.mu.Lock()
+			failed := false
+			for _, s := range c.steps {
+				switch {
+				case s.what == "commit-failed":
+					failed = true
+				case failed && s.what == "backoff":
+					if s.err != nil {
+						t.Errorf("HandleError after a failed commit got %v; watermill.go expects nil", s.err)
+					}
+					failed = false
+				}
+			}
+			c.mu.Unlock()
+			logged := c.log.HasError(tc.err)
+			if logged != tc.logged {
+				t.Errorf("the failed commit (%v) logged as an error: %v, want %v", tc.err, logged, tc.logged)
+			}
+		})
 	}
 }
 
@@ -186,6 +234,10 @@ type consumption struct {
 	once      sync.Once
 	cancel    context.CancelFunc
 	done      chan struct{}
+	// failCommit, if set, is what the first Commit of a batch with events
+	// returns (after rolling it back).
+	failCommit error
+	log        *watermill.CaptureLoggerAdapter
 }
 
 // step is one thing the subscriber did: begin, query, handled (a message
@@ -198,6 +250,7 @@ type step struct {
 	args  []any
 	pos   int64
 	noMsg bool
+	err   error
 }
 
 func (c *consumption) record(s step) {
@@ -208,9 +261,11 @@ func (c *consumption) record(s step) {
 
 // consume runs a subscriber of group until it has delivered n events and
 // then found nothing more (its HandleError is then blocked until release).
-func consume(t *testing.T, pool *pgxpool.Pool, group string, n int) *consumption {
+// failCommit, if set, fails the first Commit of a batch with events.
+func consume(t *testing.T, pool *pgxpool.Pool, group string, n int, failCommit error) *consumption {
 	t.Helper()
-	c := &consumption{caughtUp: make(chan struct{}), released: make(chan struct{}), done: make(chan struct{})}
+	c := &consumption{caughtUp: make(chan struct{}), released: make(chan struct{}), done: make(chan struct{}),
+		failCommit: failCommit, log: watermill.NewCaptureLogger()}
 	sub, err := wsql.NewSubscriber(&recordingBeginner{Beginner: wsql.BeginnerFromPgx(pool), c: c}, wsql.SubscriberConfig{
 		ConsumerGroup:  group,
 		PollInterval:   10 * time.Millisecond,
@@ -218,7 +273,7 @@ func consume(t *testing.T, pool *pgxpool.Pool, group string, n int) *consumption
 		BackoffManager: recordingBackoff{c: c, n: n},
 		SchemaAdapter:  EventsSchema{BatchSize: 2},
 		OffsetsAdapter: OffsetsAdapter(),
-	}, watermill.NopLogger{})
+	}, c.log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,8 +411,9 @@ func (b *recordingBeginner) BeginTx(ctx context.Context, opts *stdsql.TxOptions)
 
 type recordingTx struct {
 	wsql.Tx
-	c *consumption
-	n int
+	c       *consumption
+	n       int
+	written bool // a batch's offset was written
 }
 
 func (tx *recordingTx) QueryContext(ctx context.Context, query string, args ...any) (wsql.Rows, error) {
@@ -367,10 +423,22 @@ func (tx *recordingTx) QueryContext(ctx context.Context, query string, args ...a
 
 func (tx *recordingTx) ExecContext(ctx context.Context, query string, args ...any) (wsql.Result, error) {
 	tx.c.record(step{what: "exec", tx: tx.n, query: query, args: args})
+	tx.written = tx.n > 1 // the first is Subscribe's, writing the zero offset
 	return tx.Tx.ExecContext(ctx, query, args...)
 }
 
 func (tx *recordingTx) Commit() error {
+	tx.c.mu.Lock()
+	fail := tx.c.failCommit
+	if tx.written {
+		tx.c.failCommit = nil
+	}
+	tx.c.mu.Unlock()
+	if fail != nil && tx.written {
+		tx.c.record(step{what: "commit-failed", tx: tx.n})
+		_ = tx.Tx.Rollback()
+		return fail
+	}
 	tx.c.record(step{what: "commit", tx: tx.n})
 	return tx.Tx.Commit()
 }
@@ -389,7 +457,7 @@ type recordingBackoff struct {
 }
 
 func (b recordingBackoff) HandleError(_ watermill.LoggerAdapter, noMsg bool, err error) time.Duration {
-	b.c.record(step{what: "backoff", noMsg: noMsg})
+	b.c.record(step{what: "backoff", noMsg: noMsg, err: err})
 	defer b.c.record(step{what: "backoff-returned"})
 	if err != nil {
 		return 10 * time.Millisecond

@@ -6,18 +6,24 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/runledger/runledger/eventstore"
 )
 
-// This file is where the consumer groups meet watermill-sql's subscriber.
-// Its interfaces are public, but what we build on them relies on how
-// watermill-sql v4.1.2's Subscriber uses them (pinned, where a test can, by
-// TestOffsetsTableAsWatermillWritesIt):
+// This file is where the consumer groups meet watermill-sql's subscriber:
+// the read models' groups (group is the subscriber's Beginner and
+// BackoffManager, batch its transaction) and Consumer (the webhooks' kind).
+// watermill-sql's interfaces are public, but what we build on them relies on
+// how watermill-sql v4.1.2's Subscriber uses them (pinned, where a test can,
+// by TestOffsetsTableAsWatermillWritesIt and
+// TestWatermillDoesNotPassAFailedCommitToHandleError in offsets_test.go):
 //
 //  1. Each read is one transaction from our Beginner (BeginTx): the SELECT
 //     (QueryContext), the messages handed over one at a time, each carrying
@@ -32,8 +38,10 @@ import (
 //     a caught-up group waits inside HandleError (group.caughtUpWait,
 //     Consumer.caughtUpWait), where a wake-up can end the wait at once, and
 //     returns 0.
-//  3. A failed Commit is logged, not passed to HandleError: the group
-//     remembers it (group.failed sets retrySoon) for the next HandleError.
+//  3. A failed Commit is not passed to HandleError (the next call has a nil
+//     error), and a Commit error that wraps sql.ErrTxDone is not even logged:
+//     the group remembers a failure itself (group.failed sets retrySoon), and
+//     a batch cut short by a stop says ErrTxDone.
 //  4. When its context ends (the ack deadline, a stop) the subscriber ends
 //     the transaction without waiting for a handler still writing through
 //     it: batch's mutex makes the end wait for the handler's statement.
@@ -148,4 +156,173 @@ func (c *Consumer) HandleError(_ watermill.LoggerAdapter, noMsg bool, err error)
 	c.errors = 0
 	c.caughtUpWait()
 	return 0
+}
+
+// The read models' groups (behaviours 1 to 4).
+
+// BeginTx implements wsql.Beginner: every subscriber transaction is a batch,
+// with the session limits of a projector transaction (see Options).
+func (g *group) BeginTx(ctx context.Context, opts *stdsql.TxOptions) (wsql.Tx, error) {
+	inner, err := g.Beginner.BeginTx(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	pt, ok := inner.(*wsql.PgxTx)
+	if !ok {
+		_ = inner.Rollback()
+		return nil, errors.New("subscriber transaction is not pgx")
+	}
+	// Read models are rebuildable and the offset commits with them, so a
+	// crash that loses the last projector commits only replays those events:
+	// no need to wait for the WAL flush.
+	_, err = pt.Tx.Exec(ctx, `SELECT set_config('synchronous_commit', 'off', true),
+		set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true),
+		set_config('idle_in_transaction_session_timeout', $3, true)`,
+		millis(g.opts.LockTimeout), millis(g.opts.StatementTimeout), millis(g.opts.IdleInTransactionTimeout))
+	if err != nil {
+		_ = inner.Rollback()
+		return nil, err
+	}
+	return &batch{g: g, inner: inner, tx: pt.Tx, rows: newRowSet(g.proj, g.proj.name, g.cache)}, nil
+}
+
+// handle applies one delivered event through the batch that delivered it.
+func (g *group) handle(msg *message.Message) error {
+	tx, ok := wsql.TxFromContext(msg.Context())
+	if !ok {
+		return errors.New("message has no subscriber transaction")
+	}
+	b, ok := tx.(*batch)
+	if !ok {
+		return errors.New("subscriber transaction is not a batch")
+	}
+	rec, err := RecordedFromMessage(msg)
+	if err != nil { // it can never apply: record it and move on
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if b.done {
+			return errBatchDone
+		}
+		pos, _ := positionOf(msg)
+		if perr := g.recordPoison(msg.Context(), b.tx, eventstore.Recorded{Position: pos, EventID: parseUUID(msg.UUID)}, err); perr != nil {
+			b.err = perr
+		}
+		return nil
+	}
+	txID, _ := strconv.ParseUint(msg.Metadata.Get(metaTxID), 10, 64)
+	if err := b.apply(msg.Context(), rec, Offset{TxID: txID, Position: rec.Position}); err != nil {
+		return err
+	}
+	if g.opts.Metrics != nil {
+		g.opts.Metrics.Applied.WithLabelValues(g.proj.name).Inc()
+	}
+	return nil
+}
+
+// HandleError implements wsql.BackoffManager: how long the subscriber waits
+// before its next query.
+// A caught-up group waits here, in caughtUpWait (behaviour 2), and a batch
+// whose commit failed is retried after a pause (behaviour 3). A query that
+// failed for the database's availability (unreachable, a lock not granted in
+// time, …) is retried with a growing pause up to 2 s and logged at most once
+// a second; a batch that failed on an event is retried at once, its events
+// now suspects.
+func (g *group) HandleError(_ watermill.LoggerAdapter, noMsg bool, err error) time.Duration {
+	g.countQuery(noMsg, err)
+	if err == nil && noMsg {
+		g.mu.Lock()
+		if g.retrySoon {
+			g.retrySoon = false
+			g.errors++
+			pause := backoff(g.errors)
+			g.mu.Unlock()
+			return pause
+		}
+		g.errors = 0
+		g.mu.Unlock()
+		return g.caughtUpWait()
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err == nil {
+		g.errors, g.retryPause = 0, 0
+		return 0
+	}
+	kind, transient := classify(err)
+	if !transient {
+		g.errors = 0
+		return 10 * time.Millisecond
+	}
+	g.errors++
+	g.opts.logs.Log(context.Background(), slog.LevelWarn, g.proj.name+":"+string(kind), "projection query failed; retrying",
+		"projection", g.proj.name, "consecutive", g.errors, "err", err)
+	return backoff(g.errors)
+}
+
+var _ wsql.Tx = (*batch)(nil)
+
+// QueryContext runs the subscriber's SELECT of the next events (which also
+// locks the group's offset row).
+func (b *batch) QueryContext(ctx context.Context, query string, args ...any) (wsql.Rows, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.inner.QueryContext(ctx, query, args...)
+}
+
+// ExecContext runs the subscriber's offset write (the batch's only
+// ExecContext, after every message: behaviour 1), after flushing the
+// deferred read-model writes; it refuses if the batch failed, so watermill
+// rolls the batch back instead of moving the offset past its events.
+func (b *batch) ExecContext(ctx context.Context, query string, args ...any) (wsql.Result, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.flushLocked(ctx); err != nil {
+		return nil, err
+	}
+	return b.inner.ExecContext(ctx, query, args...)
+}
+
+// Commit flushes what is left and commits; a failed batch is rolled back
+// instead and its error returned.
+func (b *batch) Commit() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done {
+		return stdsql.ErrTxDone
+	}
+	b.done = true
+	err := b.flushLocked(context.Background())
+	if err == nil {
+		err = b.notifyLocked()
+	}
+	if err != nil {
+		_ = b.inner.Rollback()
+	} else if err = b.inner.Commit(); err == nil {
+		b.g.committed(b)
+		return nil
+	}
+	if b.stopping(err) {
+		// Cut short by the stop: nothing was committed, the next start
+		// applies the batch again, and its events are not suspects. Told
+		// as a finished transaction (sql.ErrTxDone), which watermill does
+		// not log as an error.
+		b.g.failed(b, nil)
+		b.g.opts.Logger.Debug("projection batch abandoned at stop", "group", b.g.proj.name, "err", err)
+		return fmt.Errorf("%w: the projector is stopping: %v", stdsql.ErrTxDone, err)
+	}
+	b.g.failed(b, err)
+	return err
+}
+
+// Rollback abandons the batch (watermill's, after a failed read or handler).
+func (b *batch) Rollback() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done {
+		return stdsql.ErrTxDone
+	}
+	b.done = true
+	err := b.inner.Rollback()
+	b.g.failed(b, b.err)
+	return err
 }
