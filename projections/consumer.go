@@ -31,6 +31,11 @@ type ConsumerOptions struct {
 	PollInterval time.Duration
 	// BatchSize is the events per transaction (default 100).
 	BatchSize int
+	// SkipHeartbeats is for a group that never acts on a heartbeat: it reads
+	// the other events only, and a log of heartbeats costs it nothing. Its
+	// offset then moves on those events alone; measure its lag with
+	// GroupLag(…, true).
+	SkipHeartbeats bool
 	// OnCommitted, if set, is called after each batch that held events
 	// committed.
 	OnCommitted func()
@@ -69,7 +74,7 @@ func NewConsumer(pool *pgxpool.Pool, handler Handler, opts ConsumerOptions) (*Co
 		return nil, err
 	}
 	c.router = router
-	sub, err := newSubscriber(limitedBeginner{beginnerFromPgx(pool)}, opts.Group, opts.PollInterval, c, EventsSchema{BatchSize: opts.BatchSize}, opts.Logger)
+	sub, err := newSubscriber(limitedBeginner{Beginner: beginnerFromPgx(pool), customPlans: opts.SkipHeartbeats}, opts.Group, opts.PollInterval, c, EventsSchema{BatchSize: opts.BatchSize, SkipHeartbeats: opts.SkipHeartbeats}, opts.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s: subscriber: %w", opts.Group, err)
 	}

@@ -28,14 +28,23 @@ func Lags(ctx context.Context, q Querier, names []string) ([]Lag, error) {
 	}
 	out := make([]Lag, 0, len(names))
 	for _, name := range names {
-		l := Lag{Projection: name}
-		err := q.QueryRow(ctx, lagSQL, name, lagCountCap).Scan(&l.Events, &l.Seconds)
+		l, err := GroupLag(ctx, q, name, false)
 		if err != nil {
-			return nil, fmt.Errorf("lag of %s: %w", name, err)
+			return nil, err
 		}
 		out = append(out, l)
 	}
 	return out, nil
+}
+
+// GroupLag measures one consumer group as Lags does; a group that skips
+// heartbeats (ConsumerOptions.SkipHeartbeats) counts the events it reads.
+func GroupLag(ctx context.Context, q Querier, group string, skipHeartbeats bool) (Lag, error) {
+	l := Lag{Projection: group}
+	if err := q.QueryRow(ctx, lagSQL(skipHeartbeats), group, lagCountCap).Scan(&l.Events, &l.Seconds); err != nil {
+		return l, fmt.Errorf("lag of %s: %w", group, err)
+	}
+	return l, nil
 }
 
 // LagMonitor measures the projections' lag every interval, so that a read

@@ -8,6 +8,8 @@ import (
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/runledger/runledger/domain"
 )
 
 // This file is the one place in the module that reads or writes the
@@ -73,7 +75,12 @@ func (a offsetsAdapter) BeforeSubscribingQueries(params wsql.BeforeSubscribingQu
 // generic plan walks the index from the log's start.) Only events below the
 // oldest running transaction are read (watermill's rule), so none is skipped
 // when transactions commit out of order.
-func consumerReadSQL(next wsql.Query, batch int) string {
+//
+// A group that skips heartbeats reads the other events only, through the
+// partial index that leaves them out (so the heartbeats in between cost it
+// nothing), and its offset moves on those events alone: it stays at the last
+// event the group read, with any heartbeats after it unread.
+func consumerReadSQL(next wsql.Query, batch int, skipHeartbeats bool) string {
 	return `
 	SELECT e.position, e.transaction_id, e.event_id, e.stream_id, e.stream_version, e.business_id, e.type,
 		e.schema_version, e.data, e.metadata, e.occurred_at, e.recorded_at
@@ -81,11 +88,27 @@ func consumerReadSQL(next wsql.Query, batch int) string {
 	CROSS JOIN LATERAL (
 		SELECT * FROM events
 		WHERE (transaction_id, position) > (last_processed.last_processed_transaction_id, coalesce(last_processed.offset_acked, 0))
-			AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+			AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())` + typeFilter(skipHeartbeats, "") + `
 		ORDER BY transaction_id ASC, position ASC
 		LIMIT ` + strconv.Itoa(batch) + `
 	) AS e
 	ORDER BY e.transaction_id ASC, e.position ASC`
+}
+
+// skipHeartbeatsSQL is the condition of a group that never acts on a
+// heartbeat. It is, word for word, the predicate of the partial index
+// events_except_heartbeats (migrations/0010_events_except_heartbeats.sql),
+// which is what lets the planner use that index.
+const skipHeartbeatsSQL = `type <> '` + domain.TypeHeartbeat + `'`
+
+// typeFilter is the clause a group's reads add to their WHERE (none for a
+// group that reads every event); alias qualifies the column ("e." or "").
+func typeFilter(skipHeartbeats bool, alias string) string {
+	if !skipHeartbeats {
+		return ""
+	}
+	return `
+			AND ` + alias + skipHeartbeatsSQL
 }
 
 // lagCountCap bounds the events counted per measurement, so measuring a
@@ -97,20 +120,24 @@ const lagCountCap = 100_000
 // Both subqueries enter the (transaction_id, position) index at the offset
 // (a row comparison against the outer offset row is an index bound), so the
 // measurement costs what the group is behind, capped, and nothing more on a
-// long log than on an empty one; the count reads the index alone.
-const lagSQL = `
+// long log than on an empty one; the count reads the index alone. A group
+// that skips heartbeats counts (and dates) only the events it reads.
+func lagSQL(skipHeartbeats bool) string {
+	filter := typeFilter(skipHeartbeats, "e.")
+	return `
 	SELECT
 		(SELECT count(*) FROM (
-			SELECT 1 FROM events e WHERE (e.transaction_id, e.position) > (o.tx, o.pos)
+			SELECT 1 FROM events e WHERE (e.transaction_id, e.position) > (o.tx, o.pos)` + filter + `
 			ORDER BY e.transaction_id, e.position LIMIT $2) behind),
 		coalesce((SELECT extract(epoch FROM clock_timestamp() - e.recorded_at) FROM events e
-			WHERE (e.transaction_id, e.position) > (o.tx, o.pos)
+			WHERE (e.transaction_id, e.position) > (o.tx, o.pos)` + filter + `
 			ORDER BY e.transaction_id, e.position LIMIT 1), 0)::float8
 	FROM (
 		SELECT last_processed_transaction_id AS tx, coalesce(offset_acked, 0) AS pos
 		FROM projection_offsets WHERE consumer_group = $1
 		UNION ALL SELECT '0'::xid8, 0
 		ORDER BY tx DESC LIMIT 1) o`
+}
 
 // readOffset reads group's committed offset (the zero Offset when the group
 // has never run).
@@ -156,7 +183,7 @@ const eventsAfterSQL = `SELECT transaction_id::text::bigint, %s FROM events
 // ConsumerRead is the statement, with its arguments, that group's
 // subscriber sends to read its next batch of at most batch events (for plan
 // tests and measurements).
-func ConsumerRead(group string, batch int) (string, []any, error) {
-	q, err := EventsSchema{BatchSize: batch}.SelectQuery(wsql.SelectQueryParams{Topic: Topic, ConsumerGroup: group, OffsetsAdapter: OffsetsAdapter()})
+func ConsumerRead(group string, batch int, skipHeartbeats bool) (string, []any, error) {
+	q, err := EventsSchema{BatchSize: batch, SkipHeartbeats: skipHeartbeats}.SelectQuery(wsql.SelectQueryParams{Topic: Topic, ConsumerGroup: group, OffsetsAdapter: OffsetsAdapter()})
 	return q.Query, q.Args, err
 }

@@ -214,7 +214,7 @@ func assertLag(t *testing.T, q Querier, group string, want int64) {
 		events  int64
 		seconds float64
 	)
-	if err := q.QueryRow(context.Background(), lagSQL, group, lagCountCap).Scan(&events, &seconds); err != nil {
+	if err := q.QueryRow(context.Background(), lagSQL(false), group, lagCountCap).Scan(&events, &seconds); err != nil {
 		t.Fatal(err)
 	}
 	if events != want || (want == 0) != (seconds == 0) {

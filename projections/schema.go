@@ -40,6 +40,9 @@ const (
 type EventsSchema struct {
 	// BatchSize is the number of events read per subscriber transaction.
 	BatchSize int
+	// SkipHeartbeats makes the group read every event but heartbeats (see
+	// consumerReadSQL).
+	SkipHeartbeats bool
 }
 
 // SchemaInitializingQueries returns nothing: migrations own the schema.
@@ -62,7 +65,7 @@ func (s EventsSchema) SelectQuery(params wsql.SelectQueryParams) (wsql.Query, er
 	if batch <= 0 {
 		batch = 100
 	}
-	return wsql.Query{Query: consumerReadSQL(next, batch), Args: next.Args}, nil
+	return wsql.Query{Query: consumerReadSQL(next, batch, s.SkipHeartbeats), Args: next.Args}, nil
 }
 
 // UnmarshalMessage turns a row into a message: the payload is the event data,

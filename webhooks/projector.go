@@ -52,12 +52,34 @@ func NewProjector(pool *pgxpool.Pool, opts ProjectorOptions) (*Projector, error)
 	p := &Projector{now: opts.Now}
 	var err error
 	p.consumer, err = projections.NewConsumer(pool, p, projections.ConsumerOptions{Group: ConsumerGroup,
-		PollInterval: opts.PollInterval, BatchSize: opts.BatchSize, OnCommitted: opts.OnCommitted, Logger: opts.Logger})
+		PollInterval: opts.PollInterval, BatchSize: opts.BatchSize, SkipHeartbeats: skipHeartbeats, OnCommitted: opts.OnCommitted,
+		Logger: opts.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("webhooks: %w", err)
 	}
 	return p, nil
 }
+
+// Read is the statement, with its arguments, that the webhooks group reads
+// the log with (for plan tests and measurements).
+func Read() (string, []any, error) {
+	return projections.ConsumerRead(ConsumerGroup, defaultBatch, skipHeartbeats)
+}
+
+// Lag measures how far the webhooks group is behind the log.
+func Lag(ctx context.Context, q projections.Querier) (projections.Lag, error) {
+	return projections.GroupLag(ctx, q, ConsumerGroup, skipHeartbeats)
+}
+
+// skipHeartbeats: no webhook is about a heartbeat (payloadFor), and they are
+// most of the log, so the group does not read them. Its offset then moves on
+// the other events alone; compaction, which waits for every group to pass a
+// run's events, still sees it pass an ended run's (its end is not a
+// heartbeat, and comes after them).
+const skipHeartbeats = true
+
+// defaultBatch is the events per transaction when ProjectorOptions say none.
+const defaultBatch = 100
 
 // Run runs the consumer group until ctx ends.
 func (p *Projector) Run(ctx context.Context) error { return p.consumer.Run(ctx) }

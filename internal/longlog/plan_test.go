@@ -151,7 +151,7 @@ func explainReads(t *testing.T, pool *pgxpool.Pool, rec *statementRecorder, busi
 		}
 	}
 	for _, group := range projections.Names {
-		sql, args, err := projections.ConsumerRead(group, 100)
+		sql, args, err := projections.ConsumerRead(group, 100, false)
 		if err != nil {
 			t.Fatal(err)
 		}
