@@ -117,7 +117,8 @@ func TestStreamWhileRunsModelIsBehindActiveRuns(t *testing.T) {
 	started := e.must(e.do("POST", "/v1/businesses/acme/runs", worker, map[string]any{"total_calls": 10, "worker_id": "w1"}), 201, "")
 	id := started.str("run_id")
 	runProjector := func(names ...string) {
-		proj, err := projections.NewProjector(e.pool, projections.Options{Projections: names, Feed: e.feed,
+		subscribed := make(chan struct{})
+		proj, err := projections.NewProjector(e.pool, projections.Options{Projections: names, Feed: e.feed, OnSubscribed: func() { close(subscribed) },
 			PollInterval: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err != nil {
 			t.Fatal(err)
@@ -125,7 +126,7 @@ func TestStreamWhileRunsModelIsBehindActiveRuns(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- proj.Run(ctx) }()
-		<-proj.Running()
+		<-subscribed
 		t.Cleanup(func() { cancel(); <-done })
 	}
 	runProjector(projections.ActiveRuns) // runs stays behind: it has never seen the run

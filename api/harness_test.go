@@ -91,6 +91,8 @@ func newEnvOn(t testing.TB, pool *pgxpool.Pool, configure func(*api.Config)) *en
 		// API only through NOTIFY and the Listener, as serve wires them.
 		projOpts.Feed, projOpts.NotifyChannel, projOpts.Origin = nil, feed.ChangesChannel, "projector-replica"
 	}
+	subscribed := make(chan struct{})
+	projOpts.OnSubscribed = func() { close(subscribed) }
 	proj, err = projections.NewProjector(pool, projOpts)
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +110,7 @@ func newEnvOn(t testing.TB, pool *pgxpool.Pool, configure func(*api.Config)) *en
 	}
 	done := make(chan error, 1)
 	go func() { done <- proj.Run(ctx) }()
-	<-proj.Running()
+	<-subscribed
 	var once sync.Once
 	stop := func() { once.Do(func() { cancel(); <-done }) }
 	t.Cleanup(stop)

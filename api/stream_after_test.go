@@ -17,7 +17,8 @@ import (
 func TestStreamAfterWaitsForEveryReadModel(t *testing.T) {
 	e := newEnvWith(t, func(c *api.Config) { c.ConsistencyWait = 300 * time.Millisecond })
 	e.stopProjector()
-	p, err := projections.NewProjector(e.pool, projections.Options{Projections: []string{projections.Runs},
+	subscribed := make(chan struct{})
+	p, err := projections.NewProjector(e.pool, projections.Options{Projections: []string{projections.Runs}, OnSubscribed: func() { close(subscribed) },
 		PollInterval: 10 * time.Millisecond, Feed: e.feed, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -26,7 +27,7 @@ func TestStreamAfterWaitsForEveryReadModel(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	<-p.Running()
+	<-subscribed
 
 	r := e.must(e.do("POST", "/v1/businesses/acme/runs", e.token("acme", api.RoleWorker),
 		map[string]any{"total_calls": 3, "worker_id": "w"}), 201, "")

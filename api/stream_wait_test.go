@@ -109,7 +109,8 @@ func TestBusinessStreamWhileActiveRunsIsBehind(t *testing.T) {
 	e.stopProjector()
 	worker, user := e.token("acme", api.RoleWorker), e.token("acme", api.RoleUser)
 	runProjector := func(names ...string) (stop func()) {
-		proj, err := projections.NewProjector(e.pool, projections.Options{Projections: names, Feed: e.feed,
+		subscribed := make(chan struct{})
+		proj, err := projections.NewProjector(e.pool, projections.Options{Projections: names, Feed: e.feed, OnSubscribed: func() { close(subscribed) },
 			PollInterval: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err != nil {
 			t.Fatal(err)
@@ -117,7 +118,7 @@ func TestBusinessStreamWhileActiveRunsIsBehind(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- proj.Run(ctx) }()
-		<-proj.Running()
+		<-subscribed
 		var once sync.Once
 		stop = func() { once.Do(func() { cancel(); <-done }) }
 		t.Cleanup(stop)

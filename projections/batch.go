@@ -2,7 +2,6 @@ package projections
 
 import (
 	"context"
-	stdsql "database/sql"
 	"errors"
 	"fmt"
 	"sync"
@@ -15,7 +14,9 @@ import (
 	"github.com/runledger/runledger/feed"
 )
 
-// batch is one subscriber transaction of a consumer group, start to end:
+// batch is one subscriber transaction of a consumer group, start to end (its
+// wsql.Tx methods, and the subscriber behaviours they rely on, are in
+// watermill.go):
 // watermill-sql begins it (group.BeginTx), reads a page of events in it and
 // hands each to the group's handler, which applies it to the batch's row set
 // (deferred writes); when watermill writes the group's offset, the batch
@@ -53,31 +54,9 @@ type batch struct {
 	moved map[string]int64
 }
 
-var _ wsql.Tx = (*batch)(nil)
-
 // errBatchDone is returned to a handler whose batch was already committed or
 // rolled back (the subscriber stopped waiting for it).
 var errBatchDone = errors.New("subscriber transaction already finished")
-
-// QueryContext runs the subscriber's SELECT of the next events (which also
-// locks the group's offset row).
-func (b *batch) QueryContext(ctx context.Context, query string, args ...any) (wsql.Rows, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.inner.QueryContext(ctx, query, args...)
-}
-
-// ExecContext runs the subscriber's offset write, after flushing the
-// deferred read-model writes; it refuses if the batch failed, so watermill
-// rolls the batch back instead of moving the offset past its events.
-func (b *batch) ExecContext(ctx context.Context, query string, args ...any) (wsql.Result, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if err := b.flushLocked(ctx); err != nil {
-		return nil, err
-	}
-	return b.inner.ExecContext(ctx, query, args...)
-}
 
 func (b *batch) flushLocked(ctx context.Context) error {
 	if b.err != nil {
@@ -90,38 +69,6 @@ func (b *batch) flushLocked(ctx context.Context) error {
 	}
 	b.written = append(b.written, written...)
 	return nil
-}
-
-// Commit flushes what is left and commits; a failed batch is rolled back
-// instead and its error returned.
-func (b *batch) Commit() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.done {
-		return stdsql.ErrTxDone
-	}
-	b.done = true
-	err := b.flushLocked(context.Background())
-	if err == nil {
-		err = b.notifyLocked()
-	}
-	if err != nil {
-		_ = b.inner.Rollback()
-	} else if err = b.inner.Commit(); err == nil {
-		b.g.committed(b)
-		return nil
-	}
-	if b.stopping(err) {
-		// Cut short by the stop: nothing was committed, the next start
-		// applies the batch again, and its events are not suspects. Told
-		// as a finished transaction (sql.ErrTxDone), which watermill does
-		// not log as an error.
-		b.g.failed(b, nil)
-		b.g.opts.Logger.Debug("projection batch abandoned at stop", "group", b.g.proj.name, "err", err)
-		return fmt.Errorf("%w: the projector is stopping: %v", stdsql.ErrTxDone, err)
-	}
-	b.g.failed(b, err)
-	return err
 }
 
 // stopping reports whether err ended the batch because the projector is
@@ -165,19 +112,6 @@ func (b *batch) notifyLocked() error {
 		}
 	}
 	return nil
-}
-
-// Rollback abandons the batch.
-func (b *batch) Rollback() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.done {
-		return stdsql.ErrTxDone
-	}
-	b.done = true
-	err := b.inner.Rollback()
-	b.g.failed(b, b.err)
-	return err
 }
 
 // apply handles one delivered event. It never fails the message: a problem

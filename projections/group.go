@@ -2,15 +2,12 @@ package projections
 
 import (
 	"context"
-	stdsql "database/sql"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
@@ -48,7 +45,7 @@ func parseUUID(s string) uuid.UUID {
 // subscriber, and what outlives a batch: the row cache, the suspects of a
 // batch that failed, and how long to wait before asking again.
 type group struct {
-	wsql.Beginner // the pool; BeginTx below wraps its transactions
+	wsql.Beginner // the pool; BeginTx (watermill.go) makes its transactions batches
 	proj          projection
 	opts          Options
 	cache         *rowCache
@@ -83,66 +80,7 @@ func newGroup(proj projection, beginner wsql.Beginner, opts Options) *group {
 		wake: make(chan struct{}, 1)}
 }
 
-// BeginTx implements wsql.Beginner: every subscriber transaction is a batch,
-// with the session limits of a projector transaction (see Options).
-func (g *group) BeginTx(ctx context.Context, opts *stdsql.TxOptions) (wsql.Tx, error) {
-	inner, err := g.Beginner.BeginTx(ctx, opts)
-	if err != nil {
-		return nil, err
-	}
-	pt, ok := inner.(*wsql.PgxTx)
-	if !ok {
-		_ = inner.Rollback()
-		return nil, errors.New("subscriber transaction is not pgx")
-	}
-	// Read models are rebuildable and the offset commits with them, so a
-	// crash that loses the last projector commits only replays those events:
-	// no need to wait for the WAL flush.
-	_, err = pt.Tx.Exec(ctx, `SELECT set_config('synchronous_commit', 'off', true),
-		set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true),
-		set_config('idle_in_transaction_session_timeout', $3, true)`,
-		millis(g.opts.LockTimeout), millis(g.opts.StatementTimeout), millis(g.opts.IdleInTransactionTimeout))
-	if err != nil {
-		_ = inner.Rollback()
-		return nil, err
-	}
-	return &batch{g: g, inner: inner, tx: pt.Tx, rows: newRowSet(g.proj, g.proj.name, g.cache)}, nil
-}
-
 func millis(d time.Duration) string { return fmt.Sprintf("%dms", d.Milliseconds()) }
-
-// handle applies one delivered event through the batch that delivered it.
-func (g *group) handle(msg *message.Message) error {
-	tx, ok := wsql.TxFromContext(msg.Context())
-	if !ok {
-		return errors.New("message has no subscriber transaction")
-	}
-	b, ok := tx.(*batch)
-	if !ok {
-		return errors.New("subscriber transaction is not a batch")
-	}
-	rec, err := RecordedFromMessage(msg)
-	if err != nil { // it can never apply: record it and move on
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		if b.done {
-			return errBatchDone
-		}
-		pos, _ := positionOf(msg)
-		if perr := g.recordPoison(msg.Context(), b.tx, eventstore.Recorded{Position: pos, EventID: parseUUID(msg.UUID)}, err); perr != nil {
-			b.err = perr
-		}
-		return nil
-	}
-	txID, _ := strconv.ParseUint(msg.Metadata.Get(metaTxID), 10, 64)
-	if err := b.apply(msg.Context(), rec, Offset{TxID: txID, Position: rec.Position}); err != nil {
-		return err
-	}
-	if g.opts.Metrics != nil {
-		g.opts.Metrics.Applied.WithLabelValues(g.proj.name).Inc()
-	}
-	return nil
-}
 
 // isSuspect reports whether the event at pos was in a batch that failed in SQL.
 func (g *group) isSuspect(pos int64) bool {
@@ -203,7 +141,7 @@ func (g *group) notify(position int64) {
 const retryBudget = 250 * time.Millisecond
 
 // caughtUpWait is how long a caught-up subscriber waits before asking
-// again: until woken (an append committed, a sibling group committed a
+// again (it waits here, in HandleError, and returns 0: watermill.go): until woken (an append committed, a sibling group committed a
 // batch, another replica said so), at most PollInterval. While it was told
 // of an event nobody has applied yet (hidden behind a transaction still
 // open, or applied by a replica that has not said so yet), it asks again at
@@ -296,44 +234,6 @@ func (g *group) recordPoison(ctx context.Context, tx pgx.Tx, rec eventstore.Reco
 		g.opts.Metrics.Poisoned.WithLabelValues(g.proj.name).Inc()
 	}
 	return nil
-}
-
-// HandleError implements wsql.BackoffManager: how long the subscriber waits
-// before its next query.
-// A query that failed for the database's availability (unreachable, a lock
-// not granted in time, …) is retried with a growing pause up to 2 s and
-// logged at most once a second; a batch that failed on an event is retried
-// at once, its events now suspects.
-func (g *group) HandleError(_ watermill.LoggerAdapter, noMsg bool, err error) time.Duration {
-	g.countQuery(noMsg, err)
-	if err == nil && noMsg {
-		g.mu.Lock()
-		if g.retrySoon {
-			g.retrySoon = false
-			g.errors++
-			pause := backoff(g.errors)
-			g.mu.Unlock()
-			return pause
-		}
-		g.errors = 0
-		g.mu.Unlock()
-		return g.caughtUpWait()
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if err == nil {
-		g.errors, g.retryPause = 0, 0
-		return 0
-	}
-	kind, transient := classify(err)
-	if !transient {
-		g.errors = 0
-		return 10 * time.Millisecond
-	}
-	g.errors++
-	g.opts.logs.Log(context.Background(), slog.LevelWarn, g.proj.name+":"+string(kind), "projection query failed; retrying",
-		"projection", g.proj.name, "consecutive", g.errors, "err", err)
-	return backoff(g.errors)
 }
 
 // backoff is the pause after the n-th consecutive failure (n ≥ 1): 50 ms,

@@ -24,7 +24,9 @@ func TestProjectorNoticesTheHorizonMoving(t *testing.T) {
 	var proj *projections.Projector
 	store := eventstore.NewWithOptions(pool, eventstore.Options{OnCommitted: func(last int64) { proj.Wake(last) }})
 	runner := runs.NewRunner(store, domain.DefaultPolicy())
-	p, err := projections.NewProjector(pool, projections.Options{PollInterval: 30 * time.Second, Logger: quietLogger()})
+	subscribed := make(chan struct{})
+	p, err := projections.NewProjector(pool, projections.Options{PollInterval: 30 * time.Second, Logger: quietLogger(),
+		OnSubscribed: func() { close(subscribed) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +35,7 @@ func TestProjectorNoticesTheHorizonMoving(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- p.Run(runCtx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	<-p.Running()
+	<-subscribed
 
 	holder, err := pool.Begin(ctx) // another application's transaction, with an xid
 	if err != nil {

@@ -19,30 +19,6 @@ type Lag struct {
 	Seconds float64 `json:"seconds_behind"`
 }
 
-// lagCountCap bounds the events counted per measurement, so measuring a
-// projection a million events behind stays cheap.
-const lagCountCap = 100_000
-
-// lagSQL measures one consumer group ($1): the committed events past its
-// offset (at most $2), and the age of the first of them in subscriber order.
-// Both subqueries enter the (transaction_id, position) index at the offset
-// (a row comparison against the outer offset row is an index bound), so the
-// measurement costs what the group is behind, capped, and nothing more on a
-// long log than on an empty one; the count reads the index alone.
-const lagSQL = `
-	SELECT
-		(SELECT count(*) FROM (
-			SELECT 1 FROM events e WHERE (e.transaction_id, e.position) > (o.tx, o.pos)
-			ORDER BY e.transaction_id, e.position LIMIT $2) behind),
-		coalesce((SELECT extract(epoch FROM clock_timestamp() - e.recorded_at) FROM events e
-			WHERE (e.transaction_id, e.position) > (o.tx, o.pos)
-			ORDER BY e.transaction_id, e.position LIMIT 1), 0)::float8
-	FROM (
-		SELECT last_processed_transaction_id AS tx, coalesce(offset_acked, 0) AS pos
-		FROM projection_offsets WHERE consumer_group = $1
-		UNION ALL SELECT '0'::xid8, 0
-		ORDER BY tx DESC LIMIT 1) o`
-
 // Lags measures each projection (all when names is empty): the committed
 // events past its offset (up to lagCountCap), and the age of the first of
 // them in subscriber order, which is the oldest the group has not applied.
@@ -52,14 +28,23 @@ func Lags(ctx context.Context, q Querier, names []string) ([]Lag, error) {
 	}
 	out := make([]Lag, 0, len(names))
 	for _, name := range names {
-		l := Lag{Projection: name}
-		err := q.QueryRow(ctx, lagSQL, name, lagCountCap).Scan(&l.Events, &l.Seconds)
+		l, err := GroupLag(ctx, q, name, false)
 		if err != nil {
-			return nil, fmt.Errorf("lag of %s: %w", name, err)
+			return nil, err
 		}
 		out = append(out, l)
 	}
 	return out, nil
+}
+
+// GroupLag measures one consumer group as Lags does; a group that skips
+// heartbeats (ConsumerOptions.SkipHeartbeats) counts the events it reads.
+func GroupLag(ctx context.Context, q Querier, group string, skipHeartbeats bool) (Lag, error) {
+	l := Lag{Projection: group}
+	if err := q.QueryRow(ctx, lagSQL(skipHeartbeats), group, lagCountCap).Scan(&l.Events, &l.Seconds); err != nil {
+		return l, fmt.Errorf("lag of %s: %w", group, err)
+	}
+	return l, nil
 }
 
 // LagMonitor measures the projections' lag every interval, so that a read
@@ -107,15 +92,15 @@ func (m *LagMonitor) Last() ([]Lag, time.Time) {
 	return m.last, m.measured
 }
 
-// Run measures every interval until ctx ends.
-func (m *LagMonitor) Run(ctx context.Context) {
+// Run measures every interval until ctx ends, then returns nil.
+func (m *LagMonitor) Run(ctx context.Context) error {
 	t := time.NewTicker(m.interval)
 	defer t.Stop()
 	for {
 		_ = m.Measure(ctx) // a failed measurement ages; Behind then says so
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
 		}
 	}

@@ -39,6 +39,8 @@ func startProjector(t *testing.T, pool *pgxpool.Pool, opts projections.Options) 
 	if opts.Logger == nil {
 		opts.Logger = quietLogger()
 	}
+	subscribed := make(chan struct{})
+	opts.OnSubscribed = func() { close(subscribed) }
 	p, err := projections.NewProjector(pool, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +49,7 @@ func startProjector(t *testing.T, pool *pgxpool.Pool, opts projections.Options) 
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
 	select {
-	case <-p.Running():
+	case <-subscribed:
 	case err := <-done:
 		t.Fatalf("projector: %v", err)
 	}

@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
-	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,6 +46,9 @@ type Options struct {
 	// committed batch is told to the other replicas; Origin names this
 	// replica in those notifications.
 	NotifyChannel, Origin string
+	// OnSubscribed, if set, is called once every consumer group has
+	// subscribed (its offset row exists and its first read is under way).
+	OnSubscribed func()
 
 	logs *ratelog.Limiter
 }
@@ -100,10 +101,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// Projector runs the projections as watermill consumer groups on the events topic.
+// Projector runs the projections as watermill consumer groups on the
+// events topic. Its one lifecycle is Run.
 type Projector struct {
-	router   *message.Router
-	groups   []*group
+	router       *message.Router
+	groups       []*group
+	onSubscribed func()
+	// stop is closed when Run's context ends: the groups' waits and
+	// batches, and the horizon watcher, end with it.
 	stop     chan struct{}
 	stopOnce sync.Once
 }
@@ -112,31 +117,21 @@ type Projector struct {
 // per projection; each subscriber's transactions are the group's batches.
 func NewProjector(pool *pgxpool.Pool, opts Options) (*Projector, error) {
 	opts.setDefaults()
-	wlog := watermill.NewSlogLoggerWithLevelMapping(opts.Logger, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, wlog)
+	router, err := newRouter(opts.Logger)
 	if err != nil {
 		return nil, err
 	}
-	ackDeadline := 10 * time.Second
-	p := &Projector{router: router, stop: make(chan struct{})}
+	p := &Projector{router: router, stop: make(chan struct{}), onSubscribed: opts.OnSubscribed}
 	hz := newHorizon(pool, p.stop)
 	for _, name := range opts.Projections {
 		proj, err := byName(name)
 		if err != nil {
 			return nil, err
 		}
-		g := newGroup(proj, wsql.BeginnerFromPgx(pool), opts)
+		g := newGroup(proj, beginnerFromPgx(pool), opts)
 		g.stop, g.horizon = p.stop, hz
 		p.groups = append(p.groups, g)
-		sub, err := wsql.NewSubscriber(g, wsql.SubscriberConfig{
-			ConsumerGroup:  name,
-			PollInterval:   opts.PollInterval,
-			ResendInterval: 50 * time.Millisecond,
-			AckDeadline:    &ackDeadline,
-			BackoffManager: g,
-			SchemaAdapter:  EventsSchema{BatchSize: opts.BatchSize},
-			OffsetsAdapter: OffsetsAdapter(),
-		}, wlog)
+		sub, err := newSubscriber(g, name, opts.PollInterval, g, EventsSchema{BatchSize: opts.BatchSize}, opts.Logger)
 		if err != nil {
 			return nil, fmt.Errorf("projection %s: subscriber: %w", name, err)
 		}
@@ -152,16 +147,24 @@ func NewProjector(pool *pgxpool.Pool, opts Options) (*Projector, error) {
 	return p, nil
 }
 
-// Run runs the projections until ctx is cancelled.
+// Run runs the projections until ctx ends, then waits for the batches in
+// flight and returns nil; it returns an error if they stop while ctx is
+// live. A Projector runs once.
 func (p *Projector) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	go func() {
 		select {
+		case <-p.router.Running():
+			if p.onSubscribed != nil {
+				p.onSubscribed()
+			}
 		case <-ctx.Done():
-			p.halt()
-		case <-p.stop:
 		}
+		<-ctx.Done()
+		p.stopOnce.Do(func() { close(p.stop) })
 	}()
-	return p.router.Run(ctx)
+	return runRouter(ctx, p.router, "projector")
 }
 
 // Wake tells every consumer group that the log holds an event at position
@@ -171,15 +174,4 @@ func (p *Projector) Wake(position int64) {
 	for _, g := range p.groups {
 		g.notify(position)
 	}
-}
-
-func (p *Projector) halt() { p.stopOnce.Do(func() { close(p.stop) }) }
-
-// Running is closed once every consumer group is subscribed.
-func (p *Projector) Running() chan struct{} { return p.router.Running() }
-
-// Close stops the projections, waiting for in-flight batches.
-func (p *Projector) Close() error {
-	p.halt()
-	return p.router.Close()
 }

@@ -151,11 +151,7 @@ func catchUp(ctx context.Context, pool *pgxpool.Pool, proj projection, shadow st
 // swap holds the consumer group's offset row (so the live projector waits),
 // applies the remaining events to the shadow table, and swaps it in.
 func swap(ctx context.Context, tx pgx.Tx, proj projection, shadow string, last *Offset) (int64, error) {
-	if _, err := tx.Exec(ctx, `INSERT INTO projection_offsets (consumer_group, offset_acked, last_processed_transaction_id)
-		VALUES ($1, 0, '0') ON CONFLICT DO NOTHING`, proj.name); err != nil {
-		return 0, err
-	}
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM projection_offsets WHERE consumer_group = $1 FOR UPDATE`, proj.name); err != nil {
+	if err := holdOffset(ctx, tx, proj.name); err != nil {
 		return 0, err
 	}
 	var total int64
@@ -187,9 +183,7 @@ func swap(ctx context.Context, tx pgx.Tx, proj projection, shadow string, last *
 	if err := renameIndexes(ctx, tx, proj.name, liveIndexes); err != nil {
 		return total, err
 	}
-	_, err = tx.Exec(ctx, `UPDATE projection_offsets SET offset_acked = $2, last_processed_transaction_id = $3::text::xid8
-		WHERE consumer_group = $1`, proj.name, last.Position, fmt.Sprint(last.TxID))
-	return total, err
+	return total, moveOffset(ctx, tx, proj.name, *last)
 }
 
 // indexesByShape maps each index of table by its definition without names
@@ -234,9 +228,7 @@ func renameIndexes(ctx context.Context, tx pgx.Tx, table string, names map[strin
 // applyAfter applies up to catchUpBatch committed events after last to table,
 // through the projection's per-event path, and advances last.
 func applyAfter(ctx context.Context, tx pgx.Tx, proj projection, table string, last *Offset) (int64, error) {
-	rows, err := tx.Query(ctx, `SELECT transaction_id::text::bigint, `+eventstore.RecordedColumns+` FROM events
-		WHERE (transaction_id, position) > ($1::text::xid8, $2) AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-		ORDER BY transaction_id, position LIMIT $3`, fmt.Sprint(last.TxID), last.Position, catchUpBatch)
+	rows, err := tx.Query(ctx, fmt.Sprintf(eventsAfterSQL, eventstore.RecordedColumns), fmt.Sprint(last.TxID), last.Position, catchUpBatch)
 	if err != nil {
 		return 0, err
 	}

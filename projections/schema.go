@@ -19,9 +19,6 @@ import (
 // Topic is the watermill topic name of the log.
 const Topic = "events"
 
-// offsetsTable is where consumer groups keep their offsets (created by the migrations).
-const offsetsTable = "projection_offsets"
-
 // Message metadata keys carrying the stored columns of an event.
 const (
 	metaPosition   = "position"
@@ -43,35 +40,9 @@ const (
 type EventsSchema struct {
 	// BatchSize is the number of events read per subscriber transaction.
 	BatchSize int
-}
-
-// OffsetsAdapter returns the offsets adapter for projection_offsets.
-func OffsetsAdapter() wsql.OffsetsAdapter {
-	return offsetsAdapter{wsql.DefaultPostgreSQLOffsetsAdapter{GenerateMessagesOffsetsTableName: func(string) string { return offsetsTable }}}
-}
-
-// offsetsAdapter is watermill-sql's PostgreSQL offsets adapter with a
-// subscription that does not wait on an existing offset row. Watermill's
-// "zero offset" INSERT … ON CONFLICT DO NOTHING waits for any transaction
-// that has updated the row and not ended: a replica frozen in the middle of
-// a batch (SIGSTOP, a VM stall) then kept every other replica's projector
-// from subscribing, until its lock timeout ended serve. The row is inserted
-// only when no version of it is visible; two first subscriptions racing on
-// an empty table still meet at the unique key, as before.
-type offsetsAdapter struct {
-	wsql.DefaultPostgreSQLOffsetsAdapter
-}
-
-// BeforeSubscribingQueries inserts the group's zero offset unless its row
-// already exists.
-func (a offsetsAdapter) BeforeSubscribingQueries(params wsql.BeforeSubscribingQueriesParams) ([]wsql.Query, error) {
-	table := a.MessagesOffsetsTable(params.Topic)
-	return []wsql.Query{{
-		Query: `INSERT INTO ` + table + ` (consumer_group, offset_acked, last_processed_transaction_id)
-			SELECT $1::text, 0, '0'::xid8 WHERE NOT EXISTS (SELECT 1 FROM ` + table + ` WHERE consumer_group = $1)
-			ON CONFLICT DO NOTHING`,
-		Args: []any{params.ConsumerGroup},
-	}}, nil
+	// SkipHeartbeats makes the group read every event but heartbeats (see
+	// consumerReadSQL).
+	SkipHeartbeats bool
 }
 
 // SchemaInitializingQueries returns nothing: migrations own the schema.
@@ -94,26 +65,7 @@ func (s EventsSchema) SelectQuery(params wsql.SelectQueryParams) (wsql.Query, er
 	if batch <= 0 {
 		batch = 100
 	}
-	// The offset row is read (and locked, for exactly-once between
-	// subscribers) first, and the log is entered through the
-	// (transaction_id, position) index at that offset: a row comparison
-	// against the lateral offset is an index bound under any plan, custom or
-	// generic, so a read costs the batch it returns however long the log.
-	// (An OR of "same transaction, later position" and "later transaction"
-	// is not: a generic plan walks the index from the log's start.)
-	q := `
-	SELECT e.position, e.transaction_id, e.event_id, e.stream_id, e.stream_version, e.business_id, e.type,
-		e.schema_version, e.data, e.metadata, e.occurred_at, e.recorded_at
-	FROM (` + next.Query + `) AS last_processed
-	CROSS JOIN LATERAL (
-		SELECT * FROM events
-		WHERE (transaction_id, position) > (last_processed.last_processed_transaction_id, coalesce(last_processed.offset_acked, 0))
-			AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-		ORDER BY transaction_id ASC, position ASC
-		LIMIT ` + strconv.Itoa(batch) + `
-	) AS e
-	ORDER BY e.transaction_id ASC, e.position ASC`
-	return wsql.Query{Query: q, Args: next.Args}, nil
+	return wsql.Query{Query: consumerReadSQL(next, batch, s.SkipHeartbeats), Args: next.Args}, nil
 }
 
 // UnmarshalMessage turns a row into a message: the payload is the event data,

@@ -18,7 +18,8 @@ import (
 func TestProjectorStartsBesideAFrozenBatch(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.NewDB(t)
-	first, err := projections.NewProjector(pool, projections.Options{Logger: quietLogger()})
+	firstSubscribed := make(chan struct{})
+	first, err := projections.NewProjector(pool, projections.Options{Logger: quietLogger(), OnSubscribed: func() { close(firstSubscribed) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +27,7 @@ func TestProjectorStartsBesideAFrozenBatch(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- first.Run(runCtx) }()
 	select { // the groups' offset rows exist once it runs
-	case <-first.Running():
+	case <-firstSubscribed:
 	case err := <-done:
 		t.Fatalf("the first projector did not start: %v", err)
 	case <-time.After(30 * time.Second):
@@ -51,7 +52,8 @@ func TestProjectorStartsBesideAFrozenBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer short.Close()
-	second, err := projections.NewProjector(short, projections.Options{Logger: quietLogger()})
+	secondSubscribed := make(chan struct{})
+	second, err := projections.NewProjector(short, projections.Options{Logger: quietLogger(), OnSubscribed: func() { close(secondSubscribed) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +62,7 @@ func TestProjectorStartsBesideAFrozenBatch(t *testing.T) {
 	done2 := make(chan error, 1)
 	go func() { done2 <- second.Run(runCtx2) }()
 	select {
-	case <-second.Running():
+	case <-secondSubscribed:
 	case err := <-done2:
 		t.Fatalf("the projector did not start beside a frozen batch: %v", err)
 	case <-time.After(30 * time.Second):

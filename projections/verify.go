@@ -2,7 +2,6 @@ package projections
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -52,16 +51,11 @@ func Verify(ctx context.Context, pool *pgxpool.Pool) ([]Difference, error) {
 }
 
 func verifyOne(ctx context.Context, tx pgx.Tx, proj projection) ([]Difference, error) {
-	var (
-		txID int64
-		pos  int64
-	)
-	err := tx.QueryRow(ctx, `SELECT last_processed_transaction_id::text::bigint, coalesce(offset_acked, 0)
-		FROM projection_offsets WHERE consumer_group = $1`, proj.name).Scan(&txID, &pos)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+	at, err := readOffset(ctx, tx, proj.name)
+	if err != nil {
 		return nil, err
 	}
-	f, err := foldLog(ctx, tx, &Offset{TxID: uint64(txID), Position: pos}, nil)
+	f, err := foldLog(ctx, tx, &at, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -8,4 +8,9 @@
 // id.timestamp.body), retried on a fixed schedule with jitter, and refused
 // when its target resolves to a loopback, private, link-local or metadata
 // address (checked again at every send, since DNS can change).
+//
+// The consumer group runs on projections.Consumer (it reads every event but
+// heartbeats, which no webhook is about). webhooks depends on domain,
+// eventstore and projections; it must never import watermill or
+// watermill-sql (projections owns the subscriber), nor api, reaper or cmd.
 package webhooks

@@ -2,16 +2,11 @@ package webhooks
 
 import (
 	"context"
-	stdsql "database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
-	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -40,84 +35,62 @@ type ProjectorOptions struct {
 // Projector is the consumer group that turns each event of a subscribed
 // type into one delivery per subscribed, enabled endpoint of its business.
 // The deliveries are inserted through the transaction that delivered the
-// event and moves the group's offset, so each is created exactly once
-// (and the (event, endpoint) key makes a redelivery harmless anyway).
+// event and moves the group's offset (projections.Consumer), so each is
+// created exactly once (and the (event, endpoint) key makes a redelivery
+// harmless anyway).
 type Projector struct {
-	router *message.Router
-	opts   ProjectorOptions
-	wake   chan struct{}
-	errors int
+	consumer *projections.Consumer
+	now      func() time.Time
 }
 
 // NewProjector builds the consumer group on pool (its transactions hold an
 // xid for the batch only, like the read models').
 func NewProjector(pool *pgxpool.Pool, opts ProjectorOptions) (*Projector, error) {
-	if opts.PollInterval <= 0 {
-		opts.PollInterval = time.Second
-	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	wlog := watermill.NewSlogLoggerWithLevelMapping(opts.Logger, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, wlog)
+	p := &Projector{now: opts.Now}
+	var err error
+	p.consumer, err = projections.NewConsumer(pool, p, projections.ConsumerOptions{Group: ConsumerGroup,
+		PollInterval: opts.PollInterval, BatchSize: opts.BatchSize, SkipHeartbeats: skipHeartbeats, OnCommitted: opts.OnCommitted,
+		Logger: opts.Logger})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("webhooks: %w", err)
 	}
-	p := &Projector{router: router, opts: opts, wake: make(chan struct{}, 1)}
-	ackDeadline := 10 * time.Second
-	sub, err := wsql.NewSubscriber(limitedBeginner{wsql.BeginnerFromPgx(pool)}, wsql.SubscriberConfig{
-		ConsumerGroup:  ConsumerGroup,
-		PollInterval:   opts.PollInterval,
-		ResendInterval: 50 * time.Millisecond,
-		AckDeadline:    &ackDeadline,
-		BackoffManager: p,
-		SchemaAdapter:  projections.EventsSchema{BatchSize: opts.BatchSize},
-		OffsetsAdapter: projections.OffsetsAdapter(),
-	}, wlog)
-	if err != nil {
-		return nil, fmt.Errorf("webhooks: subscriber: %w", err)
-	}
-	router.AddConsumerHandler(ConsumerGroup, projections.Topic, sub, p.handle)
 	return p, nil
 }
 
-// Run runs the consumer group until ctx is cancelled.
-func (p *Projector) Run(ctx context.Context) error { return p.router.Run(ctx) }
-
-// Running is closed once the group is subscribed.
-func (p *Projector) Running() chan struct{} { return p.router.Running() }
-
-// Close stops the group, waiting for its batch in flight.
-func (p *Projector) Close() error { return p.router.Close() }
-
-// Wake tells the group that the log holds new events.
-func (p *Projector) Wake() {
-	select {
-	case p.wake <- struct{}{}:
-	default:
-	}
+// Read is the statement, with its arguments, that the webhooks group reads
+// the log with (for plan tests and measurements).
+func Read() (string, []any, error) {
+	return projections.ConsumerRead(ConsumerGroup, defaultBatch, skipHeartbeats)
 }
 
-// handle inserts rec's deliveries through the batch's transaction.
-func (p *Projector) handle(msg *message.Message) error {
-	wtx, ok := wsql.TxFromContext(msg.Context())
-	if !ok {
-		return errors.New("webhooks: message has no subscriber transaction")
-	}
-	pt, ok := wtx.(*wsql.PgxTx)
-	if !ok {
-		return errors.New("webhooks: subscriber transaction is not pgx")
-	}
-	rec, err := projections.RecordedFromMessage(msg)
-	if err != nil { // the read models record it as poison; nothing to tell anyone
-		p.opts.Logger.Error("webhooks: skipped an event that does not decode", "event_id", msg.UUID, "err", err)
-		return nil
-	}
-	ctx := msg.Context()
-	pl, ok, err := payloadFor(ctx, rec, previousFromTx(pt.Tx))
+// Lag measures how far the webhooks group is behind the log.
+func Lag(ctx context.Context, q projections.Querier) (projections.Lag, error) {
+	return projections.GroupLag(ctx, q, ConsumerGroup, skipHeartbeats)
+}
+
+// skipHeartbeats: no webhook is about a heartbeat (payloadFor), and they are
+// most of the log, so the group does not read them. Its offset then moves on
+// the other events alone; compaction, which waits for every group to pass a
+// run's events, still sees it pass an ended run's (its end is not a
+// heartbeat, and comes after them).
+const skipHeartbeats = true
+
+// defaultBatch is the events per transaction when ProjectorOptions say none.
+const defaultBatch = 100
+
+// Run runs the consumer group until ctx ends.
+func (p *Projector) Run(ctx context.Context) error { return p.consumer.Run(ctx) }
+
+// Wake tells the group that the log holds new events.
+func (p *Projector) Wake() { p.consumer.Wake() }
+
+// Handle inserts rec's deliveries through the batch's transaction tx
+// (projections.Handler).
+func (p *Projector) Handle(ctx context.Context, tx pgx.Tx, rec eventstore.Recorded) error {
+	pl, ok, err := payloadFor(ctx, rec, previousFromTx(tx))
 	if err != nil || !ok {
 		return err
 	}
@@ -125,7 +98,7 @@ func (p *Projector) handle(msg *message.Message) error {
 	if err != nil {
 		return err
 	}
-	return insertDeliveries(ctx, pt.Tx, rec, pl.Type, body, p.opts.Now())
+	return insertDeliveries(ctx, tx, rec, pl.Type, body, p.now())
 }
 
 // insertDeliveries creates one delivery of body for each enabled endpoint of
@@ -141,56 +114,4 @@ func insertDeliveries(ctx context.Context, tx pgx.Tx, rec eventstore.Recorded, t
 		return fmt.Errorf("webhooks: deliveries of event %d: %w", rec.Position, err)
 	}
 	return nil
-}
-
-// HandleError implements wsql.BackoffManager: after a committed batch the
-// sender is woken and the next query is at once; a caught-up group waits
-// for Wake or PollInterval; a failed query backs off up to 2 s.
-func (p *Projector) HandleError(_ watermill.LoggerAdapter, noMsg bool, err error) time.Duration {
-	switch {
-	case err != nil:
-		p.errors++
-		p.opts.Logger.Warn("webhooks: consumer group query failed; retrying", "consecutive", p.errors, "err", err)
-		return min(50*time.Millisecond<<min(p.errors-1, 6), 2*time.Second)
-	case !noMsg:
-		p.errors = 0
-		if p.opts.OnCommitted != nil {
-			p.opts.OnCommitted()
-		}
-		return 0
-	}
-	p.errors = 0
-	timer := time.NewTimer(p.opts.PollInterval)
-	defer timer.Stop()
-	select {
-	case <-p.wake:
-	case <-timer.C:
-	}
-	return 0
-}
-
-// limitedBeginner gives each batch the session limits of a projector
-// transaction: a frozen replica's batch is ended by PostgreSQL and its
-// xid released, and no lock or statement waits for long.
-type limitedBeginner struct{ wsql.Beginner }
-
-// BeginTx implements wsql.Beginner.
-func (b limitedBeginner) BeginTx(ctx context.Context, opts *stdsql.TxOptions) (wsql.Tx, error) {
-	tx, err := b.Beginner.BeginTx(ctx, opts)
-	if err != nil {
-		return nil, err
-	}
-	if pt, ok := tx.(*wsql.PgxTx); ok {
-		// Like the read models' batches, a batch does not wait for the WAL
-		// flush: a crash that loses it loses its offset too, so its events
-		// are applied again; and a delivery already claimed was flushed
-		// with (after) the batch that made it.
-		_, err = pt.Tx.Exec(ctx, `SELECT set_config('synchronous_commit', 'off', true), set_config('lock_timeout', '500ms', true),
-			set_config('statement_timeout', '3s', true), set_config('idle_in_transaction_session_timeout', '2s', true)`)
-		if err != nil {
-			_ = tx.Rollback()
-			return nil, err
-		}
-	}
-	return tx, nil
 }

@@ -332,7 +332,7 @@ func (s *service) backgroundServices() []lifecycle.Named {
 	list := []lifecycle.Named{
 		{Name: "database clock", Service: s.clock},
 		{Name: "change feed", Service: s.feedListener},
-		{Name: "lag monitor", Service: lagMonitorService{s.lag}},
+		{Name: "lag monitor", Service: s.lag},
 		{Name: "projector", Service: s.projector},
 		{Name: "reaper", Service: s.reaper},
 		{Name: "idempotency sweeper", Service: &runs.IdempotencySweeper{Keys: runs.NewIdempotencyKeys(s.pool), Logger: s.logger}},
@@ -344,13 +344,6 @@ func (s *service) backgroundServices() []lifecycle.Named {
 	}
 	return list
 }
-
-// lagMonitorService adapts LagMonitor.Run (which returns nothing) to the
-// lifecycle.Service shape. MERGE: a thin adapter for the lead to remove once
-// projrt's branch gives LagMonitor.Run an error; use s.lag directly then.
-type lagMonitorService struct{ m *projections.LagMonitor }
-
-func (a lagMonitorService) Run(ctx context.Context) error { a.m.Run(ctx); return nil }
 
 // debugServer is the profiler's server, on its own address (never the API's).
 func (s *service) debugServer() *http.Server {

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -153,12 +152,11 @@ func explainReads(t *testing.T, pool *pgxpool.Pool, rec *statementRecorder, busi
 		}
 	}
 	for _, group := range projections.Names {
-		q, err := projections.EventsSchema{BatchSize: 100}.SelectQuery(wsql.SelectQueryParams{Topic: projections.Topic,
-			ConsumerGroup: group, OffsetsAdapter: projections.OffsetsAdapter()})
+		sql, args, err := projections.ConsumerRead(group, 100, false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		stmts["consumer read "+group] = []recorded{{sql: q.Query, args: q.Args}}
+		stmts["consumer read "+group] = []recorded{{sql: sql, args: args}}
 	}
 	run("lag", func() error { _, err := projections.Lags(ctx, pool, nil); return err })
 	run("timeline of a run's hours", func() error {
