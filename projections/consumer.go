@@ -36,6 +36,13 @@ type ConsumerOptions struct {
 	// offset then moves on those events alone; measure its lag with
 	// GroupLag(…, true).
 	SkipHeartbeats bool
+	// FromStartIf, if set, makes a new group (no offset row yet) start at
+	// the log's head instead of its start, unless this SQL condition holds
+	// when it first subscribes. For a group that owes nothing for events
+	// before some state exists (webhooks: no delivery is owed for an event
+	// older than every endpoint), so that deploying it on a long log does
+	// not read the whole log first. A constant of the caller, never input.
+	FromStartIf string
 	// OnCommitted, if set, is called after each batch that held events
 	// committed.
 	OnCommitted func()
@@ -74,7 +81,7 @@ func NewConsumer(pool *pgxpool.Pool, handler Handler, opts ConsumerOptions) (*Co
 		return nil, err
 	}
 	c.router = router
-	sub, err := newSubscriber(limitedBeginner{Beginner: beginnerFromPgx(pool), customPlans: opts.SkipHeartbeats}, opts.Group, opts.PollInterval, c, EventsSchema{BatchSize: opts.BatchSize, SkipHeartbeats: opts.SkipHeartbeats}, opts.Logger)
+	sub, err := newSubscriber(limitedBeginner{Beginner: beginnerFromPgx(pool), customPlans: opts.SkipHeartbeats}, opts.Group, opts.PollInterval, c, EventsSchema{BatchSize: opts.BatchSize, SkipHeartbeats: opts.SkipHeartbeats}, opts.FromStartIf, opts.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s: subscriber: %w", opts.Group, err)
 	}

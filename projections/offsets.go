@@ -38,9 +38,9 @@ import (
 const offsetsTable = "projection_offsets"
 
 // OffsetsAdapter returns the offsets adapter for projection_offsets.
-func OffsetsAdapter() wsql.OffsetsAdapter {
-	return offsetsAdapter{wsql.DefaultPostgreSQLOffsetsAdapter{GenerateMessagesOffsetsTableName: func(string) string { return offsetsTable }}}
-}
+func OffsetsAdapter() wsql.OffsetsAdapter { return offsetsAdapter{DefaultPostgreSQLOffsetsAdapter: postgresOffsets} }
+
+var postgresOffsets = wsql.DefaultPostgreSQLOffsetsAdapter{GenerateMessagesOffsetsTableName: func(string) string { return offsetsTable }}
 
 // offsetsAdapter is watermill-sql's PostgreSQL offsets adapter with a
 // subscription that does not wait on an existing offset row. Watermill's
@@ -52,15 +52,28 @@ func OffsetsAdapter() wsql.OffsetsAdapter {
 // an empty table still meet at the unique key, as before.
 type offsetsAdapter struct {
 	wsql.DefaultPostgreSQLOffsetsAdapter
+	// fromStartIf is ConsumerOptions.FromStartIf: empty, a new group
+	// starts at the log's start; else at its head unless this holds.
+	fromStartIf string
 }
 
-// BeforeSubscribingQueries inserts the group's zero offset unless its row
-// already exists.
+// BeforeSubscribingQueries inserts the group's first offset unless its row
+// already exists: the log's start, or for a group with fromStartIf, the
+// last event below the oldest running transaction (every event at or
+// before it committed before this statement's snapshot, every later one
+// is read) unless fromStartIf holds in that snapshot.
 func (a offsetsAdapter) BeforeSubscribingQueries(params wsql.BeforeSubscribingQueriesParams) ([]wsql.Query, error) {
 	table := a.MessagesOffsetsTable(params.Topic)
+	first := `SELECT $1::text, 0, '0'::xid8`
+	if a.fromStartIf != "" {
+		first = `SELECT $1::text, coalesce(head.position, 0), coalesce(head.transaction_id, '0'::xid8)
+			FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT e.transaction_id, e.position FROM events e
+				WHERE e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) AND NOT (` + a.fromStartIf + `)
+				ORDER BY e.transaction_id DESC, e.position DESC LIMIT 1) head ON true`
+	}
 	return []wsql.Query{{
 		Query: `INSERT INTO ` + table + ` (consumer_group, offset_acked, last_processed_transaction_id)
-			SELECT $1::text, 0, '0'::xid8 WHERE NOT EXISTS (SELECT 1 FROM ` + table + ` WHERE consumer_group = $1)
+			` + first + ` WHERE NOT EXISTS (SELECT 1 FROM ` + table + ` WHERE consumer_group = $1)
 			ON CONFLICT DO NOTHING`,
 		Args: []any{params.ConsumerGroup},
 	}}, nil

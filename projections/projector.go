@@ -131,7 +131,7 @@ func NewProjector(pool *pgxpool.Pool, opts Options) (*Projector, error) {
 		g := newGroup(proj, beginnerFromPgx(pool), opts)
 		g.stop, g.horizon = p.stop, hz
 		p.groups = append(p.groups, g)
-		sub, err := newSubscriber(g, name, opts.PollInterval, g, EventsSchema{BatchSize: opts.BatchSize}, opts.Logger)
+		sub, err := newSubscriber(g, name, opts.PollInterval, g, EventsSchema{BatchSize: opts.BatchSize}, "", opts.Logger)
 		if err != nil {
 			return nil, fmt.Errorf("projection %s: subscriber: %w", name, err)
 		}

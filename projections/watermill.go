@@ -64,7 +64,8 @@ func watermillLogger(logger *slog.Logger) watermill.LoggerAdapter {
 
 // newSubscriber is consumer group's subscriber of the log: its transactions
 // come from beginner, its waits from backoff.
-func newSubscriber(beginner wsql.Beginner, group string, poll time.Duration, backoff wsql.BackoffManager, schema EventsSchema, logger *slog.Logger) (*wsql.Subscriber, error) {
+// fromStartIf is ConsumerOptions.FromStartIf (empty for the read models).
+func newSubscriber(beginner wsql.Beginner, group string, poll time.Duration, backoff wsql.BackoffManager, schema EventsSchema, fromStartIf string, logger *slog.Logger) (*wsql.Subscriber, error) {
 	deadline := ackDeadline
 	return wsql.NewSubscriber(beginner, wsql.SubscriberConfig{
 		ConsumerGroup:  group,
@@ -73,7 +74,7 @@ func newSubscriber(beginner wsql.Beginner, group string, poll time.Duration, bac
 		AckDeadline:    &deadline,
 		BackoffManager: backoff,
 		SchemaAdapter:  schema,
-		OffsetsAdapter: OffsetsAdapter(),
+		OffsetsAdapter: offsetsAdapter{DefaultPostgreSQLOffsetsAdapter: postgresOffsets, fromStartIf: fromStartIf},
 	}, watermillLogger(logger))
 }
 

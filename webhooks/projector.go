@@ -52,7 +52,7 @@ func NewProjector(pool *pgxpool.Pool, opts ProjectorOptions) (*Projector, error)
 	p := &Projector{now: opts.Now}
 	var err error
 	p.consumer, err = projections.NewConsumer(pool, p, projections.ConsumerOptions{Group: ConsumerGroup,
-		PollInterval: opts.PollInterval, BatchSize: opts.BatchSize, SkipHeartbeats: skipHeartbeats, OnCommitted: opts.OnCommitted,
+		PollInterval: opts.PollInterval, BatchSize: opts.BatchSize, SkipHeartbeats: skipHeartbeats, FromStartIf: anyEndpoint, OnCommitted: opts.OnCommitted,
 		Logger: opts.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("webhooks: %w", err)
@@ -70,6 +70,12 @@ func Read() (string, []any, error) {
 func Lag(ctx context.Context, q projections.Querier) (projections.Lag, error) {
 	return projections.GroupLag(ctx, q, ConsumerGroup, skipHeartbeats)
 }
+
+// anyEndpoint: a delivery is owed only to an endpoint registered before
+// the event, so the group's first subscription starts at the log's head
+// when no endpoint exists yet (deployed on a year of log, it reads none of
+// it), and at the log's start otherwise (nothing owed is skipped).
+const anyEndpoint = `EXISTS (SELECT 1 FROM webhook_endpoints)`
 
 // skipHeartbeats: no webhook is about a heartbeat (payloadFor), and they are
 // most of the log, so the group does not read them. Its offset then moves on

@@ -67,6 +67,7 @@ type sizes struct {
 	B14Starts        int
 	B13Endpoints     int // × B13Events webhook deliveries
 	B13Events        int
+	B13Steady        time.Duration // B13's latency phase, at half the burst's capacity
 }
 
 var full = sizes{B1Duration: 30 * time.Second, B2Commands: 2000, B3Duration: 60 * time.Second, B4Runs: 10_000,
@@ -74,14 +75,14 @@ var full = sizes{B1Duration: 30 * time.Second, B2Commands: 2000, B3Duration: 60 
 	B6Duration: 20 * time.Second, B8Events: 100_000, B3IdleAppends: 500, B9Businesses: 500, B9Duration: 20 * time.Second,
 	B10Heartbeats: 4000, B11Events: 20_000_000, B11Duration: 20 * time.Second, B12Events: 1_000_000,
 	B14Watchers: 2000, B14Busy: 100, B14Duration: 30 * time.Second, B14Starts: 200,
-	B13Endpoints: 100, B13Events: 1000}
+	B13Endpoints: 100, B13Events: 1000, B13Steady: 30 * time.Second}
 
 var quick = sizes{B1Duration: 5 * time.Second, B2Commands: 300, B3Duration: 8 * time.Second, B4Runs: 1_000,
 	B5Runs: 1_000, B5Silent: 100, B5TTL: 15 * time.Second, B5Interval: 3 * time.Second,
 	B6Duration: 5 * time.Second, B8Events: 100_000, B3IdleAppends: 100, B9Businesses: 500, B9Duration: 8 * time.Second,
 	B10Heartbeats: 800, B11Events: 2_000_000, B11Duration: 5 * time.Second, B12Events: 100_000,
 	B14Watchers: 2000, B14Busy: 100, B14Duration: 8 * time.Second, B14Starts: 100,
-	B13Endpoints: 20, B13Events: 200}
+	B13Endpoints: 20, B13Events: 200, B13Steady: 10 * time.Second}
 
 // bench is the run's shared state.
 type bench struct {
