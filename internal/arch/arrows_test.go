@@ -39,9 +39,12 @@ var never = map[string][]string{
 }
 
 // onlyImportedBy lists outside packages that exactly one package of the
-// module may import directly: the watermill-sql offsets schema and its
-// subscriber are projections' business alone.
+// module may import directly: watermill, its router and watermill-sql's
+// subscriber and offsets schema are projections' business alone (others
+// run a consumer group through projections.Consumer).
 var onlyImportedBy = map[string]string{
+	"github.com/ThreeDotsLabs/watermill":                "projections",
+	"github.com/ThreeDotsLabs/watermill/message":        "projections",
 	"github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql": "projections",
 }
 
