@@ -255,3 +255,28 @@ func (w *webhookLoad) run(before func(i int)) (map[int64]time.Time, error) {
 	}
 	return out, nil
 }
+
+// configureWebhooks registers, for each business of runs, one endpoint
+// subscribed to every event type, answered by a healthy farm: B1 with
+// webhooks configured (BENCH_B1_WEBHOOKS), where no heartbeat may cost a
+// delivery or a read of the webhooks group.
+func configureWebhooks(srv *served, runs []*httpRun) (*webhookFarm, error) {
+	farm, err := newWebhookFarm()
+	if err != nil {
+		return nil, err
+	}
+	done := map[string]bool{}
+	for _, r := range runs {
+		if done[r.business] {
+			continue
+		}
+		done[r.business] = true
+		code, err := call("POST", srv.url+"/v1/businesses/"+r.business+"/webhooks", r.user, map[string]any{"url": farm.url + "/" + r.business,
+			"events": []string{"run.started", "run.completed", "run.failed", "run.cancelled", "run.paused", "run.resumed"}}, nil)
+		if err != nil || code != http.StatusCreated {
+			farm.srv.Close()
+			return nil, fmt.Errorf("register an endpoint for %s: %d %v", r.business, code, err)
+		}
+	}
+	return farm, nil
+}

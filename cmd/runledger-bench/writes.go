@@ -32,7 +32,8 @@ func (b *bench) b1and6(ctx context.Context) error {
 		return err
 	}
 	defer pool.Close()
-	srv, err := startServe(ctx, b.bin, url, "RUNLEDGER_HEARTBEAT_MIN_INTERVAL=0s")
+	srv, err := startServe(ctx, b.bin, url, "RUNLEDGER_HEARTBEAT_MIN_INTERVAL=0s",
+		"RUNLEDGER_WEBHOOK_ALLOW_PRIVATE=true", "RUNLEDGER_WEBHOOK_ALLOW_INSECURE=true")
 	if err != nil {
 		return err
 	}
@@ -52,6 +53,13 @@ func (b *bench) b1and6(ctx context.Context) error {
 	thinRuns, err := b.startHTTPRuns(thin, "b1-", workers, 16)
 	if err != nil {
 		return err
+	}
+	if os.Getenv("BENCH_B1_WEBHOOKS") != "" { // issue 26: B1 with webhooks configured
+		farm, err := configureWebhooks(srv, runs)
+		if err != nil {
+			return err
+		}
+		defer farm.srv.Close()
 	}
 	d := b.sizes.B1Duration
 	// The baseline runs before and after, and their mean is used: on this
