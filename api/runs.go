@@ -15,8 +15,13 @@ import (
 	"github.com/runledger/runledger/runs"
 )
 
-// call is an authorised request on one business.
-type call struct {
+// call is an authorised request on one business. It is one pointer wide:
+// every handler receives it by value, and an SSE stream keeps its handler's
+// frames on its stack for as long as it is open (see follow).
+type call struct{ *caller }
+
+// caller is what a call carries.
+type caller struct {
 	business string
 	claims   Claims
 	// token is the bearer token itself (never logged), to count its streams.
@@ -80,7 +85,7 @@ func (s *Server) authorize(r *http.Request, roles []Role) (call, error) {
 	if !allows(claims.Role, roles) {
 		return call{}, newProblem(CodeForbidden, fmt.Sprintf("role %q may not do this", claims.Role))
 	}
-	return call{business: business, claims: claims, token: token}, nil
+	return call{&caller{business: business, claims: claims, token: token}}, nil
 }
 
 var (

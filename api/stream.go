@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/runledger/runledger/internal/clock"
 	"github.com/runledger/runledger/projections"
 )
 
@@ -29,35 +30,60 @@ const recheckBehind = 250 * time.Millisecond
 // each change. Event ids are log positions, so a client that reconnects
 // with Last-Event-ID is not sent a state it has seen.
 func (s *Server) streamActive(w http.ResponseWriter, r *http.Request, c call) error {
+	a, wait, err := s.openActive(w, r, c)
+	switch {
+	case err != nil:
+		return err
+	case wait:
+		return s.streamBusiness(w, r, c) // stream_wait.go
+	}
+	defer a.close()
+	return a.st.follow(r.Context(), a.sub, c.business, &a.cur)
+}
+
+// activeStream is a run stream that has started: its SSE writer, its
+// subscription and the run's state to send first.
+type activeStream struct {
+	st  *sseStream
+	sub *runChanges
+	end func()
+	cur projections.RunRow
+}
+
+// close stops the stream's keep-alives and gives back its subscription and slot.
+func (a *activeStream) close() { a.st.stop(); a.end() }
+
+// openActive checks the request and the run and starts the stream, or
+// reports that it is a business stream (wait), or the problem to answer
+// with. It is kept out of streamActive's frame (see follow).
+//
+//go:noinline
+func (s *Server) openActive(w http.ResponseWriter, r *http.Request, c call) (a *activeStream, wait bool, err error) {
 	if s.cfg.Feed == nil {
-		return newProblem(CodeInternal, "this server has no change feed")
+		return nil, false, newProblem(CodeInternal, "this server has no change feed")
 	}
 	if err := s.awaitApplied(r, projections.Names...); err != nil { // it reads active_runs, then runs
-		return err
+		return nil, false, err
 	}
 	for _, name := range projections.Names {
 		if err := s.readModelFresh(name); err != nil {
-			return err
+			return nil, false, err
 		}
 	}
 	if wait, err := wantsWait(r); err != nil || wait {
-		if err != nil {
-			return err
-		}
-		return s.streamBusiness(w, r, c) // stream_wait.go
+		return nil, wait, err
 	}
 	open, ok, err := projections.GetOpenRun(r.Context(), s.pool, c.business)
 	if err != nil {
-		return err
+		return nil, false, err
 	}
 	if !ok || !open.Active(s.now(), s.policy.StaleAfter) {
-		return newProblem(CodeNoActiveRun, "the business has no active run")
+		return nil, false, newProblem(CodeNoActiveRun, "the business has no active run")
 	}
 	sub, end, err := s.followBusiness(c)
 	if err != nil {
-		return err
+		return nil, false, err
 	}
-	defer end()
 	// Read the run again now that changes are followed: nothing committed
 	// between the first read and the subscription is missed. The runs read
 	// model may be behind active_runs (another consumer group): then the
@@ -65,62 +91,109 @@ func (s *Server) streamActive(w http.ResponseWriter, r *http.Request, c call) er
 	// reach the subscription.
 	cur, ok, err := s.fetchRun(r.Context(), c.business, open.ID)
 	if err != nil {
-		return err
+		end()
+		return nil, false, err
 	}
 	if !ok || cur.Version < open.Version {
 		cur = open
 	}
-	st := s.startSSE(w, r)
-	defer st.stop()
-	return st.follow(r.Context(), sub, c.business, cur)
+	return &activeStream{st: s.startSSE(w, r), sub: sub, end: end, cur: cur}, false, nil
 }
 
 // follow sends cur and what follows it until the run ends, goes silent, the
 // client leaves or the server shuts down.
-func (st *sseStream) follow(ctx context.Context, sub *runChanges, business string, cur projections.RunRow) error {
-	s := st.s
-	silence := s.cfg.NewTimer(0) // on the server's clock
-	defer silence.Stop()
-	show := func(row projections.RunRow) bool { // reports whether the stream goes on
-		switch {
-		case row.Ended():
-			st.send(sseEnded, row)
-			return false
-		case row.LastPosition > st.lastID:
-			st.send(sseRun, row)
-		}
-		cur = row
-		silence.Reset(max(0, row.StaleAt(s.policy.StaleAfter).Sub(s.now())))
-		return !st.failed
-	}
-	if !show(cur) {
+//
+// Its frame is small on purpose, and so are its callers': a stream's
+// goroutine waits here (in await) almost all its life, and the runtime
+// halves a stack at GC only while less than a quarter of it is used (with
+// about 3 KiB parked, a stream keeps an 8 KiB stack rather than 16 KiB).
+// The state lives in a follower on the heap, and the work of each wake
+// (JSON, SQL) runs in the follower's methods, which are not inlined, so
+// their frames are gone by the time the stream parks again.
+func (st *sseStream) follow(ctx context.Context, sub *runChanges, business string, cur *projections.RunRow) error {
+	f := st.newFollower(sub, business, cur)
+	defer f.silence.Stop()
+	if !f.show(cur) {
 		return nil
 	}
 	for {
-		switch st.await(ctx, sub.C(), silence.C()) {
+		switch st.await(ctx, sub.C(), f.silence.C()) {
 		case streamGone:
 			return nil
 		case feedChanged:
-			row, ok, err := st.latest(ctx, sub, business, cur)
-			if err != nil {
-				return nil // the client reconnects and gets a problem it can act on
-			}
-			if ok && row.Version > cur.Version && !show(row) {
+			if !f.changed(ctx) {
 				return nil
 			}
 		case timerFired: // silence
-			if cur.Active(s.now(), s.policy.StaleAfter) {
-				silence.Reset(max(0, cur.StaleAt(s.policy.StaleAfter).Sub(s.now())))
-				continue
+			if !f.silent() {
+				return nil
 			}
-			if s.readModelFresh(projections.Runs) != nil {
-				silence.Reset(recheckBehind) // its heartbeats may not be applied yet: do not judge
-				continue
-			}
-			st.send(sseInactive, cur)
-			return nil
 		}
 	}
+}
+
+// follower is the state of follow: the run followed and the timer at the
+// moment it would go silent.
+type follower struct {
+	st       *sseStream
+	sub      *runChanges
+	business string
+	cur      projections.RunRow
+	silence  clock.Timer // on the server's clock
+}
+
+//go:noinline
+func (st *sseStream) newFollower(sub *runChanges, business string, cur *projections.RunRow) *follower {
+	return &follower{st: st, sub: sub, business: business, cur: *cur, silence: st.s.cfg.NewTimer(0)}
+}
+
+// show sends row if the client has not seen it and re-arms the silence
+// timer; it reports whether the stream goes on.
+//
+//go:noinline
+func (f *follower) show(row *projections.RunRow) bool {
+	st, s := f.st, f.st.s
+	switch {
+	case row.Ended():
+		st.send(sseEnded, *row)
+		return false
+	case row.LastPosition > st.lastID:
+		st.send(sseRun, *row)
+	}
+	f.cur = *row
+	f.silence.Reset(max(0, row.StaleAt(s.policy.StaleAfter).Sub(s.now())))
+	return !st.failed
+}
+
+// changed shows the followed run's newest state after the change feed
+// signalled; it reports whether the stream goes on.
+//
+//go:noinline
+func (f *follower) changed(ctx context.Context) bool {
+	row, ok, err := f.st.latest(ctx, f.sub, f.business, f.cur)
+	if err != nil {
+		return false // the client reconnects and gets a problem it can act on
+	}
+	return !ok || row.Version <= f.cur.Version || f.show(&row)
+}
+
+// silent handles the silence timer: it re-arms it while the run is active
+// or its read model too far behind to judge, else sends "inactive"; it
+// reports whether the stream goes on.
+//
+//go:noinline
+func (f *follower) silent() bool {
+	s := f.st.s
+	if f.cur.Active(s.now(), s.policy.StaleAfter) {
+		f.silence.Reset(max(0, f.cur.StaleAt(s.policy.StaleAfter).Sub(s.now())))
+		return true
+	}
+	if s.readModelFresh(projections.Runs) != nil {
+		f.silence.Reset(recheckBehind) // its heartbeats may not be applied yet: do not judge
+		return true
+	}
+	f.st.send(sseInactive, f.cur)
+	return false
 }
 
 // latest is the newest state of the followed run after a change: from the

@@ -45,104 +45,179 @@ func wantsWait(r *http.Request) (bool, error) {
 // replica's projector wrote them; otherwise one read of the business's open
 // run is shared by every stream of the business.
 func (s *Server) streamBusiness(w http.ResponseWriter, r *http.Request, c call) error {
-	sub, end, err := s.followBusiness(c)
+	b, err := s.openBusiness(w, r, c)
 	if err != nil {
 		return err
 	}
-	defer end()
-	// Read once changes are followed: nothing committed after it is missed.
-	open, ok, err := s.fetchOpen(r.Context(), c.business)
-	if err != nil {
-		return err
-	}
-	st := s.startSSE(w, r)
-	defer st.stop()
+	defer b.close()
+	// The loop keeps a small frame, its state in b (see follow).
 	ctx := r.Context()
-	fromFeed := false // open came with a change (the newest state), not from active_runs
 	for {
-		if ok && open.Active(s.now(), s.policy.StaleAfter) {
-			// active_runs may be ahead of the runs model (another consumer
-			// group): the newer of the two, as streamActive does.
-			if !fromFeed {
-				if cur, found, err := s.fetchRun(ctx, c.business, open.ID); err == nil && found && cur.Version >= open.Version {
-					open = cur
-				}
-			}
-			if err := st.follow(ctx, sub, c.business, open); err != nil || st.failed || ctx.Err() != nil || s.isClosing() {
+		if b.activeNow(ctx) {
+			if err := b.st.follow(ctx, b.sub, b.business, &b.open); err != nil || b.st.failed || ctx.Err() != nil || s.isClosing() {
 				return err
 			}
-			// The run ended or went silent: what is open now? active_runs may
-			// not have applied the end the runs model told: an ended run is
-			// not open, whatever it says.
-			followed := open.ID
-			if open, ok, err = s.fetchOpen(ctx, c.business); err != nil {
+			if !b.followed(ctx) {
 				return nil // the client reconnects and gets a problem it can act on
 			}
-			if ok && open.ID == followed && st.lastEvent == sseEnded {
-				ok = false
-			}
-			fromFeed = false
 			continue
 		}
-		var silent *projections.RunRow
-		if ok {
-			silent = &open
-		}
-		if open, ok, fromFeed, err = st.wait(ctx, sub, c.business, silent); err != nil || !ok {
+		if !b.wait(ctx) {
 			return nil // the client or the server left; or the client reconnects and gets a problem it can act on
 		}
 	}
 }
 
-// wait sends "waiting" and returns when the business has an active run (ok;
-// fromFeed when the row came with the change rather than from a read), or
-// when the client or the server leaves (st.failed, ctx, closing). silent is
-// the open run that is not active, followed to its end ("ended").
-func (st *sseStream) wait(ctx context.Context, sub *runChanges, business string, silent *projections.RunRow) (row projections.RunRow, ok, fromFeed bool, err error) {
-	s := st.s
-	st.sendWaiting(silent)
-	for {
-		if st.await(ctx, sub.C(), nil) == streamGone { // also once a write failed
-			return projections.RunRow{}, false, false, nil
-		}
-		rows, mustRead := sub.Take()
-		var next *projections.RunRow
-		for i := range rows {
-			row := rows[i]
-			switch {
-			case silent != nil && row.ID == silent.ID && row.Ended():
-				st.send(sseEnded, row)
-				silent = nil
-			case silent != nil && row.ID == silent.ID:
-				silent = &row
-			}
-			if !row.Ended() && row.Active(s.now(), s.policy.StaleAfter) && (next == nil || row.Version > next.Version) {
-				next = &row
-			}
-		}
-		if next != nil {
-			return *next, true, true, nil
-		}
-		if !mustRead {
-			continue
-		}
-		open, ok, err := s.fetchOpen(ctx, business)
-		if err != nil {
-			return projections.RunRow{}, false, false, err
-		}
-		if silent != nil && (!ok || open.ID != silent.ID) {
-			if final, found, err := s.fetchRun(ctx, business, silent.ID); err == nil && found && final.Ended() {
-				st.send(sseEnded, final)
-			}
-			silent = nil
-		}
-		if ok && open.Active(s.now(), s.policy.StaleAfter) {
-			return open, true, false, nil
-		}
-		if ok {
-			silent = &open
+// businessStream is the state of a business stream: the business's open
+// run as last known (open, if ok; fromFeed when it came with a change, the
+// newest state, rather than from active_runs) and, while waiting, the open
+// run that is not active (silent), followed to its end.
+type businessStream struct {
+	s        *Server
+	st       *sseStream
+	sub      *runChanges
+	end      func()
+	business string
+	open     projections.RunRow
+	ok       bool
+	fromFeed bool
+	silent   *projections.RunRow
+}
+
+// openBusiness follows the business's changes, reads its open run and
+// starts the stream.
+//
+//go:noinline
+func (s *Server) openBusiness(w http.ResponseWriter, r *http.Request, c call) (*businessStream, error) {
+	sub, end, err := s.followBusiness(c)
+	if err != nil {
+		return nil, err
+	}
+	// Read once changes are followed: nothing committed after it is missed.
+	open, ok, err := s.fetchOpen(r.Context(), c.business)
+	if err != nil {
+		end()
+		return nil, err
+	}
+	return &businessStream{s: s, st: s.startSSE(w, r), sub: sub, end: end, business: c.business, open: open, ok: ok}, nil
+}
+
+// close stops the stream's keep-alives and gives back its subscription and slot.
+func (b *businessStream) close() { b.st.stop(); b.end() }
+
+// activeNow reports whether the business has an active run to follow,
+// which it then holds in its newest state.
+//
+//go:noinline
+func (b *businessStream) activeNow(ctx context.Context) bool {
+	s := b.s
+	if !b.ok || !b.open.Active(s.now(), s.policy.StaleAfter) {
+		return false
+	}
+	// active_runs may be ahead of the runs model (another consumer
+	// group): the newer of the two, as streamActive does.
+	if !b.fromFeed {
+		if cur, found, err := s.fetchRun(ctx, b.business, b.open.ID); err == nil && found && cur.Version >= b.open.Version {
+			b.open = cur
 		}
 	}
+	return true
+}
+
+// followed reads what is open once the followed run ended or went silent;
+// it reports false when the read failed.
+//
+//go:noinline
+func (b *businessStream) followed(ctx context.Context) bool {
+	// active_runs may not have applied the end the runs model told: an
+	// ended run is not open, whatever it says.
+	followed := b.open.ID
+	open, ok, err := b.s.fetchOpen(ctx, b.business)
+	if err != nil {
+		return false
+	}
+	b.open, b.ok, b.fromFeed = open, ok, false
+	if ok && open.ID == followed && b.st.lastEvent == sseEnded {
+		b.ok = false
+	}
+	return true
+}
+
+// wait sends "waiting" and returns true when the business has an active
+// run (b.open), false when the client or the server leaves (st.failed, ctx,
+// closing) or a read failed.
+func (b *businessStream) wait(ctx context.Context) bool {
+	b.startWaiting()
+	for {
+		if b.st.await(ctx, b.sub.C(), nil) == streamGone { // also once a write failed
+			return false
+		}
+		if done, active := b.woken(ctx); done {
+			return active
+		}
+	}
+}
+
+// startWaiting sends "waiting", with the open run that is not active when
+// there is one.
+//
+//go:noinline
+func (b *businessStream) startWaiting() {
+	b.silent = nil
+	if b.ok {
+		silent := b.open
+		b.silent = &silent
+	}
+	b.st.sendWaiting(b.silent)
+}
+
+// woken handles a change while waiting: done with active when the business
+// has an active run (b.open; fromFeed when the row came with the change
+// rather than from a read), done without when a read failed.
+//
+//go:noinline
+func (b *businessStream) woken(ctx context.Context) (done, active bool) {
+	s, st := b.s, b.st
+	rows, mustRead := b.sub.Take()
+	var next *projections.RunRow
+	for i := range rows {
+		row := rows[i]
+		switch {
+		case b.silent != nil && row.ID == b.silent.ID && row.Ended():
+			st.send(sseEnded, row)
+			b.silent = nil
+		case b.silent != nil && row.ID == b.silent.ID:
+			b.silent = &row
+		}
+		if !row.Ended() && row.Active(s.now(), s.policy.StaleAfter) && (next == nil || row.Version > next.Version) {
+			next = &row
+		}
+	}
+	if next != nil {
+		b.open, b.ok, b.fromFeed = *next, true, true
+		return true, true
+	}
+	if !mustRead {
+		return false, false
+	}
+	open, ok, err := s.fetchOpen(ctx, b.business)
+	if err != nil {
+		return true, false
+	}
+	if b.silent != nil && (!ok || open.ID != b.silent.ID) {
+		if final, found, err := s.fetchRun(ctx, b.business, b.silent.ID); err == nil && found && final.Ended() {
+			st.send(sseEnded, final)
+		}
+		b.silent = nil
+	}
+	if ok && open.Active(s.now(), s.policy.StaleAfter) {
+		b.open, b.ok, b.fromFeed = open, true, false
+		return true, true
+	}
+	if ok {
+		b.silent = &open
+	}
+	return false, false
 }
 
 // sendWaiting writes a "waiting" event, with the open run that is not

@@ -8,8 +8,10 @@
 // updates) over B1's turns and after B6,
 // BENCH_DEBUG_LAG=1 prints B3's large lags, BENCH_B6_NO_WRITES=1 runs B6's
 // reads alone, SERVE_GOGC and SERVE_DEBUG_ADDR set the served process's
-// GOGC and pprof address, BENCH_B1_PROFILE=file writes serve's CPU profile
-// over B1's first runledger turn (with SERVE_DEBUG_ADDR).
+// GOGC and pprof address (SERVE_GOMEMLIMIT its GOMEMLIMIT, when set),
+// BENCH_B1_PROFILE=file writes serve's CPU profile over B1's first runledger
+// turn (with SERVE_DEBUG_ADDR), BENCH_B9_WATCHERS=n runs B9 with n watchers
+// instead of the mode's.
 package main
 
 import (
@@ -55,7 +57,8 @@ type sizes struct {
 	B6Duration       time.Duration
 	B8Events         int
 	B3IdleAppends    int
-	B9Businesses     int // × 4 watchers, each business's run heartbeating 1/s
+	B9Businesses     int // each business's run heartbeating 1/s
+	B9Watchers       int // SSE watchers spread evenly over B9's businesses
 	B9Duration       time.Duration
 	B10Heartbeats    int
 	B11Events        int // the long log of B11
@@ -72,14 +75,14 @@ type sizes struct {
 
 var full = sizes{B1Duration: 30 * time.Second, B2Commands: 2000, B3Duration: 60 * time.Second, B4Runs: 10_000,
 	B5Runs: 10_000, B5Silent: 1_000, B5TTL: 60 * time.Second, B5Interval: 10 * time.Second,
-	B6Duration: 20 * time.Second, B8Events: 100_000, B3IdleAppends: 500, B9Businesses: 500, B9Duration: 20 * time.Second,
+	B6Duration: 20 * time.Second, B8Events: 100_000, B3IdleAppends: 500, B9Businesses: 500, B9Watchers: 10_000, B9Duration: 20 * time.Second,
 	B10Heartbeats: 4000, B11Events: 20_000_000, B11Duration: 20 * time.Second, B12Events: 1_000_000,
 	B14Watchers: 2000, B14Busy: 100, B14Duration: 30 * time.Second, B14Starts: 200,
 	B13Endpoints: 100, B13Events: 1000, B13Steady: 30 * time.Second}
 
 var quick = sizes{B1Duration: 5 * time.Second, B2Commands: 300, B3Duration: 8 * time.Second, B4Runs: 1_000,
 	B5Runs: 1_000, B5Silent: 100, B5TTL: 15 * time.Second, B5Interval: 3 * time.Second,
-	B6Duration: 5 * time.Second, B8Events: 100_000, B3IdleAppends: 100, B9Businesses: 500, B9Duration: 8 * time.Second,
+	B6Duration: 5 * time.Second, B8Events: 100_000, B3IdleAppends: 100, B9Businesses: 500, B9Watchers: 2_000, B9Duration: 8 * time.Second,
 	B10Heartbeats: 800, B11Events: 2_000_000, B11Duration: 5 * time.Second, B12Events: 100_000,
 	B14Watchers: 2000, B14Busy: 100, B14Duration: 8 * time.Second, B14Starts: 100,
 	B13Endpoints: 20, B13Events: 200, B13Steady: 10 * time.Second}

@@ -33,6 +33,9 @@ func startServe(ctx context.Context, bin, dbURL string, env ...string) (*served,
 	cmd := exec.Command(bin, "serve")
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "RUNLEDGER_ADDR="+addr, "RUNLEDGER_AUTH_SECRET="+secret,
 		"RUNLEDGER_LOG_LEVEL=error", "GOGC="+os.Getenv("SERVE_GOGC"), "RUNLEDGER_DEBUG_ADDR="+os.Getenv("SERVE_DEBUG_ADDR"))
+	if limit := os.Getenv("SERVE_GOMEMLIMIT"); limit != "" {
+		cmd.Env = append(cmd.Env, "GOMEMLIMIT="+limit)
+	}
 	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
