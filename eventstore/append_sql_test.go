@@ -181,7 +181,7 @@ func TestAppendPlansUseTheIndexes(t *testing.T) {
 // snapshotIndexes are the indexes through which the append may find the
 // snapshot it moves: the primary key (one row), or the partial index of open
 // runs (its cost follows the open runs, never the log).
-var snapshotIndexes = map[string]bool{"run_snapshots_pkey": true, "run_snapshots_open_stale_at": true}
+var snapshotIndexes = map[string]bool{"run_snapshots_pkey": true, "run_snapshots_one_open_per_business": true}
 
 // explainAppend EXPLAINs (ANALYZE) the statement under plan_cache_mode
 // mode in a transaction it rolls back, and returns its plan and how many

@@ -287,8 +287,10 @@ func (s *Store) OpenRun(ctx context.Context, businessID string) (domain.Run, err
 
 // SilentRuns returns up to limit runs that have not ended and are silent
 // past their own TTL at now (their snapshot's stale_at), longest silent
-// first. Its cost follows the number of open runs (a partial index), not the
-// size of the log.
+// first. Its cost follows the number of open runs, not the size of the log:
+// it reads the open snapshots through the partial index of open runs
+// (run_snapshots_one_open_per_business) and sorts their stale_at, which no
+// index holds so that a heartbeat's snapshot update is HOT (migration 0011).
 func (s *Store) SilentRuns(ctx context.Context, now time.Time, limit int) ([]domain.Run, error) {
 	rows, err := s.pool.Query(ctx, `SELECT state FROM run_snapshots WHERE NOT ended AND stale_at <= $1
 		ORDER BY stale_at LIMIT $2`, now, limit)
@@ -299,7 +301,8 @@ func (s *Store) SilentRuns(ctx context.Context, now time.Time, limit int) ([]dom
 }
 
 // NextStaleAt returns the earliest instant an open run goes silent past its
-// TTL, and false when no run is open.
+// TTL, and false when no run is open. Like SilentRuns, it reads the open
+// snapshots only.
 func (s *Store) NextStaleAt(ctx context.Context) (time.Time, bool, error) {
 	var t *time.Time
 	if err := s.pool.QueryRow(ctx, `SELECT min(stale_at) FROM run_snapshots WHERE NOT ended`).Scan(&t); err != nil {

@@ -25,8 +25,11 @@ type OpenRunsQuery struct {
 }
 
 // openRunsSQL is the query of ListOpenRuns and its arguments. It reads
-// active_runs through active_runs_by_silence (migration 0005), or through the
-// primary key when one business is asked for.
+// active_runs, which holds the open runs only, and sorts them for the page
+// (a top-N sort bounded by the limit), or reads the primary key when one
+// business is asked for. No index holds last_heartbeat_at: every heartbeat
+// moves it, and without such an index its update of active_runs is HOT
+// (migration 0011).
 func openRunsSQL(q OpenRunsQuery) (string, []any) {
 	sql := `SELECT ` + runColumnList + ` FROM active_runs WHERE true`
 	args := []any{q.Limit + 1}

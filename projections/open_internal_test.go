@@ -73,9 +73,13 @@ func TestListOpenRunsOrderPagingAndScope(t *testing.T) {
 	}
 }
 
-// The list is served through an index, not a scan and sort of every open
-// run: checked with EXPLAIN on a table large enough for the planner to care.
-func TestListOpenRunsUsesIndex(t *testing.T) {
+// The list of every business's open runs reads active_runs, which holds
+// the open runs only, and keeps the page's rows in a bounded top-N sort: no
+// index holds last_heartbeat_at, which every heartbeat moves (migration
+// 0011), so that a heartbeat's update of active_runs can be HOT. One
+// business's list is a primary-key lookup. Checked with EXPLAIN ANALYZE on a
+// table large enough for the planner to care.
+func TestListOpenRunsPlans(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.NewDB(t)
 	base := time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
@@ -85,22 +89,20 @@ func TestListOpenRunsUsesIndex(t *testing.T) {
 	}
 	cursor := &OpenCursor{LastHeartbeatAt: base.Add(time.Hour), BusinessID: "b00100"}
 	for _, c := range []struct {
-		name  string
-		q     OpenRunsQuery
-		index string
-		// sorts: a business has at most one open run, so sorting its
-		// primary-key lookup costs nothing; a list of every business must
-		// come in index order.
-		sorts bool
+		name string
+		q    OpenRunsQuery
+		// want is in the plan: a bounded sort of the open runs, or the
+		// one business's row through the primary key.
+		want string
 	}{
-		{"first page", OpenRunsQuery{Limit: 50}, "active_runs_by_silence", false},
-		{"next page", OpenRunsQuery{Limit: 50, After: cursor}, "active_runs_by_silence", false},
-		{"one business", OpenRunsQuery{Limit: 50, BusinessID: "b00042"}, "active_runs_pkey", true},
-		{"one business, next page", OpenRunsQuery{Limit: 50, BusinessID: "b00042", After: cursor}, "active_runs_pkey", true},
+		{"first page", OpenRunsQuery{Limit: 50}, "Sort Method: top-N heapsort"},
+		{"next page", OpenRunsQuery{Limit: 50, After: cursor}, "Sort Method: top-N heapsort"},
+		{"one business", OpenRunsQuery{Limit: 50, BusinessID: "b00042"}, "Index Scan using active_runs_pkey"},
+		{"one business, next page", OpenRunsQuery{Limit: 50, BusinessID: "b00042", After: cursor}, "Index Scan using active_runs_pkey"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			sql, args := openRunsSQL(c.q)
-			rows, err := pool.Query(ctx, `EXPLAIN `+sql, args...)
+			rows, err := pool.Query(ctx, `EXPLAIN ANALYZE `+sql, args...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -109,9 +111,8 @@ func TestListOpenRunsUsesIndex(t *testing.T) {
 				t.Fatal(err)
 			}
 			text := strings.Join(plan, "\n")
-			if !strings.Contains(text, "Index Scan using "+c.index) || strings.Contains(text, "Seq Scan") ||
-				(!c.sorts && strings.Contains(text, "Sort")) {
-				t.Fatalf("plan does not use %s:\n%s", c.index, text)
+			if !strings.Contains(text, c.want) {
+				t.Fatalf("plan has no %q:\n%s", c.want, text)
 			}
 			t.Logf("plan:\n%s", text)
 		})

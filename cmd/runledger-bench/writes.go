@@ -217,23 +217,27 @@ func printHOT(ctx context.Context, pool *pgxpool.Pool) {
 	}
 }
 
-// printStatements shows where PostgreSQL spent its time (BENCH_DEBUG_SQL=1).
+// printStatements shows where PostgreSQL spent its time (BENCH_DEBUG_SQL=1),
+// with each statement's buffers (hit, read and dirtied) and WAL bytes per
+// call.
 func printStatements(ctx context.Context, pool *pgxpool.Pool) {
 	rows, err := pool.Query(ctx, `SELECT calls, round(total_exec_time::numeric, 1), round(mean_exec_time::numeric, 3),
-		round(max_exec_time::numeric, 1), rows, left(regexp_replace(query, '\s+', ' ', 'g'), 90)
+		round(max_exec_time::numeric, 1), rows,
+		(shared_blks_hit + shared_blks_read)::float8 / greatest(calls, 1), shared_blks_dirtied::float8 / greatest(calls, 1),
+		wal_bytes::float8 / greatest(calls, 1), left(regexp_replace(query, '\s+', ' ', 'g'), 90)
 		FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 16`)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pg_stat_statements:", err)
 		return
 	}
 	defer rows.Close()
-	fmt.Fprintln(os.Stderr, "calls  total_ms  mean_ms  max_ms  rows  query")
+	fmt.Fprintln(os.Stderr, "calls  total_ms  mean_ms  max_ms  rows  buffers/call  dirtied/call  WAL B/call  query")
 	for rows.Next() {
 		var calls, n int64
-		var total, mean, maxT float64
+		var total, mean, maxT, bufs, dirtied, wal float64
 		var q string
-		_ = rows.Scan(&calls, &total, &mean, &maxT, &n, &q)
-		fmt.Fprintf(os.Stderr, "%6d %9.1f %8.3f %7.1f %6d  %s\n", calls, total, mean, maxT, n, q)
+		_ = rows.Scan(&calls, &total, &mean, &maxT, &n, &bufs, &dirtied, &wal, &q)
+		fmt.Fprintf(os.Stderr, "%6d %9.1f %8.3f %7.1f %6d %8.1f %6.2f %9.0f  %s\n", calls, total, mean, maxT, n, bufs, dirtied, wal, q)
 	}
 }
 

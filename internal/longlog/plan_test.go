@@ -291,8 +291,10 @@ type recorded struct {
 }
 
 // statementRecorder is a pgx tracer that records, between start and stop,
-// the statements that read the events table.
+// the statements that read the events table (or, when match is set, the
+// statements it matches).
 type statementRecorder struct {
+	match  *regexp.Regexp
 	mu     sync.Mutex
 	active bool
 	list   []recorded
@@ -314,7 +316,11 @@ func (r *statementRecorder) stop() []recorded {
 func (r *statementRecorder) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.active && readsEvents.MatchString(d.SQL) && !strings.HasPrefix(strings.TrimSpace(d.SQL), "EXPLAIN") {
+	match := r.match
+	if match == nil {
+		match = readsEvents
+	}
+	if r.active && match.MatchString(d.SQL) && !strings.HasPrefix(strings.TrimSpace(d.SQL), "EXPLAIN") {
 		r.list = append(r.list, recorded{sql: d.SQL, args: d.Args})
 	}
 	return ctx
