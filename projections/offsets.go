@@ -38,7 +38,9 @@ import (
 const offsetsTable = "projection_offsets"
 
 // OffsetsAdapter returns the offsets adapter for projection_offsets.
-func OffsetsAdapter() wsql.OffsetsAdapter { return offsetsAdapter{DefaultPostgreSQLOffsetsAdapter: postgresOffsets} }
+func OffsetsAdapter() wsql.OffsetsAdapter {
+	return offsetsAdapter{DefaultPostgreSQLOffsetsAdapter: postgresOffsets}
+}
 
 var postgresOffsets = wsql.DefaultPostgreSQLOffsetsAdapter{GenerateMessagesOffsetsTableName: func(string) string { return offsetsTable }}
 
