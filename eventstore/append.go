@@ -148,7 +148,7 @@ func (s *Store) appendAlone(ctx context.Context, req *appendReq, batchErr error)
 	applied, err := s.execAppend(ctx, true, []*appendReq{req})
 	if err == nil {
 		if pos, ok := applied[req.streamID]; ok {
-			s.committed(pos)
+			s.committed(pos, req.beyondHeartbeats())
 			return AppendResult{Run: req.next, LastPosition: pos}, nil
 		}
 		return s.duplicateOrConflict(ctx, req)
@@ -178,8 +178,24 @@ func (s *Store) duplicateOrConflict(ctx context.Context, req *appendReq) (Append
 	return dup, err
 }
 
-func (s *Store) committed(lastPosition int64) {
+// committed tells the hooks of Options that a statement wrote up to
+// lastPosition; beyondHeartbeats says whether it stored anything but
+// heartbeats.
+func (s *Store) committed(lastPosition int64, beyondHeartbeats bool) {
 	if s.opts.OnCommitted != nil {
 		s.opts.OnCommitted(lastPosition)
 	}
+	if beyondHeartbeats && s.opts.OnCommittedBeyondHeartbeats != nil {
+		s.opts.OnCommittedBeyondHeartbeats(lastPosition)
+	}
+}
+
+// beyondHeartbeats reports whether r carries an event other than a heartbeat.
+func (r *appendReq) beyondHeartbeats() bool {
+	for _, t := range r.types {
+		if t != domain.TypeHeartbeat {
+			return true
+		}
+	}
+	return false
 }

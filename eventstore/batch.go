@@ -155,14 +155,18 @@ func (b *batcher) run(batch []*pending) {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	applied, err := b.store.execAppend(ctx, false, reqs)
 	cancel()
-	var last int64
+	var (
+		last   int64
+		beyond bool
+	)
 	for _, p := range batch {
 		pos, ok := applied[p.req.streamID]
 		last = max(last, pos)
+		beyond = beyond || (err == nil && ok && p.req.beyondHeartbeats())
 		p.done <- batchOutcome{applied: err == nil && ok, lastPosition: pos, err: err}
 	}
 	if err == nil && last > 0 {
-		b.store.committed(last)
+		b.store.committed(last, beyond)
 	}
 }
 

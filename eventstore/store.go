@@ -93,6 +93,12 @@ type Options struct {
 	// OnCommitted, if set, is called after each append statement commits,
 	// with the highest position it wrote (to wake the projector).
 	OnCommitted func(lastPosition int64)
+	// OnCommittedBeyondHeartbeats, if set, is called after each append
+	// statement that stored an event other than a heartbeat, with the
+	// highest position it wrote: the wake-up of a consumer group that skips
+	// heartbeats (webhooks), which would otherwise read for nothing after
+	// every heartbeat.
+	OnCommittedBeyondHeartbeats func(lastPosition int64)
 	// BatchSizes, if set, observes the number of commands in each batch.
 	BatchSizes func(n int)
 	// NotifyChannel, if set, is the LISTEN/NOTIFY channel on which every

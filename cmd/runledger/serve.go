@@ -246,11 +246,14 @@ func (s *service) build(ctx context.Context, policy domain.Policy, auth *api.Aut
 }
 
 // newRunner returns a command runner on pool whose committed appends wake
-// this replica's projector at once.
+// this replica's projector at once, and its webhooks group when they hold
+// more than heartbeats (it reads none: woken by each, it would read for
+// nothing after every heartbeat, taking an xid to lock its offset row).
 func (s *service) newRunner(pool *pgxpool.Pool, policy domain.Policy, batchMax int) *runs.Runner {
 	opts := eventstore.Options{DefaultTTL: policy.StaleAfter, BatchMax: batchMax,
-		OnCommitted: func(last int64) { s.projector.Wake(last); s.webhookProjector.Wake() },
-		BatchSizes:  func(n int) { s.batchSizes.Observe(float64(n)) }}
+		OnCommitted:                 func(last int64) { s.projector.Wake(last) },
+		OnCommittedBeyondHeartbeats: func(int64) { s.webhookProjector.Wake() },
+		BatchSizes:                  func(n int) { s.batchSizes.Observe(float64(n)) }}
 	if s.cfg.NotifyAppends {
 		opts.NotifyChannel = feed.AppendsChannel
 	}
