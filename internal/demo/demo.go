@@ -125,6 +125,10 @@ type demo struct {
 	notes   []string
 	ending  bool            // the demo is ending: no new runs
 	endedBy map[string]bool // runs the demo's end cancelled
+	// userCancels are the simulated users' cancels, by run, from the moment
+	// one is decided: the demo's end waits for one in flight, so that a run
+	// the user stopped first is not counted as stopped by the demo.
+	userCancels map[string]*userCancel
 }
 
 // bizState is what the demo itself knows of a business, beside the server's view.
@@ -216,7 +220,7 @@ func newDemo(ctx context.Context, cfg Config) (*demo, error) {
 		cfg.Poll = 500 * time.Millisecond
 	}
 	d := &demo{cfg: cfg, workerTokens: map[string]string{}, userTokens: map[string]string{}, users: map[string]*client.Client{}, biz: map[string]*bizState{},
-		blocked: map[string]bool{}, endedBy: map[string]bool{},
+		blocked: map[string]bool{}, endedBy: map[string]bool{}, userCancels: map[string]*userCancel{},
 		transport: http.DefaultTransport.(*http.Transport).Clone(), logger: slog.New(slog.DiscardHandler)}
 	d.transport.MaxIdleConnsPerHost = cfg.Workers*2 + 8
 	for i := range cfg.Businesses {
@@ -268,6 +272,28 @@ func runPolicy(server, asked time.Duration) time.Duration {
 	return asked
 }
 
+// userCancel is a simulated user's cancel of one run: done is closed once
+// its request has been answered, ok says whether it was recorded.
+type userCancel struct {
+	done chan struct{}
+	ok   bool
+}
+
+// startUserCancel records that the user of run id is about to press Cancel,
+// unless the demo is ending (its end stops the run instead); finish reports
+// the answer. Deciding under the lock that also starts the end orders the
+// two: the end either waits for this cancel or this cancel is not sent.
+func (d *demo) startUserCancel(id string) (finish func(ok bool), send bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ending {
+		return nil, false
+	}
+	uc := &userCancel{done: make(chan struct{})}
+	d.userCancels[id] = uc
+	return func(ok bool) { uc.ok = ok; close(uc.done) }, true
+}
+
 // endReason is the human reason the demo gives the runs it stops at its end.
 const endReason = "the demo ended"
 
@@ -282,10 +308,11 @@ func (d *demo) end(ctx context.Context) {
 	d.mu.Lock()
 	d.ending = true
 	open := map[string]string{}
+	users := map[string]*userCancel{}
 	for b, st := range d.biz {
 		if st.runID != "" {
 			open[b] = st.runID
-			d.endedBy[st.runID] = true
+			users[st.runID] = d.userCancels[st.runID]
 		}
 	}
 	d.mu.Unlock()
@@ -296,6 +323,18 @@ func (d *demo) end(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if uc := users[id]; uc != nil { // the user pressed Cancel first
+				select {
+				case <-uc.done:
+				case <-cctx.Done():
+				}
+				if uc.ok {
+					return // stopped by its user's cancel, not by the demo's end
+				}
+			}
+			d.mu.Lock()
+			d.endedBy[id] = true
+			d.mu.Unlock()
 			if _, err := d.users[b].CancelRun(cctx, b, id, endReason); err != nil && !errors.Is(err, client.ErrRunEnded) {
 				d.notef("cancel %s at the end: %v", d.short(id), err)
 			}

@@ -263,8 +263,14 @@ func (d *demo) user(ctx context.Context, business, runID string, f Fate, hold ti
 	u := d.users[business]
 	switch f {
 	case FateCancel:
+		finish, send := d.startUserCancel(runID)
+		if !send {
+			return
+		}
 		d.setBusiness(business, runID, f, "user pressed Cancel")
-		if _, err := u.CancelRun(ctx, business, runID, reasonCancel); err != nil && !errors.Is(err, client.ErrRunEnded) && ctx.Err() == nil {
+		_, err := u.CancelRun(ctx, business, runID, reasonCancel)
+		finish(err == nil)
+		if err != nil && !errors.Is(err, client.ErrRunEnded) && ctx.Err() == nil {
 			d.notef("cancel %s: %v", d.short(runID), err)
 		}
 	case FatePause:
