@@ -169,10 +169,19 @@ type webhookLoad struct {
 
 func (w *webhookLoad) register() error {
 	for i := range w.endpoints {
-		if code, err := call("POST", w.base+"/webhooks", w.user, map[string]any{"url": w.farm.url + "/e/" + strconv.Itoa(i),
-			"events": []string{"run.started", "run.paused", "run.resumed", "run.completed"}}, nil); err != nil || code != http.StatusCreated {
-			return fmt.Errorf("register endpoint %d: %d %v", i, code, err)
+		if err := registerEndpoint(w.base, w.user, w.farm.url+"/e/"+strconv.Itoa(i), "run.started", "run.paused", "run.resumed", "run.completed"); err != nil {
+			return fmt.Errorf("endpoint %d: %w", i, err)
 		}
+	}
+	return nil
+}
+
+// registerEndpoint registers a webhook endpoint at url for events on the
+// business whose API base is base, with a user's token.
+func registerEndpoint(base, user, url string, events ...string) error {
+	code, err := call("POST", base+"/webhooks", user, map[string]any{"url": url, "events": events}, nil)
+	if err != nil || code != http.StatusCreated {
+		return fmt.Errorf("register a webhook endpoint: %d %v", code, err)
 	}
 	return nil
 }
@@ -271,11 +280,10 @@ func configureWebhooks(srv *served, runs []*httpRun) (*webhookFarm, error) {
 			continue
 		}
 		done[r.business] = true
-		code, err := call("POST", srv.url+"/v1/businesses/"+r.business+"/webhooks", r.user, map[string]any{"url": farm.url + "/" + r.business,
-			"events": []string{"run.started", "run.completed", "run.failed", "run.cancelled", "run.paused", "run.resumed"}}, nil)
-		if err != nil || code != http.StatusCreated {
+		if err := registerEndpoint(srv.url+"/v1/businesses/"+r.business, r.user, farm.url+"/"+r.business,
+			"run.started", "run.completed", "run.failed", "run.cancelled", "run.paused", "run.resumed"); err != nil {
 			farm.srv.Close()
-			return nil, fmt.Errorf("register an endpoint for %s: %d %v", r.business, code, err)
+			return nil, fmt.Errorf("%s: %w", r.business, err)
 		}
 	}
 	return farm, nil

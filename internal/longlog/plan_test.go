@@ -39,16 +39,7 @@ func TestLogReadsCostTheSameOnALongLog(t *testing.T) {
 	}
 	ctx := context.Background()
 	rec := &statementRecorder{}
-	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.ConnConfig.Tracer = rec
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := recordingPool(t, rec)
 
 	// Autovacuum is off so the test, not the daemon's timing, decides what
 	// the planner knows: each size is measured with the statistics the log
@@ -216,6 +207,23 @@ func explain(t *testing.T, conn *pgxpool.Conn, st recorded) readCost {
 		worst.seqScan = worst.seqScan || c.seqScan
 	}
 	return worst
+}
+
+// recordingPool is a pool on a fresh test database whose statements rec
+// records.
+func recordingPool(t *testing.T, rec *statementRecorder) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.Tracer = rec
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
 }
 
 func explainIn(t *testing.T, conn *pgxpool.Conn, st recorded, mode string) readCost {

@@ -9,12 +9,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
 	"github.com/runledger/runledger/internal/longlog"
-	"github.com/runledger/runledger/internal/pgtest"
 	"github.com/runledger/runledger/runs"
 )
 
@@ -33,16 +31,7 @@ func TestReaperReadsFollowOpenRuns(t *testing.T) {
 	}
 	ctx := context.Background()
 	rec := &statementRecorder{match: regexp.MustCompile(`\brun_snapshots\b`)}
-	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.ConnConfig.Tracer = rec
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := recordingPool(t, rec)
 	// The test, not autovacuum's timing, decides what the planner knows.
 	if _, err := pool.Exec(ctx, `ALTER TABLE run_snapshots SET (autovacuum_enabled = false);
 		ALTER TABLE events SET (autovacuum_enabled = false); ALTER TABLE events SET UNLOGGED`); err != nil {
