@@ -77,38 +77,46 @@ func (s *Server) streamOpen(w http.ResponseWriter, r *http.Request, reads promet
 	if err != nil {
 		return err
 	}
-	defer release()
-	st := s.startSSE(w, r)
-	defer st.stop()
-	var sent []byte
-	send := func(rows []projections.RunRow, next *projections.OpenCursor) {
-		page := s.runList(rows, "")
-		if next != nil {
-			cur := encodeCursor(next.LastHeartbeatAt, next.BusinessID)
-			page.NextCursor = &cur
-		}
-		key := shownState(page.Runs) // a batch that changed nothing shown sends nothing
-		if bytes.Equal(key, sent) {
-			return
-		}
-		sent = key
-		st.sendJSON(sseOpen, OpenRunsSnapshot{Runs: page.Runs, NextCursor: page.NextCursor, ServerTime: utc(s.now())})
-	}
-	send(rows.rows, rows.next)
+	o := &openStream{s: s, q: q, reads: reads, feedC: feedC, applied: applied}
+	return s.serveSSE(w, r, release, func(ctx context.Context, st *sseStream) {
+		o.st = st
+		o.run(ctx, rows)
+	})
+}
+
+// openStream is the state of an open-runs stream: its query, the feed's
+// signal and the active_runs offset its last read saw, and the state it
+// last sent.
+type openStream struct {
+	s       *Server
+	st      *sseStream
+	q       projections.OpenRunsQuery
+	reads   prometheus.Counter
+	feedC   <-chan struct{}
+	applied eventstore.Offset
+	sent    []byte
+}
+
+// run sends first's page, then a page each time active_runs changes, at
+// most once per openStreamGap, until the client or the server leaves or a
+// read fails; it waits on a small stack, each read and send off it (see
+// follow).
+func (o *openStream) run(ctx context.Context, first openRunsPage) {
+	st, changes := o.st, o.s.cfg.Feed
+	offStack(func() bool { o.send(first); return true })
 	// Many runs heartbeating make many batches: read at most once per
 	// openStreamGap, the last change included (a wall-clock pace, not a
 	// judgement of liveness, so not the server's injected clock).
 	pace := time.NewTimer(0)
 	defer pace.Stop()
 	paced, due := true, false // paced: the gap since the last read has passed
-	ctx := r.Context()
 	for {
-		switch st.await(ctx, feedC, pace.C) {
+		switch st.await(ctx, o.feedC, pace.C) {
 		case streamGone:
-			return nil
+			return
 		case feedChanged:
-			feedC = changes.Changed()
-			if applied.Before(changes.Offset(projections.ActiveRuns)) {
+			o.feedC = changes.Changed()
+			if o.applied.Before(changes.Offset(projections.ActiveRuns)) {
 				due = true // else another consumer group moved
 			}
 		case timerFired:
@@ -117,14 +125,38 @@ func (s *Server) streamOpen(w http.ResponseWriter, r *http.Request, reads promet
 		if !due || !paced {
 			continue
 		}
-		applied, due, paced = changes.Offset(projections.ActiveRuns), false, false
+		o.applied, due, paced = changes.Offset(projections.ActiveRuns), false, false
 		pace.Reset(openStreamGap)
-		page, err := s.openPage(ctx, q, applied, reads)
-		if err != nil {
-			return nil // the client reconnects and gets a problem it can act on
+		if !offStack(func() bool { return o.readAndSend(ctx) }) {
+			return // the client reconnects and gets a problem it can act on
 		}
-		send(page.rows, page.next)
 	}
+}
+
+// readAndSend reads the first page again and sends it if it changed; it
+// reports false when the read failed.
+func (o *openStream) readAndSend(ctx context.Context) bool {
+	page, err := o.s.openPage(ctx, o.q, o.applied, o.reads)
+	if err != nil {
+		return false
+	}
+	o.send(page)
+	return true
+}
+
+// send writes a page unless it shows what the last one showed.
+func (o *openStream) send(p openRunsPage) {
+	page := o.s.runList(p.rows, "")
+	if p.next != nil {
+		cur := encodeCursor(p.next.LastHeartbeatAt, p.next.BusinessID)
+		page.NextCursor = &cur
+	}
+	key := shownState(page.Runs) // a batch that changed nothing shown sends nothing
+	if bytes.Equal(key, o.sent) {
+		return
+	}
+	o.sent = key
+	o.st.sendJSON(sseOpen, OpenRunsSnapshot{Runs: page.Runs, NextCursor: page.NextCursor, ServerTime: utc(o.s.now())})
 }
 
 // openStreamGap is the shortest time between two reads of one open-runs

@@ -112,9 +112,13 @@ type Server struct {
 	routes   []string
 	// closing ends open SSE streams when the server shuts down.
 	closing chan struct{}
-	once    sync.Once
-	hooks   commandHooks
-	offsets *offsetRefresher
+	// detached counts the streams running on connections taken over from
+	// net/http (sse_conn.go), which http.Server.Shutdown does not wait for.
+	detached sync.WaitGroup
+	detachMu sync.Mutex // orders detached.Add before CloseStreams' Wait
+	once     sync.Once
+	hooks    commandHooks
+	offsets  *offsetRefresher
 	// observed is what /metrics and /readyz report of the database.
 	observed *observer
 	// pools are the process's pools by role, for runledger_db_pool_*.
@@ -194,9 +198,22 @@ func New(cfg Config) *Server {
 	return s
 }
 
-// CloseStreams ends every open SSE stream (at shutdown: http.Server.Shutdown
-// waits for handlers, and a stream would otherwise never return).
-func (s *Server) CloseStreams() { s.once.Do(func() { close(s.closing) }) }
+// CloseStreams ends every open SSE stream and waits until they have ended,
+// at most streamWriteTimeout (at shutdown: http.Server.Shutdown waits for
+// handlers, and a stream would otherwise never return; nor does it wait for
+// the streams that took their connections over).
+func (s *Server) CloseStreams() {
+	s.detachMu.Lock()
+	s.once.Do(func() { close(s.closing) })
+	s.detachMu.Unlock()
+	ended := make(chan struct{})
+	go func() { s.detached.Wait(); close(ended) }()
+	select {
+	case <-ended:
+	case <-time.After(streamWriteTimeout):
+		s.logger.Warn("streams still open at shutdown", "streams", s.streams.open())
+	}
+}
 
 // OpenStreams is the number of SSE streams open on this server.
 func (s *Server) OpenStreams() int { return s.streams.open() }

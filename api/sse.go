@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/runledger/runledger/feed"
@@ -30,8 +28,7 @@ func (s *Server) followBusiness(c call) (sub *runChanges, end func(), err error)
 // sseStream writes one client's events.
 type sseStream struct {
 	s         *Server
-	w         http.ResponseWriter
-	rc        *http.ResponseController
+	out       sseOutput
 	keepAlive *time.Ticker
 	lastID    int64
 	failed    bool // the client is gone
@@ -40,23 +37,19 @@ type sseStream struct {
 	lastEvent string
 }
 
-// startSSE answers with an event stream, whose run events resume after the
-// request's Last-Event-ID; stop it when the stream ends.
-func (s *Server) startSSE(w http.ResponseWriter, r *http.Request) *sseStream {
-	st := &sseStream{s: s, w: w, rc: http.NewResponseController(w), keepAlive: time.NewTicker(s.cfg.StreamKeepAlive)}
-	st.lastID, _ = strconv.ParseInt(r.Header.Get("Last-Event-ID"), 10, 64)
-	_ = st.rc.SetWriteDeadline(time.Time{}) // the server's write timeout must not cut a stream
-	h := st.w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	st.w.WriteHeader(http.StatusOK)
+// newSSEStream starts a stream on out (its head sent), whose run events
+// resume after lastID (the request's Last-Event-ID).
+func (s *Server) newSSEStream(out sseOutput, lastID int64) *sseStream {
+	st := &sseStream{s: s, out: out, keepAlive: time.NewTicker(s.cfg.StreamKeepAlive), lastID: lastID}
 	st.write(fmt.Sprintf("retry: %d\n\n", time.Second.Milliseconds()))
 	return st
 }
 
-// stop ends the stream's keep-alives.
-func (st *sseStream) stop() { st.keepAlive.Stop() }
+// end stops the stream's keep-alives and ends its response.
+func (st *sseStream) end() {
+	st.keepAlive.Stop()
+	st.out.finish()
+}
 
 // woken is why await returned.
 type woken int
@@ -94,7 +87,7 @@ func (st *sseStream) write(s string) {
 	if st.failed {
 		return
 	}
-	if _, err := fmt.Fprint(st.w, s); err != nil || st.rc.Flush() != nil {
+	if st.out.send(s) != nil {
 		st.failed = true
 	}
 }

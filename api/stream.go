@@ -30,35 +30,32 @@ const recheckBehind = 250 * time.Millisecond
 // each change. Event ids are log positions, so a client that reconnects
 // with Last-Event-ID is not sent a state it has seen.
 func (s *Server) streamActive(w http.ResponseWriter, r *http.Request, c call) error {
-	a, wait, err := s.openActive(w, r, c)
+	a, wait, err := s.openActive(r, c)
 	switch {
 	case err != nil:
 		return err
 	case wait:
 		return s.streamBusiness(w, r, c) // stream_wait.go
 	}
-	defer a.close()
-	return a.st.follow(r.Context(), a.sub, c.business, &a.cur)
+	return s.serveSSE(w, r, a.end, func(ctx context.Context, st *sseStream) {
+		_ = st.follow(ctx, a.sub, c.business, &a.cur)
+	})
 }
 
-// activeStream is a run stream that has started: its SSE writer, its
-// subscription and the run's state to send first.
+// activeStream is a run stream about to start: its subscription, what
+// gives it and its slot back (end), and the run's state to send first.
 type activeStream struct {
-	st  *sseStream
 	sub *runChanges
 	end func()
 	cur projections.RunRow
 }
 
-// close stops the stream's keep-alives and gives back its subscription and slot.
-func (a *activeStream) close() { a.st.stop(); a.end() }
-
-// openActive checks the request and the run and starts the stream, or
+// openActive checks the request and the run and follows its changes, or
 // reports that it is a business stream (wait), or the problem to answer
 // with. It is kept out of streamActive's frame (see follow).
 //
 //go:noinline
-func (s *Server) openActive(w http.ResponseWriter, r *http.Request, c call) (a *activeStream, wait bool, err error) {
+func (s *Server) openActive(r *http.Request, c call) (a *activeStream, wait bool, err error) {
 	if s.cfg.Feed == nil {
 		return nil, false, newProblem(CodeInternal, "this server has no change feed")
 	}
@@ -97,37 +94,37 @@ func (s *Server) openActive(w http.ResponseWriter, r *http.Request, c call) (a *
 	if !ok || cur.Version < open.Version {
 		cur = open
 	}
-	return &activeStream{st: s.startSSE(w, r), sub: sub, end: end, cur: cur}, false, nil
+	return &activeStream{sub: sub, end: end, cur: cur}, false, nil
 }
 
 // follow sends cur and what follows it until the run ends, goes silent, the
 // client leaves or the server shuts down.
 //
-// Its frame is small on purpose, and so are its callers': a stream's
-// goroutine waits here (in await) almost all its life, and the runtime
-// halves a stack at GC only while less than a quarter of it is used (with
-// about 3 KiB parked, a stream keeps an 8 KiB stack rather than 16 KiB).
-// The state lives in a follower on the heap, and the work of each wake
-// (JSON, SQL) runs in the follower's methods, which are not inlined, so
-// their frames are gone by the time the stream parks again.
+// A stream's goroutine waits here (in await) almost all its life, and what
+// its stack holds while it waits is what each watcher costs. The work of a
+// wake (JSON, SQL, the write) needs 8 to 16 KiB of stack, and a stack grown
+// once a second by each wake would never shrink at GC; so that work runs in
+// the follower's methods on a goroutine of its own (offStack), and this
+// goroutine keeps the small stack it waits on. The state lives in the
+// follower, on the heap.
 func (st *sseStream) follow(ctx context.Context, sub *runChanges, business string, cur *projections.RunRow) error {
 	f := st.newFollower(sub, business, cur)
 	defer f.silence.Stop()
-	if !f.show(cur) {
+	if !offStack(func() bool { return f.show(cur) }) {
 		return nil
 	}
 	for {
+		var goOn bool
 		switch st.await(ctx, sub.C(), f.silence.C()) {
 		case streamGone:
 			return nil
 		case feedChanged:
-			if !f.changed(ctx) {
-				return nil
-			}
+			goOn = offStack(func() bool { return f.changed(ctx) })
 		case timerFired: // silence
-			if !f.silent() {
-				return nil
-			}
+			goOn = offStack(f.silent)
+		}
+		if !goOn {
+			return nil
 		}
 	}
 }

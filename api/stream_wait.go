@@ -45,19 +45,27 @@ func wantsWait(r *http.Request) (bool, error) {
 // replica's projector wrote them; otherwise one read of the business's open
 // run is shared by every stream of the business.
 func (s *Server) streamBusiness(w http.ResponseWriter, r *http.Request, c call) error {
-	b, err := s.openBusiness(w, r, c)
+	b, err := s.openBusiness(r, c)
 	if err != nil {
 		return err
 	}
-	defer b.close()
-	// The loop keeps a small frame, its state in b (see follow).
-	ctx := r.Context()
+	return s.serveSSE(w, r, b.end, func(ctx context.Context, st *sseStream) {
+		b.st = st
+		_ = b.run(ctx)
+	})
+}
+
+// run sends the business's stream until the client or the server leaves or
+// a read fails. It waits on a small stack, its state in b and the work of
+// each wake off its stack (see follow).
+func (b *businessStream) run(ctx context.Context) error {
+	s := b.s
 	for {
-		if b.activeNow(ctx) {
+		if offStack(func() bool { return b.activeNow(ctx) }) {
 			if err := b.st.follow(ctx, b.sub, b.business, &b.open); err != nil || b.st.failed || ctx.Err() != nil || s.isClosing() {
 				return err
 			}
-			if !b.followed(ctx) {
+			if !offStack(func() bool { return b.followed(ctx) }) {
 				return nil // the client reconnects and gets a problem it can act on
 			}
 			continue
@@ -84,11 +92,10 @@ type businessStream struct {
 	silent   *projections.RunRow
 }
 
-// openBusiness follows the business's changes, reads its open run and
-// starts the stream.
+// openBusiness follows the business's changes and reads its open run.
 //
 //go:noinline
-func (s *Server) openBusiness(w http.ResponseWriter, r *http.Request, c call) (*businessStream, error) {
+func (s *Server) openBusiness(r *http.Request, c call) (*businessStream, error) {
 	sub, end, err := s.followBusiness(c)
 	if err != nil {
 		return nil, err
@@ -99,11 +106,8 @@ func (s *Server) openBusiness(w http.ResponseWriter, r *http.Request, c call) (*
 		end()
 		return nil, err
 	}
-	return &businessStream{s: s, st: s.startSSE(w, r), sub: sub, end: end, business: c.business, open: open, ok: ok}, nil
+	return &businessStream{s: s, sub: sub, end: end, business: c.business, open: open, ok: ok}, nil
 }
-
-// close stops the stream's keep-alives and gives back its subscription and slot.
-func (b *businessStream) close() { b.st.stop(); b.end() }
 
 // activeNow reports whether the business has an active run to follow,
 // which it then holds in its newest state.
@@ -147,28 +151,31 @@ func (b *businessStream) followed(ctx context.Context) bool {
 // run (b.open), false when the client or the server leaves (st.failed, ctx,
 // closing) or a read failed.
 func (b *businessStream) wait(ctx context.Context) bool {
-	b.startWaiting()
+	offStack(b.startWaiting)
 	for {
 		if b.st.await(ctx, b.sub.C(), nil) == streamGone { // also once a write failed
 			return false
 		}
-		if done, active := b.woken(ctx); done {
+		var done, active bool
+		offStack(func() bool { done, active = b.woken(ctx); return true })
+		if done {
 			return active
 		}
 	}
 }
 
 // startWaiting sends "waiting", with the open run that is not active when
-// there is one.
+// there is one; it reports true (offStack's shape).
 //
 //go:noinline
-func (b *businessStream) startWaiting() {
+func (b *businessStream) startWaiting() bool {
 	b.silent = nil
 	if b.ok {
 		silent := b.open
 		b.silent = &silent
 	}
 	b.st.sendWaiting(b.silent)
+	return true
 }
 
 // woken handles a change while waiting: done with active when the business

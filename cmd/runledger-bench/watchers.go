@@ -52,9 +52,12 @@ func (b *bench) b9(ctx context.Context) error {
 		load.Add(1)
 		go func() {
 			defer load.Done()
+			// Spread the heartbeats over each second, as independent workers'
+			// are: the ticker starts after the pause, or every run would tick
+			// at the same instant.
+			time.Sleep(time.Duration(i) * time.Second / time.Duration(len(runs)))
 			tick := time.NewTicker(time.Second)
 			defer tick.Stop()
-			time.Sleep(time.Duration(i) * time.Second / time.Duration(len(runs))) // spread the heartbeats over each second
 			for {
 				select {
 				case <-loadCtx.Done():
