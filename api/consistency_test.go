@@ -105,10 +105,17 @@ func TestThousandWatchersLeaveNothingBehind(t *testing.T) {
 	// until the next message or the close), which belongs to the connection
 	// and ends with it, and is no watcher's leak. It once failed this test in
 	// a full run; closing the pool first ends it deterministically.
+	//
+	// The wake workers (sse_conn.go) are shared by every stream and end
+	// after a second without work: the check waits for them to end first.
 	ignore := goleak.IgnoreCurrent()
 	defer func() {
 		e.stopProjector()
 		e.pool.Close()
+		deadline := time.Now().Add(5 * time.Second)
+		for api.WakeWorkers() > 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
 		goleak.VerifyNone(t, ignore)
 	}()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: -1, DisableKeepAlives: true}}

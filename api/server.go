@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -116,9 +117,12 @@ type Server struct {
 	// net/http (sse_conn.go), which http.Server.Shutdown does not wait for.
 	detached sync.WaitGroup
 	detachMu sync.Mutex // orders detached.Add before CloseStreams' Wait
-	once     sync.Once
-	hooks    commandHooks
-	offsets  *offsetRefresher
+	// detachedOpen is detached's count, for the log when a stream outlives
+	// CloseStreams' wait.
+	detachedOpen atomic.Int64
+	once         sync.Once
+	hooks        commandHooks
+	offsets      *offsetRefresher
 	// observed is what /metrics and /readyz report of the database.
 	observed *observer
 	// pools are the process's pools by role, for runledger_db_pool_*.
@@ -199,9 +203,10 @@ func New(cfg Config) *Server {
 }
 
 // CloseStreams ends every open SSE stream and waits until they have ended,
-// at most streamWriteTimeout (at shutdown: http.Server.Shutdown waits for
-// handlers, and a stream would otherwise never return; nor does it wait for
-// the streams that took their connections over).
+// at most two write timeouts (a stream blocked writing to a client that
+// stopped reading, then its last chunk). At shutdown: http.Server.Shutdown
+// waits for handlers, and a stream would otherwise never return; nor does it
+// wait for the streams that took their connections over.
 func (s *Server) CloseStreams() {
 	s.detachMu.Lock()
 	s.once.Do(func() { close(s.closing) })
@@ -210,8 +215,8 @@ func (s *Server) CloseStreams() {
 	go func() { s.detached.Wait(); close(ended) }()
 	select {
 	case <-ended:
-	case <-time.After(streamWriteTimeout):
-		s.logger.Warn("streams still open at shutdown", "streams", s.streams.open())
+	case <-time.After(2 * streamWriteTimeout):
+		s.logger.Warn("streams still open at shutdown", "streams", s.detachedOpen.Load())
 	}
 }
 

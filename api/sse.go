@@ -45,11 +45,8 @@ func (s *Server) newSSEStream(out sseOutput, lastID int64) *sseStream {
 	return st
 }
 
-// end stops the stream's keep-alives and ends its response.
-func (st *sseStream) end() {
-	st.keepAlive.Stop()
-	st.out.finish()
-}
+// stop ends the stream's keep-alives.
+func (st *sseStream) stop() { st.keepAlive.Stop() }
 
 // woken is why await returned.
 type woken int

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -36,8 +38,6 @@ const streamWriteTimeout = 10 * time.Second
 // handler's ResponseWriter. Each write is sent at once (flushed).
 type sseOutput interface {
 	send(p string) error
-	// finish ends the response (the last chunk) and lets go of the client.
-	finish()
 }
 
 // serveSSE answers 200 with an event stream and runs stream until it
@@ -48,6 +48,12 @@ type sseOutput interface {
 // request's context. Once the server is closing it starts no stream: it
 // calls done and returns a 503 problem.
 func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, done func(), stream func(context.Context, *sseStream)) error {
+	if r.Method == http.MethodHead { // the head alone: a HEAD has no body to stream
+		done()
+		setSSEHeaders(w.Header())
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
 	if !s.startDetached() {
 		done()
 		return retryable(CodeUnavailable, "this server is shutting down; reconnect", time.Second)
@@ -58,29 +64,37 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, done func(), s
 		path, id := r.URL.Path, requestID(r.Context()) // not r: the request is let go
 		go conn.awaitClose(cancel)
 		go func() {
-			defer s.detached.Done()
+			defer s.endDetached()
 			defer cancel()
+			// The client sees its response end only once the stream's slot
+			// and subscription are given back (done): one that reconnects at
+			// once finds its slot free.
+			defer conn.finish()
 			defer done()
 			defer s.recoverStream(path, id)
 			st := s.newSSEStream(conn, lastID)
-			defer st.end()
+			defer st.stop()
 			stream(ctx, st)
 		}()
 		return nil
 	}
-	defer s.detached.Done() // this stream is the handler's: Shutdown waits for it
+	defer s.endDetached() // this stream is the handler's: Shutdown waits for it too
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(time.Time{}) // the server's write timeout must not cut a stream
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
+	setSSEHeaders(w.Header())
 	w.WriteHeader(http.StatusOK)
 	st := s.newSSEStream(&writerOutput{w: w, rc: rc}, lastID)
 	defer done()
-	defer st.end()
+	defer st.stop()
 	stream(r.Context(), st)
 	return nil
+}
+
+// setSSEHeaders sets an event stream's headers.
+func setSSEHeaders(h http.Header) {
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
 }
 
 // startDetached counts a stream that CloseStreams must wait for, unless the
@@ -92,14 +106,25 @@ func (s *Server) startDetached() bool {
 		return false
 	}
 	s.detached.Add(1)
+	s.detachedOpen.Add(1)
 	return true
 }
 
+// endDetached counts a stream's end.
+func (s *Server) endDetached() {
+	s.detachedOpen.Add(-1)
+	s.detached.Done()
+}
+
 // recoverStream logs a taken-over stream's panic (no handler is left to
-// recover it) and ends that stream alone.
+// recover it), with its stack, and ends that stream alone.
 func (s *Server) recoverStream(path, requestID string) {
 	if p := recover(); p != nil {
-		s.logger.Error("panic in stream", "path", path, "panic", p, "request_id", requestID)
+		stack := debug.Stack()
+		if w, ok := p.(wakePanic); ok { // raised again from a wake worker: its own stack
+			p, stack = w.value, w.stack
+		}
+		s.logger.Error("panic in stream", "path", path, "panic", p, "stack", string(stack), "request_id", requestID)
 	}
 }
 
@@ -113,9 +138,7 @@ func takeOver(w http.ResponseWriter, r *http.Request) (*connOutput, bool) {
 	// The head is built before the hijack: the headers set so far
 	// (X-Request-ID) belong to the request's ResponseWriter.
 	h := w.Header().Clone()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
+	setSSEHeaders(h)
 	h.Set("Transfer-Encoding", "chunked")
 	h.Set("Connection", "close")
 	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
@@ -154,8 +177,11 @@ func (c *connOutput) writeHead(buf *bufio.ReadWriter, h http.Header) error {
 }
 
 func (c *connOutput) send(p string) error {
-	if c.broken {
+	switch {
+	case c.broken:
 		return net.ErrClosed
+	case p == "":
+		return nil // an empty chunk is the last one
 	}
 	chunk := make([]byte, 0, len(p)+16)
 	chunk = strconv.AppendInt(chunk, int64(len(p)), 16)
@@ -170,6 +196,7 @@ func (c *connOutput) send(p string) error {
 	return nil
 }
 
+// finish ends the response with the last chunk and closes the connection.
 func (c *connOutput) finish() {
 	if !c.broken {
 		_ = c.conn.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
@@ -182,7 +209,7 @@ func (c *connOutput) finish() {
 // event stream sends nothing more), then calls gone: the client left, or
 // the stream ended and closed the connection.
 func (c *connOutput) awaitClose(gone context.CancelFunc) {
-	var b [1]byte
+	var b [64]byte
 	for {
 		if _, err := c.conn.Read(b[:]); err != nil {
 			gone()
@@ -204,8 +231,6 @@ func (o *writerOutput) send(p string) error {
 	return o.rc.Flush()
 }
 
-func (o *writerOutput) finish() {}
-
 // offStack runs work on another goroutine and returns its result, so that
 // the stack work grows to is not kept by the stream's goroutine while it
 // waits (see follow). The work goes to an idle wakeWorker when there is one
@@ -217,13 +242,21 @@ func offStack(work func() bool) bool {
 	select {
 	case wakeTasks <- t:
 	default:
+		wakeWorkers.Add(1)
 		go wakeWorker(t)
 	}
 	o := <-t.done
 	if o.panicked != nil {
-		panic(o.panicked)
+		panic(wakePanic{value: o.panicked, stack: o.stack})
 	}
 	return o.goOn
+}
+
+// wakePanic is a wake's panic raised again on its stream's goroutine, with
+// the stack where it happened.
+type wakePanic struct {
+	value any
+	stack []byte
 }
 
 type wakeTask struct {
@@ -234,6 +267,7 @@ type wakeTask struct {
 type wakeOutcome struct {
 	goOn     bool
 	panicked any
+	stack    []byte
 }
 
 // wakeTasks hands a wake's work to an idle worker.
@@ -241,12 +275,16 @@ var wakeTasks = make(chan wakeTask)
 
 // wakeWorkerIdle is how long a worker waits for more work before it ends:
 // a burst of wakes (a batch that moved many watched runs) starts workers,
-// and they are gone a little after it.
-const wakeWorkerIdle = 5 * time.Second
+// and they are gone a second after it.
+const wakeWorkerIdle = time.Second
+
+// wakeWorkers is the number of wake workers running.
+var wakeWorkers atomic.Int64
 
 // wakeWorker runs first, then what offStack hands it, until it has been
-// idle for wakeWorkerIdle.
+// idle for wakeWorkerIdle (offStack counted it in wakeWorkers).
 func wakeWorker(first wakeTask) {
+	defer wakeWorkers.Add(-1)
 	first.run()
 	idle := time.NewTimer(wakeWorkerIdle)
 	defer idle.Stop()
@@ -265,7 +303,7 @@ func (t wakeTask) run() {
 	var o wakeOutcome
 	defer func() {
 		if p := recover(); p != nil {
-			o.panicked = p
+			o.panicked, o.stack = p, debug.Stack()
 		}
 		t.done <- o
 	}()

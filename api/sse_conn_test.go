@@ -1,7 +1,9 @@
 package api_test
 
 import (
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"runtime"
 	"strings"
@@ -129,5 +131,28 @@ func TestCloseStreamsEndsTakenOverStreams(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("a client's response did not end after CloseStreams")
 		}
+	}
+}
+
+// A HEAD of a stream route (net/http routes HEAD to GET patterns) is
+// answered with the stream's head alone: no body, which HTTP forbids after a
+// HEAD, and no stream left holding a slot.
+func TestStreamHeadHasNoBody(t *testing.T) {
+	e := newEnv(t)
+	e.start("acme", 10)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "HEAD /v1/businesses/acme/runs/active/stream HTTP/1.1\r\nHost: runledger\r\nAuthorization: Bearer %s\r\n\r\n", e.token("acme", api.RoleUser))
+	_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+	got, _ := io.ReadAll(conn) // until the deadline: whatever the server sends
+	head, body, _ := strings.Cut(string(got), "\r\n\r\n")
+	if !strings.HasPrefix(head, "HTTP/1.1 200 OK\r\n") || !strings.Contains(head, "Content-Type: text/event-stream") || body != "" {
+		t.Fatalf("HEAD answered %q, then %q; want the stream's head alone", head, body)
+	}
+	if n := e.server.OpenStreams(); n != 0 {
+		t.Fatalf("%d streams open after a HEAD", n)
 	}
 }
