@@ -297,6 +297,7 @@ var followed = []struct{ name, where string }{
 	{"consumer read", `query LIKE '%FROM events%' AND query LIKE '%pg_snapshot_xmin%' AND query LIKE '%FOR UPDATE%'`},
 	{"lag", `query LIKE '%events e%' AND query LIKE '%projection_offsets WHERE consumer_group%'`},
 	{"append", `query LIKE 'WITH input AS MATERIALIZED%'`},
+	{"GET active's read", `query LIKE '%FROM active_runs WHERE business_id = $1'`},
 }
 
 func followedStatements(ctx context.Context, pool *pgxpool.Pool) ([]statementStat, error) {
