@@ -143,12 +143,18 @@ func TestBusinessRun(t *testing.T) {
 		contains(t, "connection", p.text("#connection"), "Live")
 		stop()
 		// Silent for a few of its own heartbeat intervals, short of its TTL:
-		// the bar still shows, but nothing says it is working.
-		p.waitFor("the rate and ETA withdrawn, the worker called silent",
+		// the bar still shows, but nothing says it is working. All of it is
+		// checked at one instant: read one by one after the wait, a loaded
+		// machine let the TTL pass in between (CI: the connection line
+		// already said "Watching for a run to start…", which was then true).
+		p.waitFor("the rate and ETA withdrawn, the worker called silent, the connection line saying so",
 			jsShown("#active-run .rate", "— (silent for")+" && "+jsShown("#active-run .eta", "— (silent for")+" && "+
-				jsShown("#active-run .life", "Silent for")+" && "+jsBarShown, ttl)
-		contains(t, "life", p.text("#active-run .life"), "no heartbeat since "+clockOf(t, w.last["last_heartbeat_at"].(string)))
-		contains(t, "connection", p.text("#connection"), "no heartbeat from the worker")
+				jsShown("#active-run .life", "Silent for")+" && "+jsShown("#connection", "no heartbeat from the worker")+" && "+
+				jsBarShown+" && ((window.r01aLife = document.querySelector('#active-run .life').innerText), true)", ttl)
+		w.mu.Lock() // a heartbeat in flight at stop() has landed by now
+		last := w.last["last_heartbeat_at"].(string)
+		w.mu.Unlock()
+		contains(t, "life", eval[string](p, "window.r01aLife"), "no heartbeat since "+clockOf(t, last))
 		p.screenshot("r01a-silent")
 		p.waitFor("no bar at the TTL", jsNoBar, ttl+2*time.Second)
 		p.axeAtWidths("r01a final")
