@@ -103,7 +103,7 @@ type openStream struct {
 // follow).
 func (o *openStream) run(ctx context.Context, first openRunsPage) {
 	st, changes := o.st, o.s.cfg.Feed
-	offStack(func() bool { o.send(first); return true })
+	offStackDo(func() { o.send(first) })
 	// Many runs heartbeating make many batches: read at most once per
 	// openStreamGap, the last change included (a wall-clock pace, not a
 	// judgement of liveness, so not the server's injected clock).

@@ -252,6 +252,9 @@ func offStack(work func() bool) bool {
 	return o.goOn
 }
 
+// offStackDo is offStack for work without a result.
+func offStackDo(work func()) { offStack(func() bool { work(); return true }) }
+
 // wakePanic is a wake's panic raised again on its stream's goroutine, with
 // the stack where it happened.
 type wakePanic struct {

@@ -151,13 +151,13 @@ func (b *businessStream) followed(ctx context.Context) bool {
 // run (b.open), false when the client or the server leaves (st.failed, ctx,
 // closing) or a read failed.
 func (b *businessStream) wait(ctx context.Context) bool {
-	offStack(b.startWaiting)
+	offStackDo(b.startWaiting)
 	for {
 		if b.st.await(ctx, b.sub.C(), nil) == streamGone { // also once a write failed
 			return false
 		}
 		var done, active bool
-		offStack(func() bool { done, active = b.woken(ctx); return true })
+		offStackDo(func() { done, active = b.woken(ctx) })
 		if done {
 			return active
 		}
@@ -165,17 +165,16 @@ func (b *businessStream) wait(ctx context.Context) bool {
 }
 
 // startWaiting sends "waiting", with the open run that is not active when
-// there is one; it reports true (offStack's shape).
+// there is one.
 //
 //go:noinline
-func (b *businessStream) startWaiting() bool {
+func (b *businessStream) startWaiting() {
 	b.silent = nil
 	if b.ok {
 		silent := b.open
 		b.silent = &silent
 	}
 	b.st.sendWaiting(b.silent)
-	return true
 }
 
 // woken handles a change while waiting: done with active when the business
