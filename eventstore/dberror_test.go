@@ -49,17 +49,7 @@ func TestDatabaseErrorIsNotAVersionConflict(t *testing.T) {
 	url := pgtest.URL(t)
 	admin := pgtest.Pool(t, url)
 	k := &killer{admin: admin, match: "FROM events WHERE event_id = ANY"}
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.ConnConfig.Tracer = k
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	store := eventstore.New(pool)
+	store := eventstore.New(pgtest.TracedPool(t, url, k))
 
 	tests := []struct {
 		name   string

@@ -22,16 +22,7 @@ import (
 // advisory lock.
 func replica(t *testing.T, url string, clock *fakeclock.Clock, name string, tracer pgx.QueryTracer) *reaper.Reaper {
 	t.Helper()
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.ConnConfig.Tracer = tracer
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := pgtest.TracedPool(t, url, tracer)
 	rn := runs.NewRunner(eventstore.New(pool), domain.DefaultPolicy())
 	rn.Now = clock.Now
 	r, err := reaper.New(reaper.Config{Runner: rn, Pool: pool, Interval: time.Second, Logger: quiet, Instance: name})

@@ -213,17 +213,7 @@ func explain(t *testing.T, conn *pgxpool.Conn, st recorded) readCost {
 // records.
 func recordingPool(t *testing.T, rec *statementRecorder) *pgxpool.Pool {
 	t.Helper()
-	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.ConnConfig.Tracer = rec
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return pool
+	return pgtest.TracedPool(t, pgtest.URL(t), rec)
 }
 
 func explainIn(t *testing.T, conn *pgxpool.Conn, st recorded, mode string) readCost {

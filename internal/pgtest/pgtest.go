@@ -122,11 +122,19 @@ func NewDB(t testing.TB) *pgxpool.Pool {
 // Pool opens a pool on dbURL that is closed when t ends.
 func Pool(t testing.TB, dbURL string) *pgxpool.Pool {
 	t.Helper()
+	return TracedPool(t, dbURL, nil)
+}
+
+// TracedPool is Pool whose connections report their statements to tracer
+// (nil for none).
+func TracedPool(t testing.TB, dbURL string, tracer pgx.QueryTracer) *pgxpool.Pool {
+	t.Helper()
 	cfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.MaxConns = 40
+	cfg.ConnConfig.Tracer = tracer
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("pgtest: connect: %v", err)
