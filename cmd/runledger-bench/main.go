@@ -11,7 +11,9 @@
 // GOGC and pprof address (SERVE_GOMEMLIMIT its GOMEMLIMIT, when set),
 // BENCH_B1_PROFILE=file writes serve's CPU profile over B1's first runledger
 // turn (with SERVE_DEBUG_ADDR), BENCH_B9_WATCHERS=n runs B9 with n watchers
-// instead of the mode's.
+// instead of the mode's, BENCH_B11_DIAG=dir keeps both B11 serves' CPU
+// profiles over the interleaved GET active reads and prints where the
+// machine's CPU and PostgreSQL's time went meanwhile (longlog_diag.go).
 package main
 
 import (

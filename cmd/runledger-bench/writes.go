@@ -85,7 +85,7 @@ func (b *bench) b1and6(ctx context.Context) error {
 	for round := 0; round < 2; round++ {
 		var o, t phase
 		if round%2 == 0 {
-			profiled := profileServe(d) // BENCH_B1_PROFILE: serve's CPU profile over this turn
+			profiled := profileServe(os.Getenv("SERVE_DEBUG_ADDR"), os.Getenv("BENCH_B1_PROFILE"), d) // serve's CPU profile over this turn
 			o = b.measureHeartbeats(srv, runs, d)
 			<-profiled
 			t = b.measureHeartbeats(thin, thinRuns, d)
@@ -135,12 +135,11 @@ func (b *bench) b1and6(ctx context.Context) error {
 	return b.b6(srv, runs, rate/2)
 }
 
-// profileServe fetches serve's CPU profile over the next d into the file
-// BENCH_B1_PROFILE names (serve's pprof listens on SERVE_DEBUG_ADDR); the
-// channel closes when it is written. Without both it closes at once.
-func profileServe(d time.Duration) chan struct{} {
+// profileServe fetches the CPU profile of the serve whose pprof listens on
+// addr over the next d into the file path; the channel closes when it is
+// written. Without both it closes at once.
+func profileServe(addr, path string, d time.Duration) chan struct{} {
 	done := make(chan struct{})
-	path, addr := os.Getenv("BENCH_B1_PROFILE"), os.Getenv("SERVE_DEBUG_ADDR")
 	if path == "" || addr == "" {
 		close(done)
 		return done

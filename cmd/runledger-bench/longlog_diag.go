@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// b11Diag is BENCH_B11_DIAG: a directory that receives each side's serve
+// CPU profile over B11's interleaved GET active reads, while the bench
+// prints where the machine's CPU and PostgreSQL's time went meanwhile, and
+// how many slow answers each server measured against how many its client
+// saw (a tail the server did not see is the machine's, not the service's).
+var b11Diag = os.Getenv("BENCH_B11_DIAG")
+
+// b11DebugAddr is the pprof address of a side's serve under BENCH_B11_DIAG.
+func b11DebugAddr(name string) string {
+	if b11Diag == "" {
+		return ""
+	}
+	if name == "long" {
+		return "127.0.0.1:6072"
+	}
+	return "127.0.0.1:6071"
+}
+
+// b11Observe starts the diagnostics of B11's interleaved GET active reads
+// (d long) and returns the function that ends them and prints them.
+func b11Observe(ctx context.Context, pool *pgxpool.Pool, sides []*b11Side, d time.Duration) func(reads [][]activeRead) {
+	if b11Diag == "" {
+		return func([][]activeRead) {}
+	}
+	buckets := make([]map[string]float64, len(sides))
+	profiled := make([]chan struct{}, len(sides))
+	for k, side := range sides {
+		buckets[k] = activeBuckets(side.srv)
+		profiled[k] = profileServe(b11DebugAddr(side.name), filepath.Join(b11Diag, "active-"+side.name+".pb"), d)
+	}
+	ticks := readProcTicks()
+	times := readStatementTimes(ctx, pool)
+	return func(reads [][]activeRead) {
+		fmt.Fprintf(os.Stderr, "bench: B11 diag: GET active: CPU ticks by process:%s\n", describeTicks(ticks, readProcTicks()))
+		fmt.Fprintf(os.Stderr, "bench: B11 diag: GET active: statements:%s\n", describeStatementTimes(times, readStatementTimes(ctx, pool)))
+		for k, side := range sides {
+			<-profiled[k]
+			now := activeBuckets(side.srv)
+			var slow strings.Builder
+			for _, le := range []string{"0.0005", "0.001", "0.002"} {
+				limit, _ := time.ParseDuration(le + "s")
+				seen := 0
+				for _, r := range reads[k] {
+					if r.latency > limit {
+						seen++
+					}
+				}
+				fmt.Fprintf(&slow, " over %s: served %.0f, seen %d;", limit, (now["+Inf"]-buckets[k]["+Inf"])-(now[le]-buckets[k][le]), seen)
+			}
+			fmt.Fprintf(os.Stderr, "bench: B11 diag: GET active %s: %d answered;%s\n", side.name, len(reads[k]), slow.String())
+		}
+	}
+}
+
+// activeBuckets reads the cumulative buckets of GET …/runs/active's 200s
+// from srv's /metrics, by upper bound.
+func activeBuckets(srv *served) map[string]float64 {
+	out := map[string]float64{}
+	res, err := client.Get(srv.url + "/metrics")
+	if err != nil {
+		return out
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, "runledger_http_request_duration_seconds_bucket{") || !strings.Contains(line, `runs/active"`) || !strings.Contains(line, `status="200"`) {
+			continue
+		}
+		_, rest, _ := strings.Cut(line, `le="`)
+		le, value, _ := strings.Cut(rest, `"} `)
+		var v float64
+		fmt.Sscan(value, &v)
+		out[le] = v
+	}
+	return out
+}
+
+// procTicks is the CPU ticks (user and system) each process has used, by
+// pid, with a label: the first words of its command line (a PostgreSQL
+// backend's user and database, a helper's role).
+type procTicks map[int]struct {
+	label string
+	ticks int64
+}
+
+func readProcTicks() procTicks {
+	out := procTicks{}
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, dir := range dirs {
+		var pid int
+		if _, err := fmt.Sscan(filepath.Base(dir), &pid); err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(dir + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(stat)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) < 13 {
+			continue
+		}
+		var utime, stime int64
+		fmt.Sscan(f[11], &utime)
+		fmt.Sscan(f[12], &stime)
+		cmd, _ := os.ReadFile(dir + "/cmdline")
+		out[pid] = struct {
+			label string
+			ticks int64
+		}{procLabel(pid, s[strings.IndexByte(s, '(')+1:i], strings.Fields(strings.ReplaceAll(string(cmd), "\x00", " "))), utime + stime}
+	}
+	return out
+}
+
+// procLabel names a process for describeTicks: a PostgreSQL process by its
+// role (a backend by its user and database), runledger by its pid (B11's
+// two serves), anything else by its program.
+func procLabel(pid int, comm string, args []string) string {
+	switch {
+	case len(args) == 0:
+		return "[" + comm + "]"
+	case args[0] == "postgres:":
+		return strings.Join(args[:min(3, len(args))], " ")
+	case filepath.Base(args[0]) == "runledger":
+		return fmt.Sprintf("runledger %d", pid)
+	}
+	return filepath.Base(args[0])
+}
+
+// describeTicks is where the CPU went between two readings, by label,
+// largest first.
+func describeTicks(before, after procTicks) string {
+	by := map[string]int64{}
+	for pid, a := range after {
+		by[a.label] += a.ticks - before[pid].ticks
+	}
+	keys := make([]string, 0, len(by))
+	for k, v := range by {
+		if v > 0 {
+			keys = append(keys, k)
+		}
+	}
+	sort.Slice(keys, func(a, b int) bool { return by[keys[a]] > by[keys[b]] })
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, " %s %d,", k, by[k])
+	}
+	return b.String()
+}
+
+// statementTimes is pg_stat_statements' calls and time (planning included,
+// with track_planning on) per database and statement.
+type statementTimes map[string]struct {
+	calls int64
+	ms    float64
+}
+
+func readStatementTimes(ctx context.Context, pool *pgxpool.Pool) statementTimes {
+	out := statementTimes{}
+	rows, err := pool.Query(ctx, `SELECT d.datname || ' ' || left(regexp_replace(s.query, '\s+', ' ', 'g'), 70), s.calls, s.total_exec_time + s.total_plan_time
+		FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid`)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "diag:", err)
+		return out
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k string
+		var v struct {
+			calls int64
+			ms    float64
+		}
+		if rows.Scan(&k, &v.calls, &v.ms) == nil {
+			cur := out[k]
+			cur.calls += v.calls
+			cur.ms += v.ms
+			out[k] = cur
+		}
+	}
+	return out
+}
+
+// describeStatementTimes is the statements that took the most time between
+// two readings.
+func describeStatementTimes(before, after statementTimes) string {
+	keys := make([]string, 0, len(after))
+	for k := range after {
+		if after[k].ms-before[k].ms > 0.5 {
+			keys = append(keys, k)
+		}
+	}
+	d := func(k string) float64 { return after[k].ms - before[k].ms }
+	sort.Slice(keys, func(a, b int) bool { return d(keys[a]) > d(keys[b]) })
+	var b strings.Builder
+	for _, k := range keys[:min(8, len(keys))] {
+		fmt.Fprintf(&b, "\n    %7.1f ms %6d calls %s", d(k), after[k].calls-before[k].calls, k)
+	}
+	return b.String()
+}
