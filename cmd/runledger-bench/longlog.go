@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -26,9 +27,11 @@ type b11Side struct {
 	activeP50      time.Duration // GET active, interleaved with the other side's
 	activeP99      time.Duration
 	activeByPart   string        // p99 by quarter of the interleaved reads, for the notes
+	activeVacuumed string        // autovacuums of either database during the interleaved reads (long side only)
 	activeTurnsP99 time.Duration // GET active in turns of its own
 	activeByTurn   []string      // p50 / p99 of each turn, for the notes
 	lagP99         time.Duration
+	lagByTurn      []string // p50 / p99 of each turn, for the notes
 	bytesPerEvent  float64
 	rebuildEPS     float64
 	verifyEPS      float64
@@ -87,18 +90,19 @@ func (b *bench) b11(ctx context.Context) error {
 			b.sizes.B11Duration, warmup, long.seeded.Round(time.Second), size, describeStatements(empty.statements), describeStatements(long.statements))})
 	b.report.add(Result{ID: "B11", Figure: "GET active p99 on a long log", Value: ms(long.activeP99), Unit: "ms",
 		Baseline: "ms on an empty log", BaselineValue: ms(empty.activeP99), Target: "ratio ≤ 1.2", Pass: ms(long.activeP99) <= 1.2*ms(empty.activeP99),
-		Notes: fmt.Sprintf("500 requests/s open loop for %s, sent to the two databases' servers in turn request by request (250/s each, over each one's 32 runs), latency from send to last byte; p50 %.2f ms long, %.2f ms empty; p99 by quarter of the run, empty: %s; long: %s",
-			2*b.sizes.B11Duration, ms(long.activeP50), ms(empty.activeP50), empty.activeByPart, long.activeByPart)})
+		Notes: fmt.Sprintf("500 requests/s open loop for %s, sent to the two databases' servers in turn request by request (250/s each, over each one's 32 runs), after a %s warm-up of each, straight after the heartbeats; latency from send to last byte; p50 %.2f ms long, %.2f ms empty; p99 by quarter of the run, empty: %s; long: %s; autovacuum meanwhile: %s",
+			2*b.sizes.B11Duration, warmup, ms(long.activeP50), ms(empty.activeP50), empty.activeByPart, long.activeByPart, cmp.Or(long.activeVacuumed, "none"))})
 	b.report.add(Result{ID: "B11", Figure: "GET active p99 on a long log, in turns", Value: ms(long.activeTurnsP99), Unit: "ms",
 		Baseline: "ms on an empty log", BaselineValue: ms(empty.activeTurnsP99), Target: "information", Pass: true,
-		Notes: fmt.Sprintf("500 requests/s open loop over the 32 runs, one server at a time, in two turns of %s on each, alternating as the heartbeats', after a %s warm-up of each; p50 / p99 ms by turn, empty: %s; long: %s",
-			b.sizes.B11Duration/2, warmup, strings.Join(empty.activeByTurn, ", "), strings.Join(long.activeByTurn, ", "))})
+		Notes: fmt.Sprintf("500 requests/s open loop over the 32 runs, one server at a time, in two turns of %s on each, alternating as the heartbeats', after the interleaved reads; p50 / p99 ms by turn, empty: %s; long: %s",
+			b.sizes.B11Duration/2, strings.Join(empty.activeByTurn, ", "), strings.Join(long.activeByTurn, ", "))})
 	b.report.add(Result{ID: "B11", Figure: "serve start-up to ready on a long log", Value: long.startup.Seconds(), Unit: "s",
 		Baseline: "s on an empty log", BaselineValue: empty.startup.Seconds(), Target: "≤ 1 s more", Pass: long.startup-empty.startup <= time.Second,
 		Notes: fmt.Sprintf("from exec to the first 200 of /readyz (database reachable, projections caught up); a process not ready after %s counts as %s", readyLimit, readyLimit)})
 	b.report.add(Result{ID: "B11", Figure: "projection lag p99 at 1,000 appends/s on a long log", Value: ms(long.lagP99), Unit: "ms",
 		Baseline: "ms on an empty log", BaselineValue: ms(empty.lagP99), Target: "ratio ≤ 1.2", Pass: ms(long.lagP99) <= 1.2*ms(empty.lagP99),
-		Notes: "B3's load, " + b.sizes.B3Duration.String() + " measured on each database in two turns, alternating as the heartbeats'"})
+		Notes: fmt.Sprintf("B3's load, %s measured on each database in two turns, alternating as the heartbeats'; p50 / p99 ms by turn, empty: %s; long: %s",
+			b.sizes.B3Duration, strings.Join(empty.lagByTurn, ", "), strings.Join(long.lagByTurn, ", "))})
 	b.report.add(Result{ID: "B11", Figure: "bytes per event with its indexes", Value: long.bytesPerEvent, Unit: "B", Target: "information", Pass: true,
 		Notes: "pg_total_relation_size('events') over the events seeded, after VACUUM"})
 	b.report.add(Result{ID: "B11", Figure: "rebuild of the long log", Value: long.rebuildEPS, Unit: "events/s", Target: "information", Pass: true,
@@ -173,7 +177,11 @@ func (b *bench) b11Open(ctx context.Context, name string, seed int) (out *b11Sid
 		return nil, err
 	}
 	start := time.Now()
-	out.srv, err = startServe(ctx, b.bin, url, "RUNLEDGER_HEARTBEAT_MIN_INTERVAL=0s", "RUNLEDGER_DEBUG_ADDR="+b11DebugAddr(name))
+	env := []string{"RUNLEDGER_HEARTBEAT_MIN_INTERVAL=0s"}
+	if addr := b11DebugAddr(name); addr != "" {
+		env = append(env, "RUNLEDGER_DEBUG_ADDR="+addr)
+	}
+	out.srv, err = startServe(ctx, b.bin, url, env...)
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +199,8 @@ func (b *bench) b11Open(ctx context.Context, name string, seed int) (out *b11Sid
 // turns: the machine's drift over the minutes a workload takes then falls
 // on both sides alike, where measuring one database after the other gave
 // it all to the second. Both served processes run throughout; the one not
-// measured is idle.
+// measured is idle. GET active's p99, which one autovacuum in a turn
+// moves, is measured interleaved instead (b11ActiveReads).
 func (b *bench) b11Measure(ctx context.Context, empty, long *b11Side) error {
 	order := []*b11Side{empty, long, long, empty}
 	// The runs start now, not when their database was prepared: the empty
@@ -214,53 +223,9 @@ func (b *bench) b11Measure(ctx context.Context, empty, long *b11Side) error {
 		stored[side] += n
 		elapsed[side] += d
 	}
-	if b11Diag != "" {
-		if _, err := empty.pool.Exec(ctx, `ALTER SYSTEM SET pg_stat_statements.track_planning = on`); err != nil {
-			return err
-		}
-		if _, err := empty.pool.Exec(ctx, `SELECT pg_reload_conf()`); err != nil {
-			return err
-		}
-	}
-	// GET active's own warm-up: each server's first reads prepare the
-	// statement on its pool's connections, a cost the turn that came first
-	// would otherwise carry.
-	for _, side := range []*b11Side{empty, long} {
-		activeReads(side.srv, side.runs, 500, warmup)
-	}
-	active := map[*b11Side][]time.Duration{}
-	for _, side := range order {
-		t := time.Now()
-		lat := activeReads(side.srv, side.runs, 500, b.sizes.B11Duration/2)
-		turn := fmt.Sprintf("%.2f / %.2f", ms(percentile(lat, 50)), ms(percentile(lat, 99)))
-		if vacuumed := append(autovacuumedSince(ctx, empty.pool, "empty", t), autovacuumedSince(ctx, long.pool, "long", t)...); len(vacuumed) > 0 {
-			turn += " (autovacuum meanwhile: " + strings.Join(vacuumed, ", ") + ")"
-		}
-		side.activeByTurn = append(side.activeByTurn, turn)
-		active[side] = append(active[side], lat...)
-	}
-	for _, side := range []*b11Side{empty, long} {
-		sortDurations(active[side])
-		side.activeTurnsP99 = percentile(active[side], 99)
-	}
-	interleaved := time.Now()
-	end := b11Observe(ctx, empty.pool, []*b11Side{empty, long}, 2*b.sizes.B11Duration)
-	reads := interleavedActiveReads([]*served{empty.srv, long.srv}, [][]*httpRun{empty.runs, long.runs}, 500, 2*b.sizes.B11Duration)
-	end(reads)
-	for k, side := range []*b11Side{empty, long} {
-		lat := make([]time.Duration, len(reads[k]))
-		for i, r := range reads[k] {
-			lat[i] = r.latency
-		}
-		sortDurations(lat)
-		if len(lat) == 0 {
-			return fmt.Errorf("B11 %s: no GET active answered 200 interleaved: the measurement is broken, not slow", side.name)
-		}
-		side.activeP50, side.activeP99 = percentile(lat, 50), percentile(lat, 99)
-		side.activeByPart = p99ByPart(reads[k], 4)
-	}
-	if vacuumed := append(autovacuumedSince(ctx, empty.pool, "empty", interleaved), autovacuumedSince(ctx, long.pool, "long", interleaved)...); len(vacuumed) > 0 {
-		long.activeByPart += " (autovacuum meanwhile: " + strings.Join(vacuumed, ", ") + ")"
+	active, err := b.b11ActiveReads(ctx, empty, long, order)
+	if err != nil {
+		return err
 	}
 	for _, side := range []*b11Side{empty, long} {
 		var err error
@@ -270,11 +235,18 @@ func (b *bench) b11Measure(ctx context.Context, empty, long *b11Side) error {
 	}
 	lags := map[*b11Side][]time.Duration{}
 	for i, side := range order {
+		t := time.Now()
 		l, _, _, err := projectionLag(ctx, side.pool, side.srv, fmt.Sprintf("b11-lag%d-", i), b.sizes.B3Duration/2)
 		if err != nil {
 			return err
 		}
 		lags[side] = append(lags[side], l...)
+		sortDurations(l)
+		turn := fmt.Sprintf("%.2f / %.2f", ms(percentile(l, 50)), ms(percentile(l, 99)))
+		if vacuumed := autovacuumedSinceBoth(ctx, empty, long, t); vacuumed != "" {
+			turn += " (autovacuum meanwhile: " + vacuumed + ")"
+		}
+		side.lagByTurn = append(side.lagByTurn, turn)
 	}
 	for _, side := range []*b11Side{empty, long} {
 		if stored[side] == 0 || len(active[side]) == 0 || len(lags[side]) == 0 {
@@ -288,6 +260,66 @@ func (b *bench) b11Measure(ctx context.Context, empty, long *b11Side) error {
 			side.startup.Round(time.Millisecond), side.heartbeats, side.activeP99.Round(10*time.Microsecond), side.lagP99.Round(10*time.Microsecond),
 			describeStatements(side.statements), autovacuums(ctx, side.pool))
 	}
+	return nil
+}
+
+// b11ActiveReads measures GET active on both sides, after a warm-up of
+// each (a server's first reads prepare the statement on its pool's
+// connections): first interleaved, the target figure, straight after the
+// heartbeats, whose updates set off the autovacuums of the read models;
+// then in turns of its own, as information. It returns each side's
+// latencies in turns.
+func (b *bench) b11ActiveReads(ctx context.Context, empty, long *b11Side, order []*b11Side) (map[*b11Side][]time.Duration, error) {
+	sides := []*b11Side{empty, long}
+	for _, side := range sides {
+		activeReads(side.srv, side.runs, 500, warmup)
+	}
+	if err := b.b11Interleaved(ctx, empty, long); err != nil {
+		return nil, err
+	}
+	active := map[*b11Side][]time.Duration{}
+	for _, side := range order {
+		t := time.Now()
+		lat := activeReads(side.srv, side.runs, 500, b.sizes.B11Duration/2)
+		turn := fmt.Sprintf("%.2f / %.2f", ms(percentile(lat, 50)), ms(percentile(lat, 99)))
+		if vacuumed := autovacuumedSinceBoth(ctx, empty, long, t); vacuumed != "" {
+			turn += " (autovacuum meanwhile: " + vacuumed + ")"
+		}
+		side.activeByTurn = append(side.activeByTurn, turn)
+		active[side] = append(active[side], lat...)
+	}
+	for _, side := range sides {
+		sortDurations(active[side])
+		side.activeTurnsP99 = percentile(active[side], 99)
+	}
+	return active, nil
+}
+
+// b11Interleaved is B11's GET active figure: 500 reads/s for twice
+// B11Duration, sent to the two servers in turn, request by request.
+func (b *bench) b11Interleaved(ctx context.Context, empty, long *b11Side) error {
+	sides := []*b11Side{empty, long}
+	d := 2 * b.sizes.B11Duration
+	start := time.Now()
+	end, err := b11Observe(ctx, empty.pool, sides, d)
+	if err != nil {
+		return err
+	}
+	reads := interleavedActiveReads([]*served{empty.srv, long.srv}, [][]*httpRun{empty.runs, long.runs}, 500, d)
+	end(reads)
+	for k, side := range sides {
+		lat := make([]time.Duration, len(reads[k]))
+		for i, r := range reads[k] {
+			lat[i] = r.latency
+		}
+		sortDurations(lat)
+		if len(lat) == 0 {
+			return fmt.Errorf("B11 %s: no GET active answered 200 interleaved: the measurement is broken, not slow", side.name)
+		}
+		side.activeP50, side.activeP99 = percentile(lat, 50), percentile(lat, 99)
+		side.activeByPart = p99ByPart(reads[k], 4)
+	}
+	long.activeVacuumed = autovacuumedSinceBoth(ctx, empty, long, start)
 	return nil
 }
 
@@ -459,4 +491,10 @@ func autovacuumedSince(ctx context.Context, pool *pgxpool.Pool, db string, since
 		}
 	}
 	return out
+}
+
+// autovacuumedSinceBoth is autovacuumedSince on both of B11's databases,
+// joined ("" when neither was visited).
+func autovacuumedSinceBoth(ctx context.Context, empty, long *b11Side, since time.Time) string {
+	return strings.Join(append(autovacuumedSince(ctx, empty.pool, "empty", since), autovacuumedSince(ctx, long.pool, "long", since)...), ", ")
 }

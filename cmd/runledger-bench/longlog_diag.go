@@ -20,7 +20,9 @@ import (
 // saw (a tail the server did not see is the machine's, not the service's).
 var b11Diag = os.Getenv("BENCH_B11_DIAG")
 
-// b11DebugAddr is the pprof address of a side's serve under BENCH_B11_DIAG.
+// b11DebugAddr is the pprof address of a side's serve under BENCH_B11_DIAG
+// (fixed, so that a profile can also be taken by hand; a port in use stops
+// that serve at start).
 func b11DebugAddr(name string) string {
 	if b11Diag == "" {
 		return ""
@@ -32,20 +34,36 @@ func b11DebugAddr(name string) string {
 }
 
 // b11Observe starts the diagnostics of B11's interleaved GET active reads
-// (d long) and returns the function that ends them and prints them.
-func b11Observe(ctx context.Context, pool *pgxpool.Pool, sides []*b11Side, d time.Duration) func(reads [][]activeRead) {
+// (d long) and returns the function that ends them and prints them. It
+// turns pg_stat_statements' planning time on for those reads alone.
+func b11Observe(ctx context.Context, pool *pgxpool.Pool, sides []*b11Side, d time.Duration) (func(reads [][]activeRead), error) {
 	if b11Diag == "" {
-		return func([][]activeRead) {}
+		return func([][]activeRead) {}, nil
+	}
+	if err := os.MkdirAll(b11Diag, 0o755); err != nil {
+		return nil, err
+	}
+	if err := trackPlanning(ctx, pool, "on"); err != nil {
+		return nil, err
 	}
 	buckets := make([]map[string]float64, len(sides))
-	profiled := make([]chan struct{}, len(sides))
 	for k, side := range sides {
 		buckets[k] = activeBuckets(side.srv)
+		fmt.Fprintf(os.Stderr, "bench: B11 diag: before GET active, %s: %s\n", side.name, readModelState(ctx, side.pool))
+	}
+	time.Sleep(time.Second) // the scrapes' own queries pass before the reads start
+	profiled := make([]chan struct{}, len(sides))
+	for k, side := range sides {
 		profiled[k] = profileServe(b11DebugAddr(side.name), filepath.Join(b11Diag, "active-"+side.name+".pb"), d)
 	}
 	ticks := readProcTicks()
 	times := readStatementTimes(ctx, pool)
 	return func(reads [][]activeRead) {
+		defer func() {
+			if err := trackPlanning(context.WithoutCancel(ctx), pool, "off"); err != nil {
+				fmt.Fprintln(os.Stderr, "diag:", err)
+			}
+		}()
 		fmt.Fprintf(os.Stderr, "bench: B11 diag: GET active: CPU ticks by process:%s\n", describeTicks(ticks, readProcTicks()))
 		fmt.Fprintf(os.Stderr, "bench: B11 diag: GET active: statements:%s\n", describeStatementTimes(times, readStatementTimes(ctx, pool)))
 		for k, side := range sides {
@@ -62,9 +80,18 @@ func b11Observe(ctx context.Context, pool *pgxpool.Pool, sides []*b11Side, d tim
 				}
 				fmt.Fprintf(&slow, " over %s: served %.0f, seen %d;", limit, (now["+Inf"]-buckets[k]["+Inf"])-(now[le]-buckets[k][le]), seen)
 			}
-			fmt.Fprintf(os.Stderr, "bench: B11 diag: GET active %s: %d answered;%s\n", side.name, len(reads[k]), slow.String())
+			fmt.Fprintf(os.Stderr, "bench: B11 diag: GET active %s (serve pid %d): %d answered;%s\n", side.name, side.srv.cmd.Process.Pid, len(reads[k]), slow.String())
 		}
+	}, nil
+}
+
+// trackPlanning sets pg_stat_statements.track_planning for the cluster.
+func trackPlanning(ctx context.Context, pool *pgxpool.Pool, value string) error {
+	if _, err := pool.Exec(ctx, `ALTER SYSTEM SET pg_stat_statements.track_planning = `+value); err != nil {
+		return err
 	}
+	_, err := pool.Exec(ctx, `SELECT pg_reload_conf()`)
+	return err
 }
 
 // activeBuckets reads the cumulative buckets of GET …/runs/active's 200s
@@ -138,6 +165,8 @@ func procLabel(pid int, comm string, args []string) string {
 	switch {
 	case len(args) == 0:
 		return "[" + comm + "]"
+	case args[0] == "postgres:" && len(args) > 1 && args[1] == "autovacuum":
+		return strings.Join(args[:min(4, len(args))], " ") // postgres: autovacuum worker <database>
 	case args[0] == "postgres:":
 		return strings.Join(args[:min(3, len(args))], " ")
 	case filepath.Base(args[0]) == "runledger":
@@ -196,6 +225,9 @@ func readStatementTimes(ctx context.Context, pool *pgxpool.Pool) statementTimes 
 			out[k] = cur
 		}
 	}
+	if err := rows.Err(); err != nil {
+		fmt.Fprintln(os.Stderr, "diag:", err)
+	}
 	return out
 }
 
@@ -215,4 +247,23 @@ func describeStatementTimes(before, after statementTimes) string {
 		fmt.Fprintf(&b, "\n    %7.1f ms %6d calls %s", d(k), after[k].calls-before[k].calls, k)
 	}
 	return b.String()
+}
+
+// readModelState is what the reads find in active_runs, and what vacuum
+// owes it and runs: live and dead rows, size, the last autovacuum.
+func readModelState(ctx context.Context, pool *pgxpool.Pool) string {
+	rows, err := pool.Query(ctx, `SELECT relname || ': ' || n_live_tup || ' live, ' || n_dead_tup || ' dead, ' || pg_relation_size(relid) / 8192 || ' pages, last autovacuum ' || coalesce(to_char(now() - last_autovacuum, 'HH24:MI:SS'), 'never') || ' ago'
+		FROM pg_stat_user_tables WHERE relname IN ('active_runs', 'runs', 'run_snapshots') ORDER BY relname`)
+	if err != nil {
+		return err.Error()
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if rows.Scan(&s) == nil {
+			out = append(out, s)
+		}
+	}
+	return strings.Join(out, "; ")
 }

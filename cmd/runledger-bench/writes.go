@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -146,7 +147,9 @@ func profileServe(addr, path string, d time.Duration) chan struct{} {
 	}
 	go func() {
 		defer close(done)
-		res, err := client.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds())))
+		// Its own client: pprof answers after d, which may exceed client's timeout.
+		profiles := &http.Client{Timeout: d + 30*time.Second}
+		res, err := profiles.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds())))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "profile:", err)
 			return
