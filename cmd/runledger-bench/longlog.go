@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/runledger/runledger/internal/longlog"
@@ -301,18 +302,14 @@ func (b *bench) b11Interleaved(ctx context.Context, empty, long *b11Side) error 
 	sides := []*b11Side{empty, long}
 	d := 2 * b.sizes.B11Duration
 	start := time.Now()
-	end, err := b11Observe(ctx, empty.pool, sides, d)
+	end, err := b11Observe(ctx, sides, d)
 	if err != nil {
 		return err
 	}
 	reads := interleavedActiveReads([]*served{empty.srv, long.srv}, [][]*httpRun{empty.runs, long.runs}, 500, d)
 	end(reads)
 	for k, side := range sides {
-		lat := make([]time.Duration, len(reads[k]))
-		for i, r := range reads[k] {
-			lat[i] = r.latency
-		}
-		sortDurations(lat)
+		lat := latencies(reads[k])
 		if len(lat) == 0 {
 			return fmt.Errorf("B11 %s: no GET active answered 200 interleaved: the measurement is broken, not slow", side.name)
 		}
@@ -344,13 +341,7 @@ func waitReady(srv *served, limit time.Duration) error {
 // activeReads sends GET …/runs/active at rate per second (open loop) over
 // runs for d and returns the latencies of the 200s, sorted.
 func activeReads(srv *served, runs []*httpRun, rate int, d time.Duration) []time.Duration {
-	lat := interleavedActiveReads([]*served{srv}, [][]*httpRun{runs}, rate, d)[0]
-	out := make([]time.Duration, len(lat))
-	for i, l := range lat {
-		out[i] = l.latency
-	}
-	sortDurations(out)
-	return out
+	return latencies(interleavedActiveReads([]*served{srv}, [][]*httpRun{runs}, rate, d)[0])
 }
 
 // activeRead is one answered GET …/runs/active: when it was sent (since the
@@ -394,17 +385,22 @@ func interleavedActiveReads(servers []*served, runs [][]*httpRun, rate int, d ti
 	return out
 }
 
+// latencies is the latencies of reads, sorted.
+func latencies(reads []activeRead) []time.Duration {
+	out := make([]time.Duration, len(reads))
+	for i, r := range reads {
+		out[i] = r.latency
+	}
+	sortDurations(out)
+	return out
+}
+
 // p99ByPart is the p99 of each of parts equal spans of reads (in the order
 // sent), in ms: how much the tail moved over the measurement.
 func p99ByPart(reads []activeRead, parts int) string {
 	var list []string
 	for p := range parts {
-		part := reads[p*len(reads)/parts : (p+1)*len(reads)/parts]
-		lat := make([]time.Duration, len(part))
-		for i, r := range part {
-			lat[i] = r.latency
-		}
-		sortDurations(lat)
+		lat := latencies(reads[p*len(reads)/parts : (p+1)*len(reads)/parts])
 		list = append(list, fmt.Sprintf("%.2f", ms(percentile(lat, 99))))
 	}
 	return strings.Join(list, ", ")
@@ -476,21 +472,22 @@ func autovacuums(ctx context.Context, pool *pgxpool.Pool) string {
 // notes: a vacuum or analyze of a large read model is work the machine does
 // beside the measured requests, on whichever database.
 func autovacuumedSince(ctx context.Context, pool *pgxpool.Pool, db string, since time.Time) []string {
-	rows, err := pool.Query(ctx, `SELECT relname || ' ' || what || ' +' || to_char(extract(epoch FROM at - $1), 'FM990.0') || 's'
+	list, err := queryStrings(ctx, pool, `SELECT $2 || ' ' || relname || ' ' || what || ' +' || to_char(extract(epoch FROM at - $1), 'FM990.0') || 's'
 		FROM pg_stat_user_tables, LATERAL (VALUES ('vacuum', last_autovacuum), ('analyze', last_autoanalyze)) v(what, at)
-		WHERE at >= $1 ORDER BY at`, since)
+		WHERE at >= $1 ORDER BY at`, since, db)
 	if err != nil {
 		return []string{err.Error()}
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if rows.Scan(&s) == nil {
-			out = append(out, db+" "+s)
-		}
+	return list
+}
+
+// queryStrings runs a query of one text column and returns its rows.
+func queryStrings(ctx context.Context, pool *pgxpool.Pool, sql string, args ...any) ([]string, error) {
+	rows, err := pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
 	}
-	return out
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
 // autovacuumedSinceBoth is autovacuumedSince on both of B11's databases,

@@ -15,8 +15,8 @@ import (
 
 // b11Diag is BENCH_B11_DIAG: a directory that receives each side's serve
 // CPU profile over B11's interleaved GET active reads, while the bench
-// prints where the machine's CPU and PostgreSQL's time went meanwhile, and
-// how many slow answers each server measured against how many its client
+// prints where the machine's CPU went meanwhile, what the read models held
+// before, and how many slow answers each server measured against how many its client
 // saw (a tail the server did not see is the machine's, not the service's).
 var b11Diag = os.Getenv("BENCH_B11_DIAG")
 
@@ -34,16 +34,12 @@ func b11DebugAddr(name string) string {
 }
 
 // b11Observe starts the diagnostics of B11's interleaved GET active reads
-// (d long) and returns the function that ends them and prints them. It
-// turns pg_stat_statements' planning time on for those reads alone.
-func b11Observe(ctx context.Context, pool *pgxpool.Pool, sides []*b11Side, d time.Duration) (func(reads [][]activeRead), error) {
+// (d long) and returns the function that ends them and prints them.
+func b11Observe(ctx context.Context, sides []*b11Side, d time.Duration) (func(reads [][]activeRead), error) {
 	if b11Diag == "" {
 		return func([][]activeRead) {}, nil
 	}
 	if err := os.MkdirAll(b11Diag, 0o755); err != nil {
-		return nil, err
-	}
-	if err := trackPlanning(ctx, pool, "on"); err != nil {
 		return nil, err
 	}
 	buckets := make([]map[string]float64, len(sides))
@@ -57,15 +53,8 @@ func b11Observe(ctx context.Context, pool *pgxpool.Pool, sides []*b11Side, d tim
 		profiled[k] = profileServe(b11DebugAddr(side.name), filepath.Join(b11Diag, "active-"+side.name+".pb"), d)
 	}
 	ticks := readProcTicks()
-	times := readStatementTimes(ctx, pool)
 	return func(reads [][]activeRead) {
-		defer func() {
-			if err := trackPlanning(context.WithoutCancel(ctx), pool, "off"); err != nil {
-				fmt.Fprintln(os.Stderr, "diag:", err)
-			}
-		}()
 		fmt.Fprintf(os.Stderr, "bench: B11 diag: GET active: CPU ticks by process:%s\n", describeTicks(ticks, readProcTicks()))
-		fmt.Fprintf(os.Stderr, "bench: B11 diag: GET active: statements:%s\n", describeStatementTimes(times, readStatementTimes(ctx, pool)))
 		for k, side := range sides {
 			<-profiled[k]
 			now := activeBuckets(side.srv)
@@ -83,15 +72,6 @@ func b11Observe(ctx context.Context, pool *pgxpool.Pool, sides []*b11Side, d tim
 			fmt.Fprintf(os.Stderr, "bench: B11 diag: GET active %s (serve pid %d): %d answered;%s\n", side.name, side.srv.cmd.Process.Pid, len(reads[k]), slow.String())
 		}
 	}, nil
-}
-
-// trackPlanning sets pg_stat_statements.track_planning for the cluster.
-func trackPlanning(ctx context.Context, pool *pgxpool.Pool, value string) error {
-	if _, err := pool.Exec(ctx, `ALTER SYSTEM SET pg_stat_statements.track_planning = `+value); err != nil {
-		return err
-	}
-	_, err := pool.Exec(ctx, `SELECT pg_reload_conf()`)
-	return err
 }
 
 // activeBuckets reads the cumulative buckets of GET …/runs/active's 200s
@@ -120,7 +100,10 @@ func activeBuckets(srv *served) map[string]float64 {
 // procTicks is the CPU ticks (user and system) each process has used, by
 // pid, with a label: the first words of its command line (a PostgreSQL
 // backend's user and database, a helper's role).
-type procTicks map[int]struct {
+type procTicks map[int]procUse
+
+// procUse is one process's label and CPU ticks.
+type procUse struct {
 	label string
 	ticks int64
 }
@@ -150,10 +133,7 @@ func readProcTicks() procTicks {
 		fmt.Sscan(f[11], &utime)
 		fmt.Sscan(f[12], &stime)
 		cmd, _ := os.ReadFile(dir + "/cmdline")
-		out[pid] = struct {
-			label string
-			ticks int64
-		}{procLabel(pid, s[strings.IndexByte(s, '(')+1:i], strings.Fields(strings.ReplaceAll(string(cmd), "\x00", " "))), utime + stime}
+		out[pid] = procUse{procLabel(pid, s[strings.IndexByte(s, '(')+1:i], strings.Fields(strings.ReplaceAll(string(cmd), "\x00", " "))), utime + stime}
 	}
 	return out
 }
@@ -196,74 +176,13 @@ func describeTicks(before, after procTicks) string {
 	return b.String()
 }
 
-// statementTimes is pg_stat_statements' calls and time (planning included,
-// with track_planning on) per database and statement.
-type statementTimes map[string]struct {
-	calls int64
-	ms    float64
-}
-
-func readStatementTimes(ctx context.Context, pool *pgxpool.Pool) statementTimes {
-	out := statementTimes{}
-	rows, err := pool.Query(ctx, `SELECT d.datname || ' ' || left(regexp_replace(s.query, '\s+', ' ', 'g'), 70), s.calls, s.total_exec_time + s.total_plan_time
-		FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid`)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "diag:", err)
-		return out
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var k string
-		var v struct {
-			calls int64
-			ms    float64
-		}
-		if rows.Scan(&k, &v.calls, &v.ms) == nil {
-			cur := out[k]
-			cur.calls += v.calls
-			cur.ms += v.ms
-			out[k] = cur
-		}
-	}
-	if err := rows.Err(); err != nil {
-		fmt.Fprintln(os.Stderr, "diag:", err)
-	}
-	return out
-}
-
-// describeStatementTimes is the statements that took the most time between
-// two readings.
-func describeStatementTimes(before, after statementTimes) string {
-	keys := make([]string, 0, len(after))
-	for k := range after {
-		if after[k].ms-before[k].ms > 0.5 {
-			keys = append(keys, k)
-		}
-	}
-	d := func(k string) float64 { return after[k].ms - before[k].ms }
-	sort.Slice(keys, func(a, b int) bool { return d(keys[a]) > d(keys[b]) })
-	var b strings.Builder
-	for _, k := range keys[:min(8, len(keys))] {
-		fmt.Fprintf(&b, "\n    %7.1f ms %6d calls %s", d(k), after[k].calls-before[k].calls, k)
-	}
-	return b.String()
-}
-
 // readModelState is what the reads find in active_runs, and what vacuum
 // owes it and runs: live and dead rows, size, the last autovacuum.
 func readModelState(ctx context.Context, pool *pgxpool.Pool) string {
-	rows, err := pool.Query(ctx, `SELECT relname || ': ' || n_live_tup || ' live, ' || n_dead_tup || ' dead, ' || pg_relation_size(relid) / 8192 || ' pages, last autovacuum ' || coalesce(to_char(now() - last_autovacuum, 'HH24:MI:SS'), 'never') || ' ago'
+	list, err := queryStrings(ctx, pool, `SELECT relname || ': ' || n_live_tup || ' live, ' || n_dead_tup || ' dead, ' || pg_relation_size(relid) / 8192 || ' pages, last autovacuum ' || coalesce(to_char(now() - last_autovacuum, 'HH24:MI:SS') || ' ago', 'never')
 		FROM pg_stat_user_tables WHERE relname IN ('active_runs', 'runs', 'run_snapshots') ORDER BY relname`)
 	if err != nil {
 		return err.Error()
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if rows.Scan(&s) == nil {
-			out = append(out, s)
-		}
-	}
-	return strings.Join(out, "; ")
+	return strings.Join(list, "; ")
 }

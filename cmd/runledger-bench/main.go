@@ -13,7 +13,8 @@
 // turn (with SERVE_DEBUG_ADDR), BENCH_B9_WATCHERS=n runs B9 with n watchers
 // instead of the mode's, BENCH_B11_DIAG=dir keeps both B11 serves' CPU
 // profiles over the interleaved GET active reads and prints where the
-// machine's CPU and PostgreSQL's time went meanwhile (longlog_diag.go).
+// machine's CPU went meanwhile and each server's slow answers beside its
+// client's (longlog_diag.go).
 package main
 
 import (
