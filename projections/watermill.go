@@ -58,10 +58,6 @@ func newRouter(logger *slog.Logger) (*message.Router, error) {
 	return message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermillLogger(logger))
 }
 
-func watermillLogger(logger *slog.Logger) watermill.LoggerAdapter {
-	return watermill.NewSlogLoggerWithLevelMapping(logger, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
-}
-
 // newSubscriber is consumer group's subscriber of the log: its transactions
 // come from beginner, its waits from backoff.
 // fromStartIf is ConsumerOptions.FromStartIf (empty for the read models).
