@@ -2,7 +2,6 @@ package eventstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -122,7 +121,8 @@ func ScanRecordedWith(row pgx.Row, lead ...any) (Recorded, error) {
 		&r.SchemaVersion, &r.Data, &meta, &r.OccurredAt, &r.RecordedAt)...); err != nil {
 		return Recorded{}, err
 	}
-	if err := json.Unmarshal(meta, &r.Metadata); err != nil {
+	var err error
+	if r.Metadata, err = DecodeMetadata(meta); err != nil {
 		return Recorded{}, fmt.Errorf("event %d metadata: %w", r.Position, err)
 	}
 	ev, err := domain.UnmarshalEvent(r.Type, r.SchemaVersion, r.Data)

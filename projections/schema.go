@@ -137,7 +137,7 @@ func RecordedFromMessage(msg *message.Message) (eventstore.Recorded, error) {
 		return r, fmt.Errorf("message %s: recorded_at: %w", msg.UUID, err)
 	}
 	if m := md.Get(metaEventMeta); m != "" {
-		if err := json.Unmarshal([]byte(m), &r.Metadata); err != nil {
+		if r.Metadata, err = eventstore.DecodeMetadata([]byte(m)); err != nil {
 			return r, fmt.Errorf("message %s: metadata: %w", msg.UUID, err)
 		}
 	}

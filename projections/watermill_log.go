@@ -45,10 +45,14 @@ func (l watermillLog) Error(msg string, err error, fields watermill.LogFields) {
 }
 
 // Info implements watermill.LoggerAdapter, at debug level.
-func (l watermillLog) Info(msg string, fields watermill.LogFields) { l.log(slog.LevelDebug, msg, fields) }
+func (l watermillLog) Info(msg string, fields watermill.LogFields) {
+	l.log(slog.LevelDebug, msg, fields)
+}
 
 // Debug implements watermill.LoggerAdapter.
-func (l watermillLog) Debug(msg string, fields watermill.LogFields) { l.log(slog.LevelDebug, msg, fields) }
+func (l watermillLog) Debug(msg string, fields watermill.LogFields) {
+	l.log(slog.LevelDebug, msg, fields)
+}
 
 // Trace implements watermill.LoggerAdapter.
 func (l watermillLog) Trace(msg string, fields watermill.LogFields) {
