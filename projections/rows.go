@@ -88,6 +88,19 @@ func (s storedRow) runRow() RunRow {
 	return r
 }
 
+// onlyProgressMoved reports whether next is prev moved by progress alone:
+// the same run, differing (if at all) only in the columns updateProgress
+// writes. A field that is not a column (CancelDelivered, …) or a time that
+// differs in representation only makes it false: the full update then
+// writes the row, which is always right.
+func onlyProgressMoved(prev, next RunRow) bool {
+	probe := next
+	probe.CompletedCalls, probe.FailedCalls = prev.CompletedCalls, prev.FailedCalls
+	probe.LastHeartbeatAt, probe.LastProgressAt = prev.LastHeartbeatAt, prev.LastProgressAt
+	probe.Version, probe.LastPosition = prev.Version, prev.LastPosition
+	return probe == prev
+}
+
 // interval stores a duration; zero (none recorded) is NULL.
 func interval(d time.Duration) pgtype.Interval {
 	return pgtype.Interval{Microseconds: d.Microseconds(), Valid: d != 0}
