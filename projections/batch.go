@@ -17,9 +17,10 @@ import (
 // batch is one subscriber transaction of a consumer group, start to end (its
 // wsql.Tx methods, and the subscriber behaviours they rely on, are in
 // watermill.go):
-// watermill-sql begins it (group.BeginTx), reads a page of events in it and
-// hands each to the group's handler, which applies it to the batch's row set
-// (deferred writes); when watermill writes the group's offset, the batch
+// watermill-sql begins it (group.BeginTx) and reads the next events in it,
+// which the batch decodes as its page (page.go); watermill hands the page to
+// the group's handler as one message, and the handler applies each event to
+// the batch's row set (deferred writes); when watermill writes the group's offset, the batch
 // first flushes its writes, so the read model and the offset commit together;
 // then it commits or rolls back as one.
 //
@@ -44,6 +45,8 @@ type batch struct {
 	rows  *rowSet
 	done  bool  // committed or rolled back
 	err   error // set when the batch must roll back
+	// page is what the batch's read found (QueryContext).
+	page *page
 	// delivered are the positions of the events handed to this batch.
 	delivered []int64
 	// written are the rows flushed, for the cache and the change feed.
@@ -112,6 +115,17 @@ func (b *batch) notifyLocked() error {
 		}
 	}
 	return nil
+}
+
+// takeEvent returns the next event of the page that the handler has not
+// taken yet.
+func (b *batch) takeEvent() (pagedEvent, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.page == nil {
+		return pagedEvent{}, false
+	}
+	return b.page.take()
 }
 
 // apply handles one delivered event. It never fails the message: a problem

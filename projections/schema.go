@@ -31,6 +31,8 @@ const (
 	metaRecordedAt = "recorded_at"
 	metaEventMeta  = "event_metadata"
 	metaTxID       = "transaction_id"
+	// metaEvents is the number of events a page message stands for.
+	metaEvents = "events"
 )
 
 // EventsSchema is a watermill-sql SchemaAdapter over our own events table.
@@ -70,7 +72,12 @@ func (s EventsSchema) SelectQuery(params wsql.SelectQueryParams) (wsql.Query, er
 
 // UnmarshalMessage turns a row into a message: the payload is the event data,
 // the stored columns travel as metadata.
+// A read-model batch's read is a page (page.go): one message for all its
+// events.
 func (EventsSchema) UnmarshalMessage(params wsql.UnmarshalMessageParams) (wsql.Row, error) {
+	if p, ok := params.Row.(*pageRows); ok {
+		return p.p.message(), nil
+	}
 	var (
 		pos                    int64
 		txID                   wsql.XID8

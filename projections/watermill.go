@@ -6,15 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/runledger/runledger/eventstore"
 )
 
 // This file is where the consumer groups meet watermill-sql's subscriber:
@@ -47,6 +44,11 @@ import (
 //     it: batch's mutex makes the end wait for the handler's statement.
 //  5. A read whose rows all have Row.Offset 0 counts as empty: Row.Offset is
 //     the event's position, which starts at 1.
+//  6. The Rows our transaction's QueryContext returns are what it hands to
+//     SchemaAdapter.UnmarshalMessage, row by row, before any message is
+//     delivered. A read-model batch reads and decodes its events in
+//     QueryContext and returns one row standing for all of them (page.go),
+//     so a read is one message (TestAReadIsDeliveredAsOnePage).
 
 // ackDeadline bounds how long a batch waits for its handler (watermill's
 // AckDeadline).
@@ -202,7 +204,9 @@ func (g *group) BeginTx(ctx context.Context, opts *stdsql.TxOptions) (wsql.Tx, e
 	return &batch{g: g, inner: inner, tx: pt.Tx, rows: newRowSet(g.proj, g.proj.name, g.cache)}, nil
 }
 
-// handle applies one delivered event through the batch that delivered it.
+// handle applies the events of a delivered page through the batch that
+// read them, resuming after those it already took if the page comes again.
+// An event that does not decode is recorded as poison: it never will.
 func (g *group) handle(msg *message.Message) error {
 	tx, ok := wsql.TxFromContext(msg.Context())
 	if !ok {
@@ -212,21 +216,33 @@ func (g *group) handle(msg *message.Message) error {
 	if !ok {
 		return errors.New("subscriber transaction is not a batch")
 	}
-	rec, err := RecordedFromMessage(msg)
-	if err != nil { // it can never apply: record it and move on
+	if b.page == nil {
+		return errors.New("message is not the page its batch read")
+	}
+	for {
+		ev, ok := b.takeEvent()
+		if !ok {
+			return nil
+		}
+		if err := g.handleEvent(msg.Context(), b, ev); err != nil {
+			return err
+		}
+	}
+}
+
+func (g *group) handleEvent(ctx context.Context, b *batch, ev pagedEvent) error {
+	if ev.err != nil {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		if b.done {
 			return errBatchDone
 		}
-		pos, _ := positionOf(msg)
-		if perr := g.recordPoison(msg.Context(), b.tx, eventstore.Recorded{Position: pos, EventID: parseUUID(msg.UUID)}, err); perr != nil {
+		if perr := g.recordPoison(ctx, b.tx, ev.rec, ev.err); perr != nil {
 			b.err = perr
 		}
 		return nil
 	}
-	txID, _ := strconv.ParseUint(msg.Metadata.Get(metaTxID), 10, 64)
-	if err := b.apply(msg.Context(), rec, Offset{TxID: txID, Position: rec.Position}); err != nil {
+	if err := b.apply(ctx, ev.rec, Offset{TxID: ev.txID, Position: ev.rec.Position}); err != nil {
 		return err
 	}
 	if g.opts.Metrics != nil {
@@ -278,11 +294,19 @@ func (g *group) HandleError(_ watermill.LoggerAdapter, noMsg bool, err error) ti
 var _ wsql.Tx = (*batch)(nil)
 
 // QueryContext runs the subscriber's SELECT of the next events (which also
-// locks the group's offset row).
+// locks the group's offset row) and reads them as the batch's page, which
+// it returns as one row (behaviour 6).
 func (b *batch) QueryContext(ctx context.Context, query string, args ...any) (wsql.Rows, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.inner.QueryContext(ctx, query, args...)
+	rows, err := b.inner.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	if b.page, err = scanPage(rows); err != nil {
+		return nil, err
+	}
+	return &pageRows{p: b.page}, nil
 }
 
 // ExecContext runs the subscriber's offset write (the batch's only
