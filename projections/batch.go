@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/runledger/runledger/eventstore"
@@ -40,7 +39,7 @@ import (
 type batch struct {
 	g     *group
 	mu    sync.Mutex
-	inner wsql.Tx
+	inner *pgxTx
 	tx    pgx.Tx
 	rows  *rowSet
 	done  bool  // committed or rolled back

@@ -108,23 +108,8 @@ type limitedBeginner struct {
 
 // BeginTx implements wsql.Beginner.
 func (b limitedBeginner) BeginTx(ctx context.Context, opts *stdsql.TxOptions) (wsql.Tx, error) {
-	tx, err := b.Beginner.BeginTx(ctx, opts)
-	if err != nil {
-		return nil, err
-	}
-	if pt, ok := tx.(*wsql.PgxTx); ok {
-		// Like the read models' batches, a batch does not wait for the WAL
-		// flush: a crash that loses it loses its offset too, so its events
-		// are handled again.
-		_, err = pt.Tx.Exec(ctx, `SELECT set_config('synchronous_commit', 'off', true), set_config('lock_timeout', '500ms', true),
-			set_config('statement_timeout', '3s', true), set_config('idle_in_transaction_session_timeout', '2s', true),
-			set_config('plan_cache_mode', $1, true)`, planCacheMode(b.customPlans))
-		if err != nil {
-			_ = tx.Rollback()
-			return nil, err
-		}
-	}
-	return tx, nil
+	limits := sessionLimits{lockTimeout: "500ms", statementTimeout: "3s", idleTimeout: "2s", planCacheMode: planCacheMode(b.customPlans)}
+	return limits.begin(ctx, b.Beginner, opts)
 }
 
 func planCacheMode(custom bool) string {
@@ -142,7 +127,7 @@ func (c *Consumer) handle(msg *message.Message) error {
 	if !ok {
 		return fmt.Errorf("consumer %s: message has no subscriber transaction", c.opts.Group)
 	}
-	pt, ok := wtx.(*wsql.PgxTx)
+	pt, ok := wtx.(*pgxTx)
 	if !ok {
 		return fmt.Errorf("consumer %s: subscriber transaction is not pgx", c.opts.Group)
 	}
@@ -151,7 +136,7 @@ func (c *Consumer) handle(msg *message.Message) error {
 		c.opts.Logger.Error("consumer skipped an event that does not decode", "group", c.opts.Group, "event_id", msg.UUID, "err", err)
 		return nil
 	}
-	return c.handler.Handle(msg.Context(), pt.Tx, rec)
+	return c.handler.Handle(msg.Context(), pt.tx, rec)
 }
 
 // HandleError implements wsql.BackoffManager (behaviour 2): after a batch
@@ -181,27 +166,13 @@ func (c *Consumer) HandleError(_ watermill.LoggerAdapter, noMsg bool, err error)
 // BeginTx implements wsql.Beginner: every subscriber transaction is a batch,
 // with the session limits of a projector transaction (see Options).
 func (g *group) BeginTx(ctx context.Context, opts *stdsql.TxOptions) (wsql.Tx, error) {
-	inner, err := g.Beginner.BeginTx(ctx, opts)
+	limits := sessionLimits{lockTimeout: millis(g.opts.LockTimeout), statementTimeout: millis(g.opts.StatementTimeout),
+		idleTimeout: millis(g.opts.IdleInTransactionTimeout)}
+	inner, err := limits.begin(ctx, g.Beginner, opts)
 	if err != nil {
 		return nil, err
 	}
-	pt, ok := inner.(*wsql.PgxTx)
-	if !ok {
-		_ = inner.Rollback()
-		return nil, errors.New("subscriber transaction is not pgx")
-	}
-	// Read models are rebuildable and the offset commits with them, so a
-	// crash that loses the last projector commits only replays those events:
-	// no need to wait for the WAL flush.
-	_, err = pt.Tx.Exec(ctx, `SELECT set_config('synchronous_commit', 'off', true),
-		set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true),
-		set_config('idle_in_transaction_session_timeout', $3, true)`,
-		millis(g.opts.LockTimeout), millis(g.opts.StatementTimeout), millis(g.opts.IdleInTransactionTimeout))
-	if err != nil {
-		_ = inner.Rollback()
-		return nil, err
-	}
-	return &batch{g: g, inner: inner, tx: pt.Tx, rows: newRowSet(g.proj, g.proj.name, g.cache)}, nil
+	return &batch{g: g, inner: inner, tx: inner.tx, rows: newRowSet(g.proj, g.proj.name, g.cache)}, nil
 }
 
 // handle applies the events of a delivered page through the batch that

@@ -19,6 +19,7 @@ import (
 	"github.com/runledger/runledger/eventstore"
 	"github.com/runledger/runledger/internal/fakeclock"
 	"github.com/runledger/runledger/internal/pgtest"
+	"github.com/runledger/runledger/projections"
 	"github.com/runledger/runledger/runs"
 	"github.com/runledger/runledger/webhooks"
 )
@@ -64,7 +65,28 @@ func newHarness(t *testing.T) *harness {
 			t.Errorf("projector: %v", err)
 		}
 	})
+	h.waitSubscribed()
 	return h
+}
+
+// waitSubscribed waits until the webhooks group has its offset row. A new
+// group with no endpoint starts at the log's head, so events a test appends
+// before then would be passed over (seen as a flaky offset in
+// TestGroupSkipsHeartbeatsAndCompactionStillPasses).
+func (h *harness) waitSubscribed() {
+	h.t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		offsets, err := projections.ReadOffsets(context.Background(), h.pool)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if _, ok := offsets[webhooks.ConsumerGroup]; ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatal("the webhooks group did not subscribe within 10s")
+		}
+	}
 }
 
 // sender returns a sender on the harness's clock, without jitter.

@@ -1,0 +1,75 @@
+package projections
+
+import (
+	"context"
+	stdsql "database/sql"
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/runledger/runledger/internal/pgtest"
+)
+
+// A read-model batch and a Consumer's transaction begin with their limits
+// set in the same round trip: inside, the settings are the group's (and
+// the isolation watermill asks for); after it, the session's own again.
+func TestSubscriberTransactionsBeginWithTheirLimits(t *testing.T) {
+	pool := pgtest.NewDB(t)
+	ctx := context.Background()
+	proj, err := byName(Runs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{LockTimeout: 123e6, StatementTimeout: 4567e6, IdleInTransactionTimeout: 890e6, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	opts.setDefaults()
+	g := newGroup(proj, beginnerFromPgx(pool), opts)
+	consumer := limitedBeginner{Beginner: beginnerFromPgx(pool), customPlans: true}
+	rr := &stdsql.TxOptions{Isolation: stdsql.LevelRepeatableRead}
+	for _, c := range []struct {
+		name  string
+		begin func() (*pgxTx, error)
+		want  map[string]string
+	}{
+		{"read-model batch", func() (*pgxTx, error) {
+			tx, err := g.BeginTx(ctx, rr)
+			if err != nil {
+				return nil, err
+			}
+			return tx.(*batch).inner, nil
+		}, map[string]string{"lock_timeout": "123ms", "statement_timeout": "4567ms", "idle_in_transaction_session_timeout": "890ms",
+			"synchronous_commit": "off", "transaction_isolation": "repeatable read", "plan_cache_mode": "auto"}},
+		{"consumer", func() (*pgxTx, error) {
+			tx, err := consumer.BeginTx(ctx, rr)
+			if err != nil {
+				return nil, err
+			}
+			return tx.(*pgxTx), nil
+		}, map[string]string{"lock_timeout": "500ms", "statement_timeout": "3s", "idle_in_transaction_session_timeout": "2s",
+			"synchronous_commit": "off", "transaction_isolation": "repeatable read", "plan_cache_mode": "force_custom_plan"}},
+	} {
+		tx, err := c.begin()
+		if err != nil {
+			t.Fatalf("%s: begin: %v", c.name, err)
+		}
+		conn := tx.tx.Conn()
+		for name, want := range c.want {
+			var got string
+			if err := tx.tx.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got != want {
+				t.Errorf("%s: %s = %q inside, want %q", c.name, name, got, want)
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatalf("%s: commit: %v", c.name, err)
+		}
+		var after string
+		if err := conn.QueryRow(ctx, "SELECT current_setting('lock_timeout')").Scan(&after); err != nil {
+			t.Fatal(err)
+		}
+		if after == c.want["lock_timeout"] {
+			t.Errorf("%s: lock_timeout %q outlived the transaction", c.name, after)
+		}
+	}
+}
