@@ -68,6 +68,10 @@ type group struct {
 	// retrySoon is set by a batch whose commit failed for the database's
 	// availability: the next caught-up wait is short.
 	retrySoon bool
+	// readAgain is set when the next read should come at once: the last
+	// batch held a whole read's worth of events (catching up: more may
+	// follow that nobody announces), or it failed.
+	readAgain bool
 	wake      chan struct{}
 	// siblings are this replica's other consumer groups: a batch of one
 	// holds a transaction id that hides newer events from the others.
@@ -78,6 +82,14 @@ type group struct {
 func newGroup(proj projection, beginner wsql.Beginner, opts Options) *group {
 	return &group{Beginner: beginner, proj: proj, opts: opts, cache: newRowCache(), suspects: map[int64]bool{},
 		wake: make(chan struct{}, 1)}
+}
+
+// batchSize is the most events one read of the group returns.
+func (g *group) batchSize() int {
+	if g.opts.BatchSize > 0 {
+		return g.opts.BatchSize
+	}
+	return defaultBatchSize
 }
 
 func millis(d time.Duration) string { return fmt.Sprintf("%dms", d.Milliseconds()) }
@@ -104,6 +116,7 @@ func (g *group) committed(b *batch) {
 		delete(g.suspects, pos)
 	}
 	g.applied = max(g.applied, c.MaxPosition)
+	g.readAgain = len(b.delivered) >= g.batchSize()
 	g.mu.Unlock()
 	if len(b.delivered) == 0 {
 		return
@@ -117,8 +130,16 @@ func (g *group) committed(b *batch) {
 }
 
 // nudge wakes the group without news of an event: a sibling group's batch
-// committed, and the events it held hidden may be visible now.
+// committed, and the events it held hidden may be visible now. A group
+// waiting for no event it was told of has nothing to look for: its read
+// would find nothing.
 func (g *group) nudge() {
+	g.mu.Lock()
+	waiting := g.told > g.applied
+	g.mu.Unlock()
+	if !waiting {
+		return
+	}
 	select {
 	case g.wake <- struct{}{}:
 	default:
@@ -168,6 +189,14 @@ func (g *group) caughtUpWait() time.Duration {
 		moved = g.horizon.moved(g)
 	default:
 		g.told, g.retryPause, g.hiddenSince = applied, 0, time.Time{} // nothing pending (or given up on)
+		// A wake-up still pending is stale: what it announced is applied (a
+		// sibling's nudge, or news of an event the last batch took). Taken
+		// now, it does not turn into a read that finds nothing. News that
+		// comes after this moves g.told and wakes the group again.
+		select {
+		case <-g.wake:
+		default:
+		}
 	}
 	g.mu.Unlock()
 	timer := time.NewTimer(wait)
@@ -186,6 +215,9 @@ func (g *group) caughtUpWait() time.Duration {
 // database's availability makes the batch's events suspects.
 func (g *group) failed(b *batch, err error) {
 	g.cache.Clear()
+	g.mu.Lock()
+	g.readAgain = true
+	g.mu.Unlock()
 	if err == nil {
 		return // rolled back by the subscriber (shutdown, or its own error)
 	}

@@ -35,6 +35,10 @@ const (
 	metaEvents = "events"
 )
 
+// defaultBatchSize is the most events a read returns when the group does
+// not say.
+const defaultBatchSize = 100
+
 // EventsSchema is a watermill-sql SchemaAdapter over our own events table.
 // The migrations own the schema: it creates nothing and inserts nothing (the
 // event store appends). Its SELECT keeps watermill's rule
@@ -65,7 +69,7 @@ func (s EventsSchema) SelectQuery(params wsql.SelectQueryParams) (wsql.Query, er
 	}
 	batch := s.BatchSize
 	if batch <= 0 {
-		batch = 100
+		batch = defaultBatchSize
 	}
 	return wsql.Query{Query: consumerReadSQL(next, batch, s.SkipHeartbeats), Args: next.Args}, nil
 }
