@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/runledger/runledger/eventstore"
 	"github.com/runledger/runledger/feed"
@@ -50,6 +51,8 @@ type batch struct {
 	delivered []int64
 	// written are the rows flushed, for the cache and the change feed.
 	written []committedRow
+	// notified is set once the batch's notifications are sent.
+	notified bool
 	// last is the offset of the last event handed to this batch; moved maps
 	// each business it touched to the highest position applied for it.
 	last  Offset
@@ -86,13 +89,16 @@ func (b *batch) stopping(err error) bool {
 }
 
 // change is what this batch moved, for the feed.
-func (b *batch) change() feed.Change[RunRow] {
+func (b *batch) change() feed.Change[RunRow] { return b.changeOf(b.written) }
+
+// changeOf is what this batch moved, with written the rows it wrote.
+func (b *batch) changeOf(written []committedRow) feed.Change[RunRow] {
 	c := feed.Change[RunRow]{Group: b.g.proj.name, Offset: b.last, Businesses: b.moved}
 	for _, pos := range b.delivered {
 		c.MaxPosition = max(c.MaxPosition, pos)
 	}
 	if b.g.proj.name == Runs {
-		for _, w := range b.written {
+		for _, w := range written {
 			if w.change.op == put {
 				r := w.change.row
 				c.Items = append(c.Items, feed.Item[RunRow]{Business: r.BusinessID, Key: r.ID.String(), Version: r.Version, Value: r})
@@ -102,18 +108,64 @@ func (b *batch) change() feed.Change[RunRow] {
 	return c
 }
 
-// notifyLocked tells the other replicas, in the batch's transaction (so only
-// if it commits), what the batch moved.
-func (b *batch) notifyLocked() error {
+// notifications are what the batch tells the other replicas, in its
+// transaction (so only if it commits), with written the rows it wrote.
+func (b *batch) notifications(written []committedRow) []string {
 	if b.g.opts.NotifyChannel == "" || len(b.delivered) == 0 {
 		return nil
 	}
-	for _, payload := range feed.EncodeChange(b.g.opts.Origin, b.change()) {
+	return feed.EncodeChange(b.g.opts.Origin, b.changeOf(written))
+}
+
+// notifyLocked sends the batch's notifications, unless its ack did.
+func (b *batch) notifyLocked() error {
+	if b.notified {
+		return nil
+	}
+	for _, payload := range b.notifications(b.written) {
 		if _, err := b.tx.Exec(context.Background(), `SELECT pg_notify($1, $2)`, b.g.opts.NotifyChannel, payload); err != nil {
 			return fmt.Errorf("notify: %w", err)
 		}
 	}
+	b.notified = true
 	return nil
+}
+
+// ackLocked writes the batch's deferred read-model changes, the group's
+// offset (watermill's ack statement) and the notifications to the other
+// replicas, in one round trip: three or more before. A failed write (a
+// stale view) fails the ack, and watermill then rolls the batch back.
+func (b *batch) ackLocked(ctx context.Context, ack string, args []any) (pgconn.CommandTag, error) {
+	w := b.rows.writes()
+	written := append(append([]committedRow(nil), b.written...), w.rows...)
+	notes := b.notifications(written)
+	var q pgx.Batch
+	w.queue(&q)
+	q.Queue(ack, args...)
+	for _, payload := range notes {
+		q.Queue(`SELECT pg_notify($1, $2)`, b.g.opts.NotifyChannel, payload)
+	}
+	br := b.tx.SendBatch(ctx, &q)
+	err := w.check(br)
+	var tag pgconn.CommandTag
+	if err == nil {
+		if tag, err = br.Exec(); err != nil {
+			err = fmt.Errorf("offset: %w", err)
+		}
+	}
+	for i := 0; err == nil && i < len(notes); i++ {
+		if _, err = br.Exec(); err != nil {
+			err = fmt.Errorf("notify: %w", err)
+		}
+	}
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return tag, err
+	}
+	b.written, b.notified = written, len(notes) > 0
+	return tag, nil
 }
 
 // takeEvent returns the next event of the page that the handler has not

@@ -151,11 +151,33 @@ func (e *staleViewError) Error() string {
 // flush writes the deferred changes and returns them. It returns a
 // *staleViewError if the table did not hold a row a change expected.
 func (s *rowSet) flush(ctx context.Context, tx pgx.Tx) ([]committedRow, error) {
+	w := s.writes()
+	if len(w.statements) == 0 {
+		return w.rows, nil
+	}
+	var q pgx.Batch
+	w.queue(&q)
+	br := tx.SendBatch(ctx, &q)
+	err := w.check(br)
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("%s: flush: %w", s.table, cerr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return w.rows, nil
+}
+
+// writes takes the deferred changes as at most four statements (insert,
+// update, progress update, delete), to be sent in one round trip, with
+// what they must write.
+func (s *rowSet) writes() rowWrites {
+	w := rowWrites{table: s.table}
 	if len(s.order) == 0 {
-		return nil, nil
+		return w
 	}
 	var inserts, updates, progress, deletes []*pendingRow
-	out := make([]committedRow, 0, len(s.order))
+	w.rows = make([]committedRow, 0, len(s.order))
 	for _, k := range s.order {
 		pr := s.pending[k]
 		switch {
@@ -168,27 +190,55 @@ func (s *rowSet) flush(ctx context.Context, tx pgx.Tx) ([]committedRow, error) {
 		case pr.change.op == del && pr.found:
 			deletes = append(deletes, pr)
 		}
-		out = append(out, committedRow{key: k, change: pr.change})
+		w.rows = append(w.rows, committedRow{key: k, change: pr.change})
 	}
 	s.discard()
-	want := int64(len(inserts) + len(updates) + len(progress) + len(deletes))
-	var wrote int64
-	for _, step := range []func() (int64, error){
-		func() (int64, error) { return s.insert(ctx, tx, inserts) },
-		func() (int64, error) { return s.update(ctx, tx, updates) },
-		func() (int64, error) { return s.updateProgress(ctx, tx, progress) },
-		func() (int64, error) { return s.delete(ctx, tx, deletes) },
-	} {
-		n, err := step()
-		if err != nil {
-			return nil, fmt.Errorf("%s: flush: %w", s.table, err)
+	w.want = int64(len(inserts) + len(updates) + len(progress) + len(deletes))
+	for _, st := range []statement{s.insert(inserts), s.update(updates), s.updateProgress(progress), s.delete(deletes)} {
+		if st.sql != "" {
+			w.statements = append(w.statements, st)
 		}
-		wrote += n
 	}
-	if wrote != want {
-		return nil, &staleViewError{table: s.table, wrote: wrote, want: want}
+	return w
+}
+
+// statement is one SQL statement with its arguments.
+type statement struct {
+	sql  string
+	args []any
+}
+
+// rowWrites are a row set's deferred changes as statements: rows is what
+// they write, want how many rows they must touch between them.
+type rowWrites struct {
+	table      string
+	statements []statement
+	rows       []committedRow
+	want       int64
+}
+
+// queue adds the statements to q.
+func (w rowWrites) queue(q *pgx.Batch) {
+	for _, st := range w.statements {
+		q.Queue(st.sql, st.args...)
 	}
-	return out, nil
+}
+
+// check reads the statements' results from br, in queue order: a
+// *staleViewError if they did not touch every row they must.
+func (w rowWrites) check(br pgx.BatchResults) error {
+	var wrote int64
+	for range w.statements {
+		tag, err := br.Exec()
+		if err != nil {
+			return fmt.Errorf("%s: flush: %w", w.table, err)
+		}
+		wrote += tag.RowsAffected()
+	}
+	if wrote != w.want {
+		return &staleViewError{table: w.table, wrote: wrote, want: w.want}
+	}
+	return nil
 }
 
 // discard forgets the deferred changes.
@@ -205,19 +255,18 @@ func nextRows(prs []*pendingRow) []RunRow {
 	return rows
 }
 
-func (s *rowSet) insert(ctx context.Context, tx pgx.Tx, prs []*pendingRow) (int64, error) {
+func (s *rowSet) insert(prs []*pendingRow) statement {
 	if len(prs) == 0 {
-		return 0, nil
+		return statement{}
 	}
-	tag, err := tx.Exec(ctx, `INSERT INTO `+s.table+` (`+runColumnList+`) SELECT * FROM unnest(`+unnestParams(0)+`)
-		ON CONFLICT DO NOTHING`, columnArrays(nextRows(prs))...)
-	return tag.RowsAffected(), err
+	return statement{`INSERT INTO ` + s.table + ` (` + runColumnList + `) SELECT * FROM unnest(` + unnestParams(0) + `)
+		ON CONFLICT DO NOTHING`, columnArrays(nextRows(prs))}
 }
 
 // update replaces every listed row whose run_id and version are still the expected ones.
-func (s *rowSet) update(ctx context.Context, tx pgx.Tx, prs []*pendingRow) (int64, error) {
+func (s *rowSet) update(prs []*pendingRow) statement {
 	if len(prs) == 0 {
-		return 0, nil
+		return statement{}
 	}
 	args, expIDs, expVersions := columnArrays(nextRows(prs)), make([]uuid.UUID, len(prs)), make([]int64, len(prs))
 	for i, pr := range prs {
@@ -238,8 +287,7 @@ func (s *rowSet) update(ctx context.Context, tx pgx.Tx, prs []*pendingRow) (int6
 		FROM unnest(%[3]s, $%[4]d::uuid[], $%[5]d::bigint[]) AS v(%[6]s, exp_run_id, exp_version)
 		WHERE t.%[7]s = v.%[7]s AND t.run_id = v.exp_run_id AND t.version = v.exp_version`,
 		s.table, set.String(), unnestParams(0), n+1, n+2, runColumnList, s.proj.keyColumn)
-	tag, err := tx.Exec(ctx, sql, append(args, pguuid.Raw(expIDs), expVersions)...)
-	return tag.RowsAffected(), err
+	return statement{sql, append(args, pguuid.Raw(expIDs), expVersions)}
 }
 
 // updateProgress is update for rows of which a heartbeat moved only the
@@ -247,9 +295,9 @@ func (s *rowSet) update(ctx context.Context, tx pgx.Tx, prs []*pendingRow) (int6
 // statement carries nine arrays instead of twenty-six. Under B1 nearly every
 // write is one (per heartbeat, serve encodes and PostgreSQL decodes a third
 // of the values).
-func (s *rowSet) updateProgress(ctx context.Context, tx pgx.Tx, prs []*pendingRow) (int64, error) {
+func (s *rowSet) updateProgress(prs []*pendingRow) statement {
 	if len(prs) == 0 {
-		return 0, nil
+		return statement{}
 	}
 	n := len(prs)
 	var (
@@ -282,21 +330,20 @@ func (s *rowSet) updateProgress(ctx context.Context, tx pgx.Tx, prs []*pendingRo
 	if businesses != nil {
 		keyType = "text"
 	}
-	tag, err := tx.Exec(ctx, `UPDATE `+s.table+` AS t SET completed_calls = v.completed_calls, failed_calls = v.failed_calls,
+	return statement{`UPDATE ` + s.table + ` AS t SET completed_calls = v.completed_calls, failed_calls = v.failed_calls,
 		last_heartbeat_at = v.last_heartbeat_at, last_progress_at = v.last_progress_at, version = v.version,
 		last_position = v.last_position
-		FROM unnest($1::`+keyType+`[], $2::uuid[], $3::int[], $4::int[], $5::timestamptz[], $6::timestamptz[], $7::bigint[],
+		FROM unnest($1::` + keyType + `[], $2::uuid[], $3::int[], $4::int[], $5::timestamptz[], $6::timestamptz[], $7::bigint[],
 			$8::bigint[], $9::bigint[])
 			AS v(k, run_id, completed_calls, failed_calls, last_heartbeat_at, last_progress_at, version, last_position, exp_version)
-		WHERE t.`+s.proj.keyColumn+` = v.k AND t.run_id = v.run_id AND t.version = v.exp_version`,
-		keys, runIDs, completed, failed, heartbeatAt, progressAt, versions, positions, expVersions)
-	return tag.RowsAffected(), err
+		WHERE t.` + s.proj.keyColumn + ` = v.k AND t.run_id = v.run_id AND t.version = v.exp_version`,
+		[]any{keys, runIDs, completed, failed, heartbeatAt, progressAt, versions, positions, expVersions}}
 }
 
 // delete removes every listed row whose run_id and version are still the expected ones.
-func (s *rowSet) delete(ctx context.Context, tx pgx.Tx, prs []*pendingRow) (int64, error) {
+func (s *rowSet) delete(prs []*pendingRow) statement {
 	if len(prs) == 0 {
-		return 0, nil
+		return statement{}
 	}
 	keys, ids, versions := make([]string, len(prs)), make([]uuid.UUID, len(prs)), make([]int64, len(prs))
 	for i, pr := range prs {
@@ -306,9 +353,8 @@ func (s *rowSet) delete(ctx context.Context, tx pgx.Tx, prs []*pendingRow) (int6
 	if s.proj.keyColumn == "run_id" {
 		keyType = "uuid"
 	}
-	tag, err := tx.Exec(ctx, `DELETE FROM `+s.table+` AS t USING unnest($1::`+keyType+`[], $2::uuid[], $3::bigint[]) AS v(k, r, ver)
-		WHERE t.`+s.proj.keyColumn+` = v.k AND t.run_id = v.r AND t.version = v.ver`, keys, pguuid.Raw(ids), versions)
-	return tag.RowsAffected(), err
+	return statement{`DELETE FROM ` + s.table + ` AS t USING unnest($1::` + keyType + `[], $2::uuid[], $3::bigint[]) AS v(k, r, ver)
+		WHERE t.` + s.proj.keyColumn + ` = v.k AND t.run_id = v.r AND t.version = v.ver`, []any{keys, pguuid.Raw(ids), versions}}
 }
 
 // unnestParams is "$1::uuid[], $2::text[], …" for the columns, numbered after offset.

@@ -291,16 +291,22 @@ func (b *batch) QueryContext(ctx context.Context, query string, args ...any) (ws
 }
 
 // ExecContext runs the subscriber's offset write (the batch's only
-// ExecContext, after every message: behaviour 1), after flushing the
-// deferred read-model writes; it refuses if the batch failed, so watermill
-// rolls the batch back instead of moving the offset past its events.
+// ExecContext, after every message: behaviour 1) in one round trip with the
+// deferred read-model writes before it and the notifications after it
+// (batch.ackLocked); it refuses if the batch failed, so watermill rolls the
+// batch back instead of moving the offset past its events.
 func (b *batch) ExecContext(ctx context.Context, query string, args ...any) (wsql.Result, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.flushLocked(ctx); err != nil {
+	if b.err != nil {
+		return nil, b.err
+	}
+	tag, err := b.ackLocked(ctx, query, args)
+	if err != nil {
+		b.err = err
 		return nil, err
 	}
-	return b.inner.ExecContext(ctx, query, args...)
+	return wsql.PgxResult{CommandTag: tag}, nil
 }
 
 // Commit flushes what is left and commits; a failed batch is rolled back
