@@ -140,9 +140,12 @@ func run(ctx context.Context, bin, out, only string) error {
 	defer os.RemoveAll(dir)
 	_ = os.Chmod(dir, 0o755)
 	fmt.Fprintf(os.Stderr, "bench (%s): starting PostgreSQL …\n", mode)
-	b.cluster, err = pglocal.Start(ctx, pglocal.Options{Dir: filepath.Join(dir, "pg"),
-		Settings: map[string]string{"shared_buffers": "512MB", "max_connections": "300",
-			"shared_preload_libraries": "pg_stat_statements", "pg_stat_statements.track": "all"}})
+	settings := map[string]string{"shared_buffers": "512MB", "max_connections": "300",
+		"shared_preload_libraries": "pg_stat_statements", "pg_stat_statements.track": "all"}
+	if os.Getenv("BENCH_DEBUG_SQL") != "" {
+		settings["pg_stat_statements.track_planning"] = "on" // planning's share, which execution times leave out
+	}
+	b.cluster, err = pglocal.Start(ctx, pglocal.Options{Dir: filepath.Join(dir, "pg"), Settings: settings})
 	if err != nil {
 		return err
 	}

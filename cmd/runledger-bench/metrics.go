@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -166,6 +168,71 @@ func postgresCPU(dir string) time.Duration {
 		total += procCPU(pid)
 	}
 	return total
+}
+
+// postgresCPUByRole splits the CPU time used so far by one cluster's
+// children by what each serves: a client backend by its application_name
+// (up to the first ':', so runledger's pools are named by role), any other
+// process by its kind (walwriter, autovacuum worker, …). A backend's time is
+// counted while it lives: compare two calls for the work in between.
+func postgresCPUByRole(ctx context.Context, pool *pgxpool.Pool, dir string) map[string]time.Duration {
+	roles := map[int]string{}
+	rows, err := pool.Query(ctx, `SELECT pid, coalesce(nullif(split_part(application_name, ':', 1), ''), backend_type) FROM pg_stat_activity`)
+	if err == nil {
+		for rows.Next() {
+			var pid int
+			var role string
+			if rows.Scan(&pid, &role) == nil {
+				roles[pid] = role
+			}
+		}
+		rows.Close()
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
+	if err != nil {
+		return nil
+	}
+	first, _, _ := strings.Cut(string(raw), "\n")
+	postmaster, _ := strconv.Atoi(strings.TrimSpace(first))
+	out := map[string]time.Duration{"postmaster": procCPU(postmaster)}
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(filepath.Base(d))
+		if err != nil || parentPID(pid) != postmaster {
+			continue
+		}
+		role := roles[pid]
+		if role == "" {
+			role = "other"
+		}
+		out[role] += procCPU(pid)
+	}
+	return out
+}
+
+// cpuDelta adds after−before, role by role, to into.
+func cpuDelta(into, before, after map[string]time.Duration) {
+	for role, t := range after {
+		if d := t - before[role]; d > 0 {
+			into[role] += d
+		}
+	}
+}
+
+// describeRoles is the CPU per stored heartbeat of each role, largest first.
+func describeRoles(byRole map[string]time.Duration, stored int64) string {
+	roles := make([]string, 0, len(byRole))
+	for role := range byRole {
+		roles = append(roles, role)
+	}
+	sort.Slice(roles, func(i, j int) bool { return byRole[roles[i]] > byRole[roles[j]] })
+	parts := make([]string, 0, len(roles))
+	for _, role := range roles {
+		if us := float64(byRole[role].Microseconds()) / float64(max(stored, 1)); us >= 0.5 {
+			parts = append(parts, fmt.Sprintf("%s %.0f µs", role, us))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // parentPID reads a process's parent from /proc/<pid>/stat (0 if gone).

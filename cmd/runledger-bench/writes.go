@@ -83,16 +83,23 @@ func (b *bench) b1and6(ctx context.Context) error {
 		}
 	}
 	meter := meterCPU(srv)
+	pgRoles := map[string]time.Duration{} // PostgreSQL's CPU over runledger's turns, by backend role
+	measureOurs := func() phase {
+		before := postgresCPUByRole(ctx, pool, b.cluster.Dir)
+		o := b.measureHeartbeats(srv, runs, d)
+		cpuDelta(pgRoles, before, postgresCPUByRole(ctx, pool, b.cluster.Dir))
+		return o
+	}
 	for round := 0; round < 2; round++ {
 		var o, t phase
 		if round%2 == 0 {
 			profiled := profileServe(os.Getenv("SERVE_DEBUG_ADDR"), os.Getenv("BENCH_B1_PROFILE"), d) // serve's CPU profile over this turn
-			o = b.measureHeartbeats(srv, runs, d)
+			o = measureOurs()
 			<-profiled
 			t = b.measureHeartbeats(thin, thinRuns, d)
 		} else {
 			t = b.measureHeartbeats(thin, thinRuns, d)
-			o = b.measureHeartbeats(srv, runs, d)
+			o = measureOurs()
 		}
 		pairs = append(pairs, fmt.Sprintf("%.2f (%.0f/%.0f)", o.rate()/t.rate(), o.rate(), t.rate()))
 		ours, theirs = ours.plus(o), theirs.plus(t)
@@ -119,9 +126,9 @@ func (b *bench) b1and6(ctx context.Context) error {
 	b.report.add(Result{ID: "B1", Figure: "heartbeats/s stored (HTTP, 32 workers, coalescing off)", Value: rate, Unit: "/s",
 		Baseline: "pgbench INSERT tps", BaselineValue: tps, Target: "information (the floor is B1-thin's)", Pass: true,
 		GeneratorCPU: gen, ServerCPU: server, MachineCPU: busy,
-		Notes: fmt.Sprintf("%d heartbeats acknowledged as stored in %s (2 turns of %s, alternating with the thin store) after a %s warm-up, %d Heartbeat events in the log (warm-up included); pgbench: same clients and duration, tps without connection time, %.0f before and %.0f after (mean used); %s; group commit: %s",
+		Notes: fmt.Sprintf("%d heartbeats acknowledged as stored in %s (2 turns of %s, alternating with the thin store) after a %s warm-up, %d Heartbeat events in the log (warm-up included); pgbench: same clients and duration, tps without connection time, %.0f before and %.0f after (mean used); %s; PostgreSQL's share by backend: %s; group commit: %s",
 			stored, elapsed.Round(time.Millisecond), d, warmup, inLog, tpsBefore, tpsAfter, ours.cpuSplit("server"),
-			describeBatches(batches0, batches1, statements0, statements1, stored))})
+			describeRoles(pgRoles, stored), describeBatches(batches0, batches1, statements0, statements1, stored))})
 	b.report.add(Result{ID: "B1-thin", Figure: "heartbeats/s stored, runledger vs the thin store", Value: rate, Unit: "/s",
 		Baseline: "thin store heartbeats/s", BaselineValue: theirs.rate(), Target: "ratio ≥ 0.5", Pass: rate/theirs.rate() >= 0.5,
 		Notes: fmt.Sprintf("same 32-worker generator, same cluster, turns of %s alternating (runledger first, then thin first); ratio per turn pair (runledger/thin): %s; runledger: %s; thin store (`runledger-bench thin-store`: net/http, bearer presence, group commit of ≤ %d rows, one INSERT in flight, fsync on): %s; CPU-implied ratio (thin's CPU per stored heartbeat over runledger's, all three processes: the throughput ratio on a machine they had to themselves, CPU-bound): %.2f",
@@ -226,20 +233,20 @@ func printStatements(ctx context.Context, pool *pgxpool.Pool) {
 	rows, err := pool.Query(ctx, `SELECT calls, round(total_exec_time::numeric, 1), round(mean_exec_time::numeric, 3),
 		round(max_exec_time::numeric, 1), rows,
 		(shared_blks_hit + shared_blks_read)::float8 / greatest(calls, 1), shared_blks_dirtied::float8 / greatest(calls, 1),
-		wal_bytes::float8 / greatest(calls, 1), left(regexp_replace(query, '\s+', ' ', 'g'), 90)
-		FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 16`)
+		wal_bytes::float8 / greatest(calls, 1), plans, round(total_plan_time::numeric, 1), left(regexp_replace(query, '\s+', ' ', 'g'), 90)
+		FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT 16`)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pg_stat_statements:", err)
 		return
 	}
 	defer rows.Close()
-	fmt.Fprintln(os.Stderr, "calls  total_ms  mean_ms  max_ms  rows  buffers/call  dirtied/call  WAL B/call  query")
+	fmt.Fprintln(os.Stderr, "calls  total_ms  mean_ms  max_ms  rows  buffers/call  dirtied/call  WAL B/call  plans  plan_ms  query")
 	for rows.Next() {
-		var calls, n int64
-		var total, mean, maxT, bufs, dirtied, wal float64
+		var calls, n, plans int64
+		var total, mean, maxT, bufs, dirtied, wal, planMS float64
 		var q string
-		_ = rows.Scan(&calls, &total, &mean, &maxT, &n, &bufs, &dirtied, &wal, &q)
-		fmt.Fprintf(os.Stderr, "%6d %9.1f %8.3f %7.1f %6d %8.1f %6.2f %9.0f  %s\n", calls, total, mean, maxT, n, bufs, dirtied, wal, q)
+		_ = rows.Scan(&calls, &total, &mean, &maxT, &n, &bufs, &dirtied, &wal, &plans, &planMS, &q)
+		fmt.Fprintf(os.Stderr, "%6d %9.1f %8.3f %7.1f %6d %8.1f %6.2f %9.0f %6d %8.1f  %s\n", calls, total, mean, maxT, n, bufs, dirtied, wal, plans, planMS, q)
 	}
 }
 
@@ -293,6 +300,18 @@ func (b *bench) heartbeatLoad(srv *served, runs []*httpRun, d, every time.Durati
 	var wg sync.WaitGroup
 	start := time.Now()
 	deadline := start.Add(d)
+	if os.Getenv("BENCH_B1_SERIES") != "" {
+		go func() {
+			var last int64
+			for t := time.Now(); time.Now().Before(deadline); {
+				t = t.Add(time.Second)
+				time.Sleep(time.Until(t))
+				n := stored.Load()
+				fmt.Fprintf(os.Stderr, "series %s %d\n", srv.url, n-last)
+				last = n
+			}
+		}()
+	}
 	for _, r := range runs {
 		wg.Add(1)
 		go func() {
