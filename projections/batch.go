@@ -45,14 +45,17 @@ type batch struct {
 	rows  *rowSet
 	done  bool  // committed or rolled back
 	err   error // set when the batch must roll back
+	// began is when (readSeq) the batch began.
+	began uint64
 	// page is what the batch's read found (QueryContext).
 	page *page
 	// delivered are the positions of the events handed to this batch.
 	delivered []int64
 	// written are the rows flushed, for the cache and the change feed.
 	written []committedRow
-	// notified is set once the batch's notifications are sent.
-	notified bool
+	// notified is set once the batch's notifications are sent, acked once
+	// its offset is written.
+	notified, acked bool
 	// last is the offset of the last event handed to this batch; moved maps
 	// each business it touched to the highest position applied for it.
 	last  Offset
@@ -164,8 +167,17 @@ func (b *batch) ackLocked(ctx context.Context, ack string, args []any) (pgconn.C
 	if err != nil {
 		return tag, err
 	}
-	b.written, b.notified = written, len(notes) > 0
+	b.written, b.notified, b.acked = written, len(notes) > 0, true
 	return tag, nil
+}
+
+// fail makes the batch roll back at its ack with err, unless it failed already.
+func (b *batch) fail(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err == nil {
+		b.err = err
+	}
 }
 
 // takeEvent returns the next event of the page that the handler has not

@@ -5,28 +5,28 @@ import (
 	stdsql "database/sql"
 	"errors"
 	"fmt"
+	"strconv"
+	"time"
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/jackc/pgx/v5"
 )
 
 // sessionLimits are the settings a subscriber transaction runs under, each
-// local to the transaction. They are internal constants, written into the
-// transaction's first statement as literals.
+// local to the transaction.
 type sessionLimits struct {
-	// lockTimeout, statementTimeout and idleTimeout are PostgreSQL
-	// durations ("500ms").
-	lockTimeout, statementTimeout, idleTimeout string
-	// planCacheMode, if set, is plan_cache_mode.
-	planCacheMode string
+	lockTimeout, statementTimeout, idleTimeout time.Duration
+	// customPlans sets plan_cache_mode to force_custom_plan.
+	customPlans bool
 }
 
 // beginSQL is BEGIN with the limits set in the same round trip (one simple
 // query, two statements): a batch costs one round trip less, and so does
-// every read that finds nothing. Such a transaction does not wait for the
-// WAL flush at commit: its work is a read model or a delivery record with
-// its offset, and a crash that loses it loses the offset too, so its events
-// are handled again.
+// every read that finds nothing. The values are written as literals, which
+// only durations (whole milliseconds) and two constants can be. Such a
+// transaction does not wait for the WAL flush at commit: its work is a read
+// model or a delivery record with its offset, and a crash that loses it
+// loses the offset too, so its events are handled again.
 func (l sessionLimits) beginSQL(opts *stdsql.TxOptions) (string, error) {
 	begin := "BEGIN"
 	if opts != nil {
@@ -45,13 +45,11 @@ func (l sessionLimits) beginSQL(opts *stdsql.TxOptions) (string, error) {
 			begin += " READ ONLY"
 		}
 	}
-	sql := begin + `; SELECT set_config('synchronous_commit', 'off', true), set_config('lock_timeout', '` + l.lockTimeout + `', true),
-		set_config('statement_timeout', '` + l.statementTimeout + `', true),
-		set_config('idle_in_transaction_session_timeout', '` + l.idleTimeout + `', true)`
-	if l.planCacheMode != "" {
-		sql += `, set_config('plan_cache_mode', '` + l.planCacheMode + `', true)`
-	}
-	return sql, nil
+	ms := func(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) + "ms" }
+	return begin + `; SELECT set_config('synchronous_commit', 'off', true), set_config('lock_timeout', '` + ms(l.lockTimeout) + `', true),
+		set_config('statement_timeout', '` + ms(l.statementTimeout) + `', true),
+		set_config('idle_in_transaction_session_timeout', '` + ms(l.idleTimeout) + `', true),
+		set_config('plan_cache_mode', '` + planCacheMode(l.customPlans) + `', true)`, nil
 }
 
 // begin starts a subscriber transaction on beginner's connection pool.

@@ -6,13 +6,14 @@ import (
 	"io"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/runledger/runledger/internal/pgtest"
 )
 
 // A read-model batch and a Consumer's transaction begin with their limits
 // set in the same round trip: inside, the settings are the group's (and
-// the isolation watermill asks for); after it, the session's own again.
+// the isolation watermill asks for).
 func TestSubscriberTransactionsBeginWithTheirLimits(t *testing.T) {
 	pool := pgtest.NewDB(t)
 	ctx := context.Background()
@@ -51,7 +52,6 @@ func TestSubscriberTransactionsBeginWithTheirLimits(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: begin: %v", c.name, err)
 		}
-		conn := tx.tx.Conn()
 		for name, want := range c.want {
 			var got string
 			if err := tx.tx.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&got); err != nil {
@@ -64,12 +64,21 @@ func TestSubscriberTransactionsBeginWithTheirLimits(t *testing.T) {
 		if err := tx.Commit(); err != nil {
 			t.Fatalf("%s: commit: %v", c.name, err)
 		}
-		var after string
-		if err := conn.QueryRow(ctx, "SELECT current_setting('lock_timeout')").Scan(&after); err != nil {
-			t.Fatal(err)
+	}
+
+	// Settings PostgreSQL refuses fail the begin, and leave no connection
+	// behind in a failed transaction: the next batch begins as usual.
+	bad := sessionLimits{lockTimeout: 1000 * time.Hour, statementTimeout: time.Second, idleTimeout: time.Second}
+	if _, err := bad.begin(ctx, beginnerFromPgx(pool), rr); err == nil {
+		t.Fatal("a lock timeout PostgreSQL refuses began a transaction")
+	}
+	for range 3 {
+		tx, err := g.BeginTx(ctx, rr)
+		if err != nil {
+			t.Fatalf("a batch after a refused begin: %v", err)
 		}
-		if after == c.want["lock_timeout"] {
-			t.Errorf("%s: lock_timeout %q outlived the transaction", c.name, after)
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

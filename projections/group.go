@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
@@ -72,6 +73,15 @@ type group struct {
 	// batch held a whole read's worth of events (catching up: more may
 	// follow that nobody announces), or it failed.
 	readAgain bool
+	// signals counts the wake-ups sent (notify, nudge); readSignals is
+	// its value when the group's last read began. A wake-up sent since
+	// then may announce what that read could not see; one sent before it
+	// announced nothing that read did not look for. (Positions cannot tell:
+	// a read follows transaction order, and an event can have a lower
+	// position than one already applied and still be hidden.)
+	signals, readSignals uint64
+	// readBegan is when (readSeq) the group's last read began.
+	readBegan uint64
 	wake      chan struct{}
 	// siblings are this replica's other consumer groups: a batch of one
 	// holds a transaction id that hides newer events from the others.
@@ -116,7 +126,7 @@ func (g *group) committed(b *batch) {
 		delete(g.suspects, pos)
 	}
 	g.applied = max(g.applied, c.MaxPosition)
-	g.readAgain = len(b.delivered) >= g.batchSize()
+	g.readAgain = b.page != nil && len(b.page.events) >= g.batchSize() // poison included: the read was full
 	g.mu.Unlock()
 	if len(b.delivered) == 0 {
 		return
@@ -125,19 +135,27 @@ func (g *group) committed(b *batch) {
 		g.opts.Feed.Publish(c)
 	}
 	for _, s := range g.siblings {
-		s.nudge()
+		s.nudge(b.began)
 	}
 }
 
-// nudge wakes the group without news of an event: a sibling group's batch
-// committed, and the events it held hidden may be visible now. A group
-// waiting for no event it was told of has nothing to look for: its read
-// would find nothing.
-func (g *group) nudge() {
+// readSeq orders the beginnings of the replica's reads (batches).
+var readSeq atomic.Uint64
+
+// nudge wakes the group without news of an event: a sibling group's batch,
+// begun at began (readSeq), committed, and the events its transaction held
+// hidden may be visible now. Only a read that began after that batch can
+// have been blind to them: a read that began before it took its snapshot
+// before the batch's transaction existed, and the next read will take a
+// snapshot after its end.
+func (g *group) nudge(began uint64) {
 	g.mu.Lock()
-	waiting := g.told > g.applied
+	blind := g.readBegan > began
+	if blind {
+		g.signals++
+	}
 	g.mu.Unlock()
-	if !waiting {
+	if !blind {
 		return
 	}
 	select {
@@ -150,6 +168,7 @@ func (g *group) nudge() {
 func (g *group) notify(position int64) {
 	g.mu.Lock()
 	g.told = max(g.told, position)
+	g.signals++
 	g.mu.Unlock()
 	select {
 	case g.wake <- struct{}{}:
@@ -189,13 +208,15 @@ func (g *group) caughtUpWait() time.Duration {
 		moved = g.horizon.moved(g)
 	default:
 		g.told, g.retryPause, g.hiddenSince = applied, 0, time.Time{} // nothing pending (or given up on)
-		// A wake-up still pending is stale: what it announced is applied (a
-		// sibling's nudge, or news of an event the last batch took). Taken
-		// now, it does not turn into a read that finds nothing. News that
-		// comes after this moves g.told and wakes the group again.
-		select {
-		case <-g.wake:
-		default:
+		if g.signals == g.readSignals {
+			// A wake-up still pending was sent before the last read began:
+			// that read looked for what it announced. Taken now, it does
+			// not turn into a read that finds nothing. A wake-up sent after
+			// this moves g.signals and wakes the group again.
+			select {
+			case <-g.wake:
+			default:
+			}
 		}
 	}
 	g.mu.Unlock()

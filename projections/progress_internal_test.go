@@ -2,6 +2,8 @@ package projections
 
 import (
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,6 +45,29 @@ func TestOnlyProgressMovedSeesEveryOtherField(t *testing.T) {
 			t.Errorf("onlyProgressMoved with %s changed = %v, want %v", f.Name, got, progress[f.Name])
 		}
 	}
+	// updateProgress writes exactly the columns of those fields.
+	st := (&rowSet{proj: projection{keyColumn: "run_id"}, table: "runs"}).updateProgress([]*pendingRow{{expected: prev, change: change{op: put, row: prev}}})
+	sql := strings.Join(strings.Fields(st.sql), " ")
+	set := sql[strings.Index(sql, " SET ")+5 : strings.Index(sql, " FROM ")]
+	var written []string
+	for _, part := range strings.Split(set, ",") {
+		written = append(written, strings.TrimSpace(strings.SplitN(part, "=", 2)[0]))
+	}
+	slices.Sort(written)
+	columns := []string{"last_position"}
+	storedType := reflect.TypeFor[storedRow]()
+	for name := range progress {
+		f, ok := storedType.FieldByName(name)
+		if !ok {
+			t.Fatalf("progress field %s is not a column", name)
+		}
+		columns = append(columns, f.Tag.Get("db"))
+	}
+	slices.Sort(columns)
+	if !slices.Equal(written, columns) {
+		t.Errorf("updateProgress writes %v; the fields onlyProgressMoved lets change are the columns %v", written, columns)
+	}
+
 	next := prev
 	next.LastPosition++
 	if !onlyProgressMoved(prev, next) {

@@ -16,11 +16,11 @@ import (
 	"github.com/runledger/runledger/runs"
 )
 
-// A group reads when it has reason to: after a batch that applied every
-// event it was told of, it waits for the next append's wake-up instead of
-// reading again at once (a read that would find nothing). Appends arrive
-// one at a time here, each awaited, with the poll fallback far away, so
-// every read but a stray one should find the event it was woken for.
+// A group reads when it has reason to: after a batch during which no
+// wake-up came, it waits for the next one instead of reading again at once
+// (a read that would find nothing), and a sibling's commit wakes it only if
+// its last read began while that sibling's batch was open. Appends arrive
+// one at a time here, each awaited, with the poll fallback far away.
 func TestAGroupDoesNotReadAgainWithNothingAnnounced(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.NewDB(t)
@@ -64,10 +64,19 @@ func TestAGroupDoesNotReadAgainWithNothingAnnounced(t *testing.T) {
 	}
 	for _, g := range projections.Names {
 		waitReads(g, 2)
-		time.Sleep(20 * time.Millisecond) // a read at once after the last batch would have happened by now
-		if empty := reads(metrics, g, "empty") - base[g]; empty > 3 {
-			t.Errorf("%s read %v times and found nothing, over %d appends each awaited", g, empty, appends)
-		}
+	}
+	time.Sleep(20 * time.Millisecond) // a read at once after the last batch would have happened by now
+	// Each append is read by both groups at once. The one whose batch began
+	// second may have been blind to what the other's transaction hid, so
+	// the other's commit makes it read again: at most one read per append
+	// finds nothing (it was two or more per append, one per group and
+	// sibling commit, when every batch was followed by another read).
+	empty := 0.0
+	for _, g := range projections.Names {
+		empty += reads(metrics, g, "empty") - base[g]
+	}
+	if empty > appends+3 {
+		t.Errorf("the groups read %v times and found nothing, over %d appends each awaited", empty, appends)
 	}
 }
 

@@ -108,7 +108,8 @@ type limitedBeginner struct {
 
 // BeginTx implements wsql.Beginner.
 func (b limitedBeginner) BeginTx(ctx context.Context, opts *stdsql.TxOptions) (wsql.Tx, error) {
-	limits := sessionLimits{lockTimeout: "500ms", statementTimeout: "3s", idleTimeout: "2s", planCacheMode: planCacheMode(b.customPlans)}
+	limits := sessionLimits{lockTimeout: 500 * time.Millisecond, statementTimeout: 3 * time.Second, idleTimeout: 2 * time.Second,
+		customPlans: b.customPlans}
 	return limits.begin(ctx, b.Beginner, opts)
 }
 
@@ -166,13 +167,17 @@ func (c *Consumer) HandleError(_ watermill.LoggerAdapter, noMsg bool, err error)
 // BeginTx implements wsql.Beginner: every subscriber transaction is a batch,
 // with the session limits of a projector transaction (see Options).
 func (g *group) BeginTx(ctx context.Context, opts *stdsql.TxOptions) (wsql.Tx, error) {
-	limits := sessionLimits{lockTimeout: millis(g.opts.LockTimeout), statementTimeout: millis(g.opts.StatementTimeout),
-		idleTimeout: millis(g.opts.IdleInTransactionTimeout)}
+	began := readSeq.Add(1)
+	g.mu.Lock()
+	g.readSignals, g.readBegan = g.signals, began // the read's snapshot comes after this
+	g.mu.Unlock()
+	limits := sessionLimits{lockTimeout: g.opts.LockTimeout, statementTimeout: g.opts.StatementTimeout,
+		idleTimeout: g.opts.IdleInTransactionTimeout}
 	inner, err := limits.begin(ctx, g.Beginner, opts)
 	if err != nil {
 		return nil, err
 	}
-	return &batch{g: g, inner: inner, tx: inner.tx, rows: newRowSet(g.proj, g.proj.name, g.cache)}, nil
+	return &batch{g: g, inner: inner, tx: inner.tx, rows: newRowSet(g.proj, g.proj.name, g.cache), began: began}, nil
 }
 
 // handle applies the events of a delivered page through the batch that
@@ -196,6 +201,9 @@ func (g *group) handle(msg *message.Message) error {
 			return nil
 		}
 		if err := g.handleEvent(msg.Context(), b, ev); err != nil {
+			if !errors.Is(err, errBatchDone) {
+				b.fail(err) // the event was taken: the batch must not commit without it
+			}
 			return err
 		}
 	}
@@ -247,13 +255,13 @@ func (g *group) HandleError(_ watermill.LoggerAdapter, noMsg bool, err error) ti
 	}
 	g.mu.Lock()
 	if err == nil {
-		// A batch committed. The next read comes at once if more is known
-		// to be there (a full batch, an event it was told of and has not
-		// applied, or a batch to retry); else the group waits like a
-		// caught-up one, for the wake-up of the next append: a read now
-		// would most likely find nothing (a third of the reads under B1).
+		// A batch committed. The next read comes at once if there may be
+		// more (a full read, a batch to retry, or a wake-up sent since this
+		// read began); else the group waits like a caught-up one, for the
+		// next wake-up: a read now could find nothing this one did not (it
+		// was a third of the reads under B1).
 		g.errors, g.retryPause = 0, 0
-		if g.readAgain || g.retrySoon || g.told > g.applied {
+		if g.readAgain || g.retrySoon || g.signals != g.readSignals {
 			g.mu.Unlock()
 			return 0
 		}
@@ -318,6 +326,18 @@ func (b *batch) Commit() error {
 		return stdsql.ErrTxDone
 	}
 	b.done = true
+	if len(b.delivered) > 0 && !b.acked {
+		// Watermill stopped waiting for the page (its ack deadline) and
+		// commits without moving the offset: the read model must not move
+		// either. The events come again in the next read.
+		_ = b.inner.Rollback()
+		b.g.failed(b, nil)
+		if !b.stopping(nil) {
+			b.g.opts.Logger.Warn("projection batch not acknowledged in time; rolled back to be read again", "group", b.g.proj.name,
+				"events", len(b.delivered))
+		}
+		return fmt.Errorf("%w: the batch was not acknowledged", stdsql.ErrTxDone)
+	}
 	err := b.flushLocked(context.Background())
 	if err == nil {
 		err = b.notifyLocked()
