@@ -24,6 +24,13 @@ type Options struct {
 	PollInterval time.Duration
 	// BatchSize is the number of events per subscriber transaction (default 100).
 	BatchSize int
+	// Linger is how long a group waits before its next read when wake-ups
+	// came while its batch ran (under load), so that read takes more events
+	// at once: a read and a batch cost about the same for 20 events as for
+	// 40. It adds at most that much to the projection lag, and only under
+	// load: a caught-up group reads as soon as it is woken (default 2ms;
+	// negative: none).
+	Linger time.Duration
 	// MaxRetries is how many times an event is tried before it is recorded as
 	// poison and skipped (default 3).
 	MaxRetries int
@@ -56,6 +63,12 @@ type Options struct {
 func (o *Options) setDefaults() {
 	if o.PollInterval <= 0 {
 		o.PollInterval = time.Second
+	}
+	switch {
+	case o.Linger == 0:
+		o.Linger = 2 * time.Millisecond
+	case o.Linger < 0:
+		o.Linger = 0
 	}
 	if o.MaxRetries <= 0 {
 		o.MaxRetries = 3

@@ -8,7 +8,7 @@ import (
 )
 
 // After a committed batch, a wake-up sent while its read was under way
-// means another read at once, whatever position it announced: reads follow
+// means another read (after the linger), whatever position it announced: reads follow
 // transaction order, so an event can have a lower position than one just
 // applied and still be hidden from that read. With no wake-up since the
 // read began, the group waits for the next one.
@@ -33,11 +33,15 @@ func TestAWakeUpDuringABatchMeansAnotherRead(t *testing.T) {
 	g.notify(19) // committed while the batch ran, hidden from its read
 	commit(21)
 	returned := make(chan struct{})
-	go func() { g.HandleError(nil, false, nil); close(returned) }()
+	var pause time.Duration
+	go func() { pause = g.HandleError(nil, false, nil); close(returned) }()
 	select {
 	case <-returned:
 	case <-time.After(5 * time.Second):
 		t.Fatal("a wake-up during the batch (position 19, below the 21 applied) did not bring another read")
+	}
+	if pause != g.opts.Linger {
+		t.Fatalf("the next read comes after %v, want the linger %v", pause, g.opts.Linger)
 	}
 
 	begin()

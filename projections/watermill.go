@@ -255,15 +255,20 @@ func (g *group) HandleError(_ watermill.LoggerAdapter, noMsg bool, err error) ti
 	}
 	g.mu.Lock()
 	if err == nil {
-		// A batch committed. The next read comes at once if there may be
-		// more (a full read, a batch to retry, or a wake-up sent since this
-		// read began); else the group waits like a caught-up one, for the
-		// next wake-up: a read now could find nothing this one did not (it
-		// was a third of the reads under B1).
+		// A batch committed. The next read comes at once if there is more
+		// to read (a full read, or a batch to retry), after Linger if a
+		// wake-up came since this read began (under load: the wait lets
+		// more events gather for one read); else the group waits like a
+		// caught-up one, for the next wake-up: a read now could find nothing
+		// this one did not (it was a third of the reads under B1).
 		g.errors, g.retryPause = 0, 0
-		if g.readAgain || g.retrySoon || g.signals != g.readSignals {
+		switch {
+		case g.readAgain || g.retrySoon:
 			g.mu.Unlock()
 			return 0
+		case g.signals != g.readSignals:
+			g.mu.Unlock()
+			return g.opts.Linger
 		}
 		g.mu.Unlock()
 		return g.caughtUpWait()
