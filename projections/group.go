@@ -11,7 +11,6 @@ import (
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/runledger/runledger/eventstore"
@@ -35,11 +34,6 @@ func (g *group) countQuery(noMsg bool, err error) {
 // positionOf reads the log position a message carries.
 func positionOf(msg *message.Message) (int64, error) {
 	return strconv.ParseInt(msg.Metadata.Get(metaPosition), 10, 64)
-}
-
-func parseUUID(s string) uuid.UUID {
-	id, _ := uuid.Parse(s)
-	return id
 }
 
 // group is one consumer group: a projection applied by its own watermill-sql
@@ -101,8 +95,6 @@ func (g *group) batchSize() int {
 	}
 	return defaultBatchSize
 }
-
-func millis(d time.Duration) string { return fmt.Sprintf("%dms", d.Milliseconds()) }
 
 // isSuspect reports whether the event at pos was in a batch that failed in SQL.
 func (g *group) isSuspect(pos int64) bool {
