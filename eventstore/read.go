@@ -121,17 +121,24 @@ func ScanRecordedWith(row pgx.Row, lead ...any) (Recorded, error) {
 		&r.SchemaVersion, &r.Data, &meta, &r.OccurredAt, &r.RecordedAt)...); err != nil {
 		return Recorded{}, err
 	}
-	var err error
-	if r.Metadata, err = DecodeMetadata(meta); err != nil {
-		return Recorded{}, fmt.Errorf("event %d metadata: %w", r.Position, err)
+	if err := DecodeStored(&r, meta); err != nil {
+		return Recorded{}, err
 	}
-	ev, err := domain.UnmarshalEvent(r.Type, r.SchemaVersion, r.Data)
-	if err != nil {
-		return Recorded{}, fmt.Errorf("event %d: %w", r.Position, err)
-	}
-	r.Event = ev
 	r.OccurredAt, r.RecordedAt = r.OccurredAt.UTC(), r.RecordedAt.UTC()
 	return r, nil
+}
+
+// DecodeStored decodes a scanned event: its stored metadata into
+// r.Metadata, and r.Data (of r.Type and r.SchemaVersion) into r.Event.
+func DecodeStored(r *Recorded, meta []byte) error {
+	var err error
+	if r.Metadata, err = DecodeMetadata(meta); err != nil {
+		return fmt.Errorf("event %d metadata: %w", r.Position, err)
+	}
+	if r.Event, err = domain.UnmarshalEvent(r.Type, r.SchemaVersion, r.Data); err != nil {
+		return fmt.Errorf("event %d: %w", r.Position, err)
+	}
+	return nil
 }
 
 // LastStartedRun returns the id of the business's run most recently started

@@ -8,7 +8,6 @@ import (
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 
-	"github.com/runledger/runledger/domain"
 	"github.com/runledger/runledger/eventstore"
 )
 
@@ -53,27 +52,13 @@ func scanPage(rows wsql.Rows) (*page, error) {
 			return nil, fmt.Errorf("scan event row: %w", err)
 		}
 		r.Data, r.OccurredAt, r.RecordedAt = data, r.OccurredAt.UTC(), r.RecordedAt.UTC()
-		err := decodeRecorded(&r, meta)
+		err := eventstore.DecodeStored(&r, meta)
 		p.events = append(p.events, pagedEvent{txID: uint64(txID), rec: r, err: err})
 	}
 	if e, ok := rows.(interface{ Err() error }); ok && e.Err() != nil {
 		return nil, fmt.Errorf("read events: %w", e.Err())
 	}
 	return p, nil
-}
-
-// decodeRecorded decodes r's metadata and event.
-func decodeRecorded(r *eventstore.Recorded, meta []byte) error {
-	var err error
-	if len(meta) > 0 {
-		if r.Metadata, err = eventstore.DecodeMetadata(meta); err != nil {
-			return fmt.Errorf("event %d: metadata: %w", r.Position, err)
-		}
-	}
-	if r.Event, err = domain.UnmarshalEvent(r.Type, r.SchemaVersion, r.Data); err != nil {
-		return fmt.Errorf("event %d: %w", r.Position, err)
-	}
-	return nil
 }
 
 // pageRows is what a batch's QueryContext returns to watermill-sql: one
