@@ -53,9 +53,9 @@ type batch struct {
 	delivered []int64
 	// written are the rows flushed, for the cache and the change feed.
 	written []committedRow
-	// notified is set once the batch's notifications are sent, acked once
-	// its offset is written.
-	notified, acked bool
+	// acked is set once its offset (and so its writes and notifications)
+	// is written.
+	acked bool
 	// last is the offset of the last event handed to this batch; moved maps
 	// each business it touched to the highest position applied for it.
 	last  Offset
@@ -120,20 +120,6 @@ func (b *batch) notifications(written []committedRow) []string {
 	return feed.EncodeChange(b.g.opts.Origin, b.changeOf(written))
 }
 
-// notifyLocked sends the batch's notifications, unless its ack did.
-func (b *batch) notifyLocked() error {
-	if b.notified {
-		return nil
-	}
-	for _, payload := range b.notifications(b.written) {
-		if _, err := b.tx.Exec(context.Background(), `SELECT pg_notify($1, $2)`, b.g.opts.NotifyChannel, payload); err != nil {
-			return fmt.Errorf("notify: %w", err)
-		}
-	}
-	b.notified = true
-	return nil
-}
-
 // ackLocked writes the batch's deferred read-model changes, the group's
 // offset (watermill's ack statement) and the notifications to the other
 // replicas, in one round trip: three or more before. A failed write (a
@@ -167,7 +153,7 @@ func (b *batch) ackLocked(ctx context.Context, ack string, args []any) (pgconn.C
 	if err != nil {
 		return tag, err
 	}
-	b.written, b.notified, b.acked = written, len(notes) > 0, true
+	b.written, b.acked = written, true
 	return tag, nil
 }
 

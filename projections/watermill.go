@@ -322,8 +322,8 @@ func (b *batch) ExecContext(ctx context.Context, query string, args ...any) (wsq
 	return wsql.PgxResult{CommandTag: tag}, nil
 }
 
-// Commit flushes what is left and commits; a failed batch is rolled back
-// instead and its error returned.
+// Commit commits the batch, whose writes went with its ack; a failed or
+// unacknowledged batch is rolled back instead and its error returned.
 func (b *batch) Commit() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -343,10 +343,9 @@ func (b *batch) Commit() error {
 		}
 		return fmt.Errorf("%w: the batch was not acknowledged", stdsql.ErrTxDone)
 	}
-	err := b.flushLocked(context.Background())
-	if err == nil {
-		err = b.notifyLocked()
-	}
+	// Its writes and notifications went with its ack (ackLocked); a batch
+	// that delivered nothing has none.
+	err := b.err
 	if err != nil {
 		_ = b.inner.Rollback()
 	} else if err = b.inner.Commit(); err == nil {
