@@ -149,25 +149,35 @@ func sizeRange(lower, upper float64) string {
 // children. Other clusters on the machine (tests running beside the bench)
 // are not counted.
 func postgresCPU(dir string) time.Duration {
-	raw, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
-	if err != nil {
-		return 0
-	}
-	first, _, _ := strings.Cut(string(raw), "\n")
-	postmaster, err := strconv.Atoi(strings.TrimSpace(first))
-	if err != nil {
+	postmaster, children := clusterProcesses(dir)
+	if postmaster == 0 {
 		return 0
 	}
 	total := procCPU(postmaster)
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		pid, err := strconv.Atoi(filepath.Base(d))
-		if err != nil || parentPID(pid) != postmaster {
-			continue
-		}
+	for _, pid := range children {
 		total += procCPU(pid)
 	}
 	return total
+}
+
+// clusterProcesses is one cluster's postmaster (the first line of
+// dir/postmaster.pid; 0 if none) and its children.
+func clusterProcesses(dir string) (postmaster int, children []int) {
+	raw, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
+	if err != nil {
+		return 0, nil
+	}
+	first, _, _ := strings.Cut(string(raw), "\n")
+	if postmaster, err = strconv.Atoi(strings.TrimSpace(first)); err != nil {
+		return 0, nil
+	}
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		if pid, err := strconv.Atoi(filepath.Base(d)); err == nil && parentPID(pid) == postmaster {
+			children = append(children, pid)
+		}
+	}
+	return postmaster, children
 }
 
 // postgresCPUByRole splits the CPU time used so far by one cluster's
@@ -188,19 +198,12 @@ func postgresCPUByRole(ctx context.Context, pool *pgxpool.Pool, dir string) map[
 		}
 		rows.Close()
 	}
-	raw, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
-	if err != nil {
+	postmaster, children := clusterProcesses(dir)
+	if postmaster == 0 {
 		return nil
 	}
-	first, _, _ := strings.Cut(string(raw), "\n")
-	postmaster, _ := strconv.Atoi(strings.TrimSpace(first))
 	out := map[string]time.Duration{"postmaster": procCPU(postmaster)}
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		pid, err := strconv.Atoi(filepath.Base(d))
-		if err != nil || parentPID(pid) != postmaster {
-			continue
-		}
+	for _, pid := range children {
 		role := roles[pid]
 		if role == "" {
 			role = "other"
