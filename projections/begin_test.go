@@ -3,8 +3,6 @@ package projections
 import (
 	"context"
 	stdsql "database/sql"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -21,7 +19,7 @@ func TestSubscriberTransactionsBeginWithTheirLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := Options{LockTimeout: 123e6, StatementTimeout: 4567e6, IdleInTransactionTimeout: 890e6, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	opts := Options{LockTimeout: 123e6, StatementTimeout: 4567e6, IdleInTransactionTimeout: 890e6, Logger: quietTestLogger()}
 	opts.setDefaults()
 	g := newGroup(proj, beginnerFromPgx(pool), opts)
 	consumer := limitedBeginner{Beginner: beginnerFromPgx(pool), customPlans: true}

@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/runledger/runledger/eventstore"
@@ -29,11 +27,6 @@ func (g *group) countQuery(noMsg bool, err error) {
 		result = "empty"
 	}
 	g.opts.Metrics.Queries.WithLabelValues(g.proj.name, result).Inc()
-}
-
-// positionOf reads the log position a message carries.
-func positionOf(msg *message.Message) (int64, error) {
-	return strconv.ParseInt(msg.Metadata.Get(metaPosition), 10, 64)
 }
 
 // group is one consumer group: a projection applied by its own watermill-sql

@@ -93,6 +93,11 @@ func TestAReadIsDeliveredAsOnePage(t *testing.T) {
 	waitOffset(t, pool, Runs, positions[len(positions)-1])
 }
 
+// positionOf reads the log position a message carries.
+func positionOf(msg *message.Message) (int64, error) {
+	return strconv.ParseInt(msg.Metadata.Get(metaPosition), 10, 64)
+}
+
 func quietTestLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // batchOf is the batch a delivered message carries.

@@ -1,8 +1,6 @@
 package projections
 
 import (
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 )
@@ -13,7 +11,7 @@ import (
 // applied and still be hidden from that read. With no wake-up since the
 // read began, the group waits for the next one.
 func TestAWakeUpDuringABatchMeansAnotherRead(t *testing.T) {
-	g := newGroup(projection{name: Runs}, nil, Options{PollInterval: time.Minute, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	g := newGroup(projection{name: Runs}, nil, Options{PollInterval: time.Minute, Logger: quietTestLogger()})
 	g.opts.setDefaults()
 	stop := make(chan struct{})
 	defer close(stop)
@@ -65,7 +63,7 @@ func TestAWakeUpDuringABatchMeansAnotherRead(t *testing.T) {
 // after the sibling's batch did (the sibling's transaction may have hidden
 // events from it).
 func TestASiblingCommitWakesOnlyAReadItMayHaveBlinded(t *testing.T) {
-	g := newGroup(projection{name: ActiveRuns}, nil, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	g := newGroup(projection{name: ActiveRuns}, nil, Options{Logger: quietTestLogger()})
 	siblingBegan := readSeq.Add(1)
 	g.readBegan = readSeq.Add(1) // this group's read began while the sibling's batch was open
 	g.nudge(siblingBegan)
