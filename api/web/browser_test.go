@@ -462,6 +462,27 @@ func jsShown(css, s string) string {
 	return fmt.Sprintf(`(() => { const n = document.querySelector(%q); return !!n && n.getClientRects().length > 0 && n.innerText.includes(%q); })()`, css, s)
 }
 
+// recordTexts makes the page keep every text the element css shows from now
+// on, so that a test can tell it said something it showed only briefly: an
+// answer the next event replaces a few milliseconds later, between two of
+// waitFor's looks.
+func (p *tab) recordTexts(css string) {
+	p.t.Helper()
+	eval[bool](p, fmt.Sprintf(`(() => {
+		const n = document.querySelector(%[1]q), said = (window.__said ??= {});
+		said[%[1]q] = [];
+		new MutationObserver(() => { if (n.getClientRects().length > 0) said[%[1]q].push(n.innerText); })
+			.observe(n, { childList: true, subtree: true, characterData: true, attributes: true });
+		return true;
+	})()`, css))
+}
+
+// jsSaid holds when the element css, recorded since recordTexts, has shown a
+// text containing s.
+func jsSaid(css, s string) string {
+	return fmt.Sprintf(`(window.__said?.[%q] ?? []).some((t) => t.includes(%q))`, css, s)
+}
+
 // jsBarAt holds when the progress bar's aria-valuenow is pct.
 func jsBarAt(pct string) string {
 	return fmt.Sprintf(`document.querySelector('#active-run [role=progressbar]')?.getAttribute('aria-valuenow') === %q`, pct)
